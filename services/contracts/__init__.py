@@ -1,0 +1,1 @@
+"""Event contracts: schema catalog, wire codec, natural JSON, headers, topics, ids."""

@@ -1,0 +1,111 @@
+"""Avro single-object encoding (Avro spec): ``C3 01`` + 8-byte LE fingerprint + body.
+
+Every failure becomes a named `DecodeError` / `RecordInvalidError`; no fastavro,
+struct or index error escapes.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from typing import Any, Final
+
+from fastavro import schemaless_reader, schemaless_writer
+from fastavro.validation import ValidationError, validate
+
+from services.contracts.catalog import MAGIC, Catalog, SchemaEntry
+from services.contracts.errors import (
+    BadMagicError,
+    BodyMismatchError,
+    EmptyMessageError,
+    RecordInvalidError,
+    TruncatedMessageError,
+)
+
+HEADER_SIZE: Final = 10
+# Garbage can make fastavro fail in many ways; all of them mean "body does not match".
+_READ_FAILURES: Final = (
+    EOFError,
+    IndexError,
+    KeyError,
+    ValueError,
+    TypeError,
+    OverflowError,
+    MemoryError,
+    UnicodeDecodeError,
+    struct.error,
+)
+_WRITE_FAILURES: Final = (ValueError, TypeError, KeyError, AttributeError, OverflowError)
+
+
+def fingerprint_of(data: bytes) -> int:
+    """Read the writer fingerprint from a single-object message header."""
+    if not data:
+        raise EmptyMessageError("message has no value")
+    if data[:2] != MAGIC[: len(data[:2])]:
+        raise BadMagicError(f"message starts with {data[:2].hex()}, not c301")
+    if len(data) < HEADER_SIZE:
+        raise TruncatedMessageError(
+            f"message is {len(data)} bytes, shorter than the 10-byte header"
+        )
+    return int.from_bytes(data[2:HEADER_SIZE], "little")
+
+
+def encode(entry: SchemaEntry, datum: Any) -> bytes:
+    """Encode ``datum`` as a single-object message written with ``entry``."""
+    buffer = io.BytesIO()
+    buffer.write(entry.header)
+    try:
+        schemaless_writer(buffer, entry.parsed, datum, strict_allow_default=True)
+    except _WRITE_FAILURES as e:
+        raise _explain(entry, datum, e) from e
+    return buffer.getvalue()
+
+
+def decode(catalog: Catalog, data: bytes) -> tuple[SchemaEntry, Any]:
+    """Decode a single-object message with the writer schema its fingerprint names."""
+    entry = catalog.by_fingerprint(fingerprint_of(data))
+    return entry, read_body(entry, data)
+
+
+def read_body(writer: SchemaEntry, data: bytes, reader: SchemaEntry | None = None) -> Any:
+    """Read the body of ``data`` written with ``writer``, optionally as ``reader``."""
+    body = io.BytesIO(data)
+    body.seek(HEADER_SIZE)
+    try:
+        datum = schemaless_reader(body, writer.parsed, reader.parsed if reader else None)
+    except EOFError as e:
+        raise TruncatedMessageError(
+            f"body ends early for {writer.name} v{writer.version}"
+        ) from e
+    except _READ_FAILURES as e:
+        raise BodyMismatchError(
+            f"body does not match {writer.name} v{writer.version}: {type(e).__name__}"
+        ) from e
+    if body.tell() != len(data):
+        raise BodyMismatchError(
+            f"{len(data) - body.tell()} bytes left over after a "
+            f"{writer.name} v{writer.version} record"
+        )
+    return datum
+
+
+def decode_as(catalog: Catalog, data: bytes, reader: SchemaEntry) -> Any:
+    """Decode ``data`` and resolve it to ``reader`` (Avro schema resolution)."""
+    writer = catalog.by_fingerprint(fingerprint_of(data))
+    return read_body(writer, data, reader)
+
+
+def _explain(entry: SchemaEntry, datum: Any, cause: Exception) -> RecordInvalidError:
+    """Turn a write failure into an error naming the field path (slow path only)."""
+    try:
+        validate(datum, entry.parsed, raise_errors=True, strict=True)
+    except ValidationError as e:
+        first = e.errors[0] if e.errors else None
+        if first is not None:
+            return RecordInvalidError(
+                str(getattr(first, "field", "")),
+                str(getattr(first, "schema", "a value of the schema")),
+                type(getattr(first, "datum", None)).__name__,
+            )
+    return RecordInvalidError("", f"a {entry.name} record", str(cause))

@@ -1,0 +1,82 @@
+"""CloudEvents Kafka binding, binary mode (DESIGN §3).
+
+Headers are for routing and tooling; the record is authoritative.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from services.contracts.errors import HeaderError
+from services.contracts.natural import format_timestamp
+
+SPEC_VERSION: Final = "1.0"
+CONTENT_TYPE: Final = "application/avro"
+VIEW: Final = "puente_view"
+RULE: Final = "puente_rule"
+POLICY_VERSION: Final = "puente_policy_version"
+
+KafkaHeaders = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class CloudEvent:
+    """The CloudEvents attributes of one Kafka record, plus Puente's extensions."""
+
+    id: str
+    source: str
+    type: str
+    time: str | None = None
+    extensions: Mapping[str, str] = field(default_factory=dict)
+
+
+def for_envelope(envelope: Mapping[str, Any]) -> CloudEvent:
+    """The CloudEvents attributes of a decoded event envelope."""
+    occurred = envelope.get("occurred_at")
+    return CloudEvent(
+        id=str(envelope["event_id"]),
+        source=str(envelope["source_institution_id"]),
+        type=str(envelope["event_type"]),
+        time=format_timestamp(occurred) if isinstance(occurred, datetime) else None,
+    )
+
+
+def build(event: CloudEvent) -> KafkaHeaders:
+    """Kafka headers for ``event`` in CloudEvents binary mode."""
+    headers: KafkaHeaders = [
+        ("ce_specversion", SPEC_VERSION.encode()),
+        ("ce_id", event.id.encode()),
+        ("ce_source", event.source.encode()),
+        ("ce_type", event.type.encode()),
+        ("content-type", CONTENT_TYPE.encode()),
+    ]
+    if event.time is not None:
+        headers.append(("ce_time", event.time.encode()))
+    headers.extend((k, v.encode()) for k, v in event.extensions.items())
+    return headers
+
+
+def parse(headers: Iterable[tuple[str, bytes | None]]) -> CloudEvent:
+    """Read CloudEvents attributes from Kafka headers; raise `HeaderError` if absent."""
+    values: dict[str, str] = {}
+    for key, raw in headers:
+        try:
+            values.setdefault(key, (raw or b"").decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise HeaderError(f"header {key[:64]!r} is not UTF-8") from e
+    if values.get("ce_specversion") != SPEC_VERSION:
+        raise HeaderError("header ce_specversion is missing or not 1.0")
+    missing = [k for k in ("ce_id", "ce_source", "ce_type") if not values.get(k)]
+    if missing:
+        raise HeaderError(f"CloudEvents header(s) missing: {', '.join(missing)}")
+    extensions = {k: v for k, v in values.items() if k.startswith("puente_")}
+    return CloudEvent(
+        id=values["ce_id"],
+        source=values["ce_source"],
+        type=values["ce_type"],
+        time=values.get("ce_time"),
+        extensions=extensions,
+    )

@@ -1,0 +1,1 @@
+"""Runtime kernel shared by every service: settings, broker, topics, metrics, logging."""

@@ -1,0 +1,89 @@
+"""aiokafka client configuration that holds on the embedded broker and on Kafka.
+
+Rules from shared/reference/embedded-broker.md: earliest offsets, acks=all, no
+idempotence or transactions, manual commits, short fetch waits.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from services.contracts.errors import ConfigurationError
+from services.runtime.settings import KafkaSettings
+
+
+def bootstrap(settings: KafkaSettings) -> str:
+    """The bootstrap servers; fails loudly if the embedded broker was not started."""
+    if not settings.bootstrap_servers:
+        raise ConfigurationError(
+            "PUENTE_KAFKA_BOOTSTRAP_SERVERS is not set and no embedded broker was started"
+        )
+    return settings.bootstrap_servers
+
+
+def security(settings: KafkaSettings) -> dict[str, Any]:
+    """SASL/TLS keyword arguments for any aiokafka client."""
+    options: dict[str, Any] = {"security_protocol": settings.security_protocol}
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(
+            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None
+        )
+        if settings.ssl_certfile:
+            context.load_cert_chain(
+                str(settings.ssl_certfile),
+                str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
+            )
+        options["ssl_context"] = context
+    if settings.security_protocol.startswith("SASL"):
+        options["sasl_mechanism"] = settings.sasl_mechanism or "SCRAM-SHA-512"
+        options["sasl_plain_username"] = settings.sasl_username
+        options["sasl_plain_password"] = (
+            settings.sasl_password.get_secret_value() if settings.sasl_password else None
+        )
+    return options
+
+
+def producer_config(settings: KafkaSettings, client_id: str) -> dict[str, Any]:
+    """AIOKafkaProducer keyword arguments (acks=all: acks=0 breaks the embedded one)."""
+    return {
+        "bootstrap_servers": bootstrap(settings),
+        "client_id": client_id,
+        "acks": "all",
+        "enable_idempotence": False,
+        "linger_ms": settings.linger_ms,
+        "max_request_size": settings.max_request_size,
+        "request_timeout_ms": settings.request_timeout_ms,
+        **security(settings),
+    }
+
+
+def consumer_config(
+    settings: KafkaSettings, group_id: str | None, client_id: str
+) -> dict[str, Any]:
+    """AIOKafkaConsumer keyword arguments: earliest, manual commit, short fetch wait."""
+    return {
+        "bootstrap_servers": bootstrap(settings),
+        "client_id": client_id,
+        "group_id": group_id,
+        "auto_offset_reset": "earliest",
+        "enable_auto_commit": False,
+        "session_timeout_ms": settings.session_timeout_ms,
+        "heartbeat_interval_ms": settings.heartbeat_interval_ms,
+        "fetch_max_wait_ms": settings.fetch_max_wait_ms,
+        "request_timeout_ms": max(
+            settings.request_timeout_ms, settings.session_timeout_ms + 5000
+        ),
+        "max_partition_fetch_bytes": max(settings.max_request_size, 1_048_576),
+        **security(settings),
+    }
+
+
+def admin_config(settings: KafkaSettings, client_id: str) -> dict[str, Any]:
+    """AIOKafkaAdminClient keyword arguments."""
+    return {
+        "bootstrap_servers": bootstrap(settings),
+        "client_id": client_id,
+        "request_timeout_ms": settings.request_timeout_ms,
+        **security(settings),
+    }

@@ -1,0 +1,76 @@
+"""Settings shared by every service (pydantic-settings, env prefix ``PUENTE_``).
+
+Each group reads its own prefix, so the contract names of DESIGN §7 hold:
+``PUENTE_KAFKA_BOOTSTRAP_SERVERS``, ``PUENTE_STATE_DIR``, ``PUENTE_<SERVICE>_PORT``.
+Services compose these groups in their own ``Settings``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT: Final = Path(__file__).resolve().parents[2]
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach Kafka. No bootstrap servers means: use the embedded broker."""
+
+    model_config = SettingsConfigDict(env_prefix="PUENTE_KAFKA_", extra="ignore")
+
+    bootstrap_servers: str | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
+        "PLAINTEXT"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    # Embedded-broker guidance (shared/reference/embedded-broker.md): ~3 s group joins
+    # at 6 s session timeout, 50 ms fetch wait for low latency without idle burn.
+    session_timeout_ms: int = Field(default=6000, ge=1000)
+    heartbeat_interval_ms: int = Field(default=2000, ge=100)
+    fetch_max_wait_ms: int = Field(default=50, ge=1)
+    request_timeout_ms: int = Field(default=30000, ge=1000)
+    linger_ms: int = Field(default=5, ge=0)
+    max_request_size: int = Field(default=1_048_576, ge=1024)
+    embedded_port: int = Field(default=19092, ge=0, le=65535)
+
+
+class TopicSettings(BaseSettings):
+    """Partition counts: final at creation (the embedded broker cannot add any)."""
+
+    model_config = SettingsConfigDict(env_prefix="PUENTE_TOPICS_", extra="ignore")
+
+    inbound_partitions: int = Field(default=4, ge=1)
+    outbound_partitions: int = Field(default=2, ge=1)
+    rejected_partitions: int = Field(default=1, ge=1)
+    # One partition keeps the audit stream totally ordered for the hash chain.
+    audit_partitions: int = Field(default=1, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+
+class HubSettings(BaseSettings):
+    """Where the hub finds its schemas and policy and keeps its local state."""
+
+    model_config = SettingsConfigDict(env_prefix="PUENTE_", extra="ignore")
+
+    state_dir: Path = Path(".puente")
+    schemas_dir: Path = REPO_ROOT / "schemas"
+    policy_dir: Path = REPO_ROOT / "deploy" / "policy"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class CommonSettings(BaseSettings):
+    """The groups every service needs."""
+
+    model_config = SettingsConfigDict(env_prefix="PUENTE_", extra="ignore")
+
+    hub: HubSettings = Field(default_factory=HubSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)

@@ -1,0 +1,82 @@
+"""Create every hub topic explicitly, with its final partition count.
+
+The embedded broker cannot add partitions later, and auto-created topics get the
+wrong count, so services never rely on auto-creation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from services.contracts import topics
+from services.contracts.errors import PuenteError
+from services.contracts.ids import DEFAULT_INSTITUTIONS, EVENT_TYPES
+from services.runtime.kafka import admin_config
+from services.runtime.settings import KafkaSettings, TopicSettings
+
+log = logging.getLogger(__name__)
+
+Rights = Mapping[str, Iterable[str]]
+
+
+class TopicBootstrapError(PuenteError):
+    """Topics could not be created; the broker may be unreachable (retriable)."""
+
+    retriable = True
+
+
+def everyone(institutions: Iterable[str] = DEFAULT_INSTITUTIONS) -> dict[str, list[str]]:
+    """Rights that grant every event type to every institution (no policy yet)."""
+    return {i: list(EVENT_TYPES) for i in institutions}
+
+
+def plan(settings: TopicSettings, publish: Rights, receive: Rights) -> dict[str, int]:
+    """Topic name -> partitions for the given publish and receive rights."""
+    wanted = {topics.AUDIT: settings.audit_partitions, topics.AUDIT_CHECKPOINTS: 1}
+    for source, event_types in publish.items():
+        wanted[topics.rejected(source)] = settings.rejected_partitions
+        for event_type in event_types:
+            wanted[topics.inbound(source, event_type)] = settings.inbound_partitions
+    for recipient, event_types in receive.items():
+        for event_type in event_types:
+            wanted[topics.outbound(recipient, event_type)] = settings.outbound_partitions
+    return dict(sorted(wanted.items()))
+
+
+async def create(
+    kafka: KafkaSettings, wanted: Mapping[str, int], replication: int = 1
+) -> list[str]:
+    """Create the topics of ``wanted`` that do not exist yet; return their names."""
+    admin = AIOKafkaAdminClient(**admin_config(kafka, "puente-bootstrap"))
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(name, num_partitions=n, replication_factor=replication)
+            for name, n in wanted.items()
+            if name not in existing
+        ]
+        if missing:
+            await _create_each(admin, missing)
+        return [t.name for t in missing]
+    except KafkaError as e:
+        raise TopicBootstrapError(
+            f"cannot create topics on {kafka.bootstrap_servers}: {e}"
+        ) from e
+    finally:
+        await admin.close()
+
+
+async def _create_each(admin: AIOKafkaAdminClient, missing: list[NewTopic]) -> None:
+    # Batches of 50 keep each CreateTopics request small on a 2-core machine.
+    for start in range(0, len(missing), 50):
+        batch = missing[start : start + 50]
+        try:
+            await admin.create_topics(batch)
+        except TopicAlreadyExistsError:
+            log.info("some topics appeared concurrently; continuing")
+    log.info("created %d topics", len(missing))
