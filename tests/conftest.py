@@ -1,0 +1,53 @@
+"""Fixtures shared by every test: one embedded broker per session, fresh names per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from services.contracts.catalog import Catalog
+from services.runtime.embedded import EmbeddedBroker
+from services.runtime.settings import REPO_ROOT, KafkaSettings
+
+
+@pytest.fixture(scope="session")
+def catalog() -> Catalog:
+    """The repository's schema catalog, parsed once."""
+    return Catalog.load(REPO_ROOT / "schemas")
+
+
+@pytest.fixture(scope="session")
+def embedded_broker() -> Iterator[EmbeddedBroker]:
+    """One real Kafka-protocol broker (Tansu) on a free loopback port."""
+    with EmbeddedBroker() as broker:
+        yield broker
+
+
+@pytest.fixture
+def kafka(embedded_broker: EmbeddedBroker) -> KafkaSettings:
+    """Kafka settings pointing at the session's embedded broker."""
+    return KafkaSettings(bootstrap_servers=embedded_broker.bootstrap_servers)
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short suffix that makes topic and group names private to one test."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    """A metrics registry of the test's own."""
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    """A private PUENTE_STATE_DIR."""
+    path = tmp_path / "state"
+    path.mkdir()
+    return path
