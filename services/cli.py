@@ -2,15 +2,38 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
+
+from services import cli_pubsub
+from services.contracts import cli as contracts_cli
+from services.contracts.errors import PuenteError
+
+
+class _Group(TyperGroup):
+    """Turns every `PuenteError` into a one-line message and exit code 1."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PuenteError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(1) from e
+
 
 app = typer.Typer(
     name="puente",
+    cls=_Group,
     help="Puente: the MCNMH event hub. Every command has --help.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(contracts_cli.app, name="schemas")
+app.command()(cli_pubsub.publish)
+app.command()(cli_pubsub.tail)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: one embedded broker per session, fresh names per test."""
+"""Shared fixtures: one embedded broker per session, fresh names per test."""
 
 from __future__ import annotations
 

@@ -51,8 +51,14 @@ def fingerprint_of(data: bytes) -> int:
     return int.from_bytes(data[2:HEADER_SIZE], "little")
 
 
-def encode(entry: SchemaEntry, datum: Any) -> bytes:
-    """Encode ``datum`` as a single-object message written with ``entry``."""
+def encode(entry: SchemaEntry, datum: Any, *, check: bool = False) -> bytes:
+    """Encode ``datum`` as a single-object message written with ``entry``.
+
+    fastavro coerces some wrong types silently (a string for a boolean), so datums
+    that did not come from `natural` or a decoder should be encoded with ``check``.
+    """
+    if check:
+        _validate(entry, datum)
     buffer = io.BytesIO()
     buffer.write(entry.header)
     try:
@@ -96,16 +102,22 @@ def decode_as(catalog: Catalog, data: bytes, reader: SchemaEntry) -> Any:
     return read_body(writer, data, reader)
 
 
-def _explain(entry: SchemaEntry, datum: Any, cause: Exception) -> RecordInvalidError:
-    """Turn a write failure into an error naming the field path (slow path only)."""
+def _validate(entry: SchemaEntry, datum: Any) -> None:
     try:
         validate(datum, entry.parsed, raise_errors=True, strict=True)
     except ValidationError as e:
         first = e.errors[0] if e.errors else None
-        if first is not None:
-            return RecordInvalidError(
-                str(getattr(first, "field", "")),
-                str(getattr(first, "schema", "a value of the schema")),
-                type(getattr(first, "datum", None)).__name__,
-            )
-    return RecordInvalidError("", f"a {entry.name} record", str(cause))
+        if first is None:
+            raise RecordInvalidError("", f"a {entry.name} record") from e
+        raise RecordInvalidError(
+            str(first.field or ""), str(first.schema), type(first.datum).__name__
+        ) from e
+
+
+def _explain(entry: SchemaEntry, datum: Any, cause: Exception) -> RecordInvalidError:
+    """Turn a write failure into an error naming the field path (slow path only)."""
+    try:
+        _validate(entry, datum)
+    except RecordInvalidError as e:
+        return e
+    return RecordInvalidError("", f"a {entry.name} record", type(cause).__name__)

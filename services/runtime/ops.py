@@ -32,7 +32,9 @@ def ops_app(service: str, registry: CollectorRegistry, health: HealthCheck) -> F
     @app.get("/health")
     def get_health() -> JSONResponse:
         state = dict(health())
-        return JSONResponse({"service": service, **state}, 200 if state.get("ok") else 503)
+        return JSONResponse(
+            {"service": service, **state}, 200 if state.get("ok") else 503
+        )
 
     @app.get("/metrics")
     def get_metrics() -> Response:
@@ -45,7 +47,9 @@ class OpsServer:
     """Runs an ASGI app on ``host:port`` as a task of the current event loop."""
 
     def __init__(self, app: Any, port: int, host: str = "127.0.0.1") -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", lifespan="off"
+        )
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
         self.port = port
@@ -55,7 +59,9 @@ class OpsServer:
         self._task = asyncio.create_task(self._server.serve())
         while not self._server.started:
             if self._task.done():
-                raise OpsServerError(f"cannot listen on port {self.port} (already in use?)")
+                raise OpsServerError(
+                    f"cannot listen on port {self.port} (already in use?)"
+                )
             await asyncio.sleep(0.02)
 
     async def stop(self) -> None:
