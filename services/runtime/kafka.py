@@ -9,6 +9,13 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
+from faststream.security import (
+    BaseSecurity,
+    SASLPlaintext,
+    SASLScram256,
+    SASLScram512,
+)
+
 from services.contracts.errors import ConfigurationError
 from services.runtime.settings import KafkaSettings
 
@@ -86,4 +93,49 @@ def admin_config(settings: KafkaSettings, client_id: str) -> dict[str, Any]:
         "client_id": client_id,
         "request_timeout_ms": settings.request_timeout_ms,
         **security(settings),
+    }
+
+
+def faststream_security(settings: KafkaSettings) -> BaseSecurity | None:
+    """The same SASL/TLS settings in FastStream's terms (for ``KafkaBroker``)."""
+    options = security(settings)
+    context = options.get("ssl_context")
+    if not settings.security_protocol.startswith("SASL"):
+        return BaseSecurity(ssl_context=context, use_ssl=True) if context else None
+    user = options["sasl_plain_username"] or ""
+    password = options["sasl_plain_password"] or ""
+    kinds: dict[str, type[SASLPlaintext | SASLScram256 | SASLScram512]] = {
+        "PLAIN": SASLPlaintext,
+        "SCRAM-SHA-256": SASLScram256,
+        "SCRAM-SHA-512": SASLScram512,
+    }
+    kind = kinds[options["sasl_mechanism"]]
+    return kind(user, password, ssl_context=context, use_ssl=context is not None)
+
+
+def broker_options(settings: KafkaSettings, client_id: str) -> dict[str, Any]:
+    """``faststream.kafka.KafkaBroker`` keyword arguments matching `producer_config`."""
+    return {
+        "bootstrap_servers": bootstrap(settings),
+        "client_id": client_id,
+        "acks": "all",
+        "enable_idempotence": False,
+        "allow_auto_create_topics": False,
+        "linger_ms": settings.linger_ms,
+        "max_request_size": settings.max_request_size,
+        "request_timeout_ms": settings.request_timeout_ms,
+        # New hub.in.<institution> topics are picked up by the pattern within 10 s.
+        "metadata_max_age_ms": 10_000,
+        "security": faststream_security(settings),
+    }
+
+
+def subscriber_options(settings: KafkaSettings) -> dict[str, Any]:
+    """Subscriber keyword arguments: earliest offsets, short fetch wait, quick joins."""
+    return {
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": settings.session_timeout_ms,
+        "heartbeat_interval_ms": settings.heartbeat_interval_ms,
+        "fetch_max_wait_ms": settings.fetch_max_wait_ms,
+        "max_partition_fetch_bytes": max(settings.max_request_size, 1_048_576),
     }

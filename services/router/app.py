@@ -1,0 +1,99 @@
+"""Build the router from its settings: FastStream batch subscriber + producer + ops."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from prometheus_client import CollectorRegistry
+
+from services.contracts.catalog import Catalog
+from services.policy import load_policy  # noqa: I001
+from services.policy.keys import load_subject_keys
+from services.router.dedupe import DedupeStore
+from services.router.handlers import BatchRouter
+from services.router.pipeline import Limits, Pipeline
+from services.router.settings import RouterSettings
+from services.runtime import topics as runtime_topics
+from services.runtime.kafka import broker_options, producer_config, subscriber_options
+from services.runtime.metrics import HubMetrics
+from services.runtime.ops import OpsServer, ops_app
+
+log = logging.getLogger(__name__)
+
+
+class RouterService:
+    """The router process: consume hub.in.* in batches, route, commit after acks."""
+
+    def __init__(self, settings: RouterSettings, registry: CollectorRegistry) -> None:
+        from datetime import timedelta  # noqa: PLC0415
+
+        self.settings = settings
+        self.catalog = Catalog.load(settings.hub.schemas_dir)
+        self.policy = load_policy(settings.hub.policy_dir, self.catalog)
+        keys = load_subject_keys(settings.hub.state_dir)
+        self.metrics = HubMetrics(registry)
+        self.store = DedupeStore(settings.dedupe_file)
+        self.producer = AIOKafkaProducer(**producer_config(settings.kafka, "puente-router"))
+        limits = Limits(settings.max_event_bytes, timedelta(seconds=settings.future_skew_seconds))
+        pipeline = Pipeline(self.catalog, self.policy, keys, limits)
+        self.router = BatchRouter(
+            pipeline, self.store, self.producer, self.metrics,
+            frozenset(self.policy.institutions), settings.group_id,
+        )  # fmt: skip
+        self.broker = KafkaBroker(
+            **broker_options(settings.kafka, "puente-router"),
+            middlewares=[KafkaPrometheusMiddleware(registry=registry, app_name="router")],
+            log_level=logging.DEBUG,  # FastStream logs every batch; keep that out of INFO
+        )
+        self.broker.subscriber(
+            pattern=settings.inbound_pattern,
+            group_id=settings.group_id,
+            batch=True,
+            max_records=settings.max_batch,
+            # Commit only after the handler returned, i.e. after every output was
+            # acknowledged; on an error rewind the batch so it is routed again.
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            **subscriber_options(settings.kafka),
+        )(self._handle)
+        self.ops = OpsServer(ops_app("router", registry, self.health), settings.port, settings.host)
+        self._running = False
+
+    async def _handle(self, body: list[bytes], msg: KafkaMessage) -> None:
+        del body  # the raw records carry topic, offset and timestamp too
+        raw: Any = msg.raw_message
+        await self.router.route(raw if isinstance(raw, tuple) else (raw,), msg.consumer)
+
+    def health(self) -> dict[str, Any]:
+        """Readiness for /health."""
+        return {"ok": self._running, "policy_version": self.policy.version}
+
+    async def start(self) -> None:
+        """Create missing topics, then start producing, consuming and serving /health."""
+        wanted = runtime_topics.plan(
+            self.settings.topics, self.policy.publish_rights, self.policy.receive_rights
+        )
+        await runtime_topics.create(self.settings.kafka, wanted)
+        await self.ops.start()
+        await self.producer.start()
+        await self.broker.start()
+        self._running = True
+        log.info("router started (policy %s)", self.policy.version)
+
+    async def stop(self) -> None:
+        """Stop consuming first, then flush the producer."""
+        self._running = False
+        await self.broker.stop()
+        await self.producer.stop()
+        await self.ops.stop()
+        self.store.close()
+
+
+def build_service(settings: RouterSettings, registry: CollectorRegistry) -> RouterService:
+    """The router service for ``settings`` with metrics on ``registry``."""
+    return RouterService(settings, registry)

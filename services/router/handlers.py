@@ -1,0 +1,161 @@
+"""Route one consumed batch: decide every record, send every output, then remember.
+
+The input offsets are committed by FastStream (NACK_ON_ERROR) only after this
+returns, which is after the broker acknowledged every output of the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from services.contracts.errors import PuenteError
+from services.contracts.ids import EVENT_TYPES
+from services.router.dedupe import DedupeStore
+from services.router.pipeline import (
+    Accepted,
+    Inbound,
+    Output,
+    Pipeline,
+    Rejected,
+    conflicting_duplicate,
+)
+from services.runtime.metrics import HubMetrics, bounded
+
+log = logging.getLogger(__name__)
+
+
+class OutputsNotAcknowledgedError(PuenteError):
+    """The broker did not acknowledge every output; the batch will be routed again."""
+
+    retriable = True
+
+
+class BatchRouter:
+    """The router's work for one batch, with its I/O: dedupe store and producer."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        store: DedupeStore,
+        producer: AIOKafkaProducer,
+        metrics: HubMetrics,
+        institutions: Collection[str],
+        group: str,
+    ) -> None:
+        self.pipeline = pipeline
+        self.store = store
+        self.producer = producer
+        self.metrics = metrics
+        self.institutions = institutions
+        self.group = group
+        self._lag: dict[tuple[str, int], int] = {}
+
+    async def route(self, records: Sequence[Any], consumer: Any = None) -> None:
+        """Route ``records`` (aiokafka ConsumerRecords) and wait for every ack."""
+        started = time.perf_counter()
+        now = datetime.now(UTC)
+        inspected = [self.pipeline.inspect(_inbound(r), now) for r in records]
+        seen = self.store.lookup(a.event_id for a in inspected if isinstance(a, Accepted))
+        outputs: list[Output] = []
+        routed: list[Accepted] = []
+        for item in inspected:
+            if isinstance(item, Accepted):
+                item = self._deduplicate(item, seen)
+            if isinstance(item, Rejected):
+                outputs.append(self.pipeline.reject(item, now))
+                self._count_rejection(item)
+            elif item is not None:
+                outputs.extend(self._deliver(item, now, routed))
+        await self._send(outputs)
+        self.store.remember(((a.event_id, a.digest) for a in routed), time.time())
+        self._count_outputs(outputs, routed)
+        self._update_lag(records, consumer)
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    def _deduplicate(self, item: Accepted, seen: dict[str, bytes]) -> Accepted | Rejected | None:
+        previous = seen.get(item.event_id)
+        if previous is None:
+            seen[item.event_id] = item.digest  # also catches repeats inside this batch
+            return item
+        if previous == item.digest:
+            self.metrics.duplicates.labels(*self._labels(item.source, item.event_type)).inc()
+            return None
+        return conflicting_duplicate(item)
+
+    def _deliver(self, item: Accepted, now: datetime, routed: list[Accepted]) -> list[Output]:
+        try:
+            outputs = self.pipeline.deliver(item, now)
+        except Exception as e:  # noqa: BLE001 - one bad record must not block its partition
+            log.error("routing failed on %s@%d: %s", item.record.topic, item.record.offset,
+                      type(e).__name__)  # fmt: skip
+            self.metrics.errors.inc()
+            failure = Rejected(item.record, item.source, item.event_type, "other",
+                               "the hub could not route this event; operators were alerted",
+                               item.event_id)  # fmt: skip
+            self._count_rejection(failure)
+            return [self.pipeline.reject(failure, now)]
+        routed.append(item)
+        self.metrics.accepted.labels(*self._labels(item.source, item.event_type)).inc()
+        return outputs
+
+    async def _send(self, outputs: list[Output]) -> None:
+        try:
+            pending = [
+                await self.producer.send(o.topic, o.value, key=o.key, headers=o.headers)
+                for o in outputs
+            ]
+            if pending:
+                await asyncio.gather(*pending)
+        except KafkaError as e:
+            self.metrics.output_failures.inc()
+            log.warning("broker did not acknowledge a batch (%s); retrying", type(e).__name__)
+            await asyncio.sleep(1.0)  # do not spin while the broker recovers
+            raise OutputsNotAcknowledgedError(f"outputs not acknowledged: {e}") from e
+
+    def _count_rejection(self, item: Rejected) -> None:
+        source, event_type = self._labels(item.source, item.event_type)
+        self.metrics.rejected.labels(source, event_type, item.reason).inc()
+
+    def _count_outputs(self, outputs: list[Output], routed: list[Accepted]) -> None:
+        done = datetime.now(UTC)
+        recorded = {a.event_id: a for a in routed}
+        for output in outputs:
+            if output.kind == "delivery":
+                event_type = output.topic.rsplit(".", 1)[1]
+                recipient = bounded(output.recipient, self.institutions)
+                self.metrics.deliveries.labels(recipient, event_type, output.view).inc()
+                event = recorded.get(output.event_id or "")
+                if event is not None:
+                    seconds = (done - event.recorded_at).total_seconds()
+                    self.metrics.latency.labels(event_type).observe(max(seconds, 0.0))
+
+    def _labels(self, source: str, event_type: str | None) -> tuple[str, str]:
+        return bounded(source, self.institutions), bounded(event_type, EVENT_TYPES)
+
+    def _update_lag(self, records: Sequence[Any], consumer: Any) -> None:
+        if consumer is None:
+            return
+        for record in records:
+            high = consumer.highwater(_tp(record))
+            if high is not None:
+                self._lag[(record.topic, record.partition)] = max(0, high - record.offset - 1)
+        self.metrics.lag.labels(self.group).set(sum(self._lag.values()))
+
+
+def _inbound(record: Any) -> Inbound:
+    return Inbound(
+        record.topic, record.partition, record.offset, record.key, record.value,
+        record.timestamp,
+    )  # fmt: skip
+
+
+def _tp(record: Any) -> TopicPartition:
+    return TopicPartition(record.topic, record.partition)

@@ -1,0 +1,343 @@
+"""The router's decisions for one inbound record (DESIGN §5), pure: no I/O, no clock.
+
+`inspect` decodes and checks a record (source, publish right, semantics);
+`deliver` computes the subject key, evaluates every rule, projects and encodes each
+delivery and one audit entry per decision; `reject` encodes the rejection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final, Literal, Protocol
+
+from services.contracts import codec, headers, topics
+from services.contracts.catalog import Catalog, SchemaEntry
+from services.contracts.errors import ContractError, DecodeError
+from services.contracts.natural import format_timestamp
+
+OutputKind = Literal["delivery", "rejection", "audit"]
+AUDIT_NAMESPACE: Final = uuid.UUID("5a8e3c1e-2f4b-4c1d-9a57-0b1de1e5a001")
+_RELAXED_VIEWS: Final = frozenset({"FULL", "IDENT"})
+
+
+class Projection(Protocol):
+    """What the router needs of a policy projection."""
+
+    entry: SchemaEntry
+    field_paths: tuple[str, ...]
+
+    def apply(self, datum: Mapping[str, Any], subject_key: str | None) -> Any:
+        """The projected datum."""
+
+
+class Decision(Protocol):
+    """What the router needs of a policy decision."""
+
+    rule_id: str
+    recipient: str
+    view: str
+    purpose: str
+    legal_basis: str
+    delivered: bool
+    withheld_reason: str | None
+    projection: Projection
+
+
+class Policy(Protocol):
+    """What the router needs of the access policy."""
+
+    version: str
+
+    def may_publish(self, source: str, event_type: str) -> bool:
+        """Whether ``source`` holds the publish right for ``event_type``."""
+
+    def knows(self, institution: str) -> bool:
+        """Whether ``institution`` is a member."""
+
+    def decide(self, event_type: str, datum: Mapping[str, Any]) -> list[Any]:
+        """The decisions of every rule whose condition matched."""
+
+
+class SubjectKeys(Protocol):
+    """What the router needs of the subject-key service."""
+
+    def subject_key(self, event_type: str, datum: Mapping[str, Any]) -> tuple[str | None, str]:
+        """The hub subject key and its basis."""
+
+    def rekey(self, recipient: str, subject_key: str) -> str:
+        """The recipient-specific key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One record read from ``hub.in.*``."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One record to produce, with what metrics need to know about it."""
+
+    kind: OutputKind
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: headers.KafkaHeaders
+    recipient: str | None = None
+    view: str | None = None
+    event_id: str | None = None
+
+
+@dataclass(slots=True)
+class Accepted:
+    """A decoded record that passed every check up to de-duplication."""
+
+    record: Inbound
+    source: str
+    event_type: str
+    entry: SchemaEntry
+    datum: dict[str, Any]
+    event_id: str
+    digest: bytes
+    recorded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record the hub refuses, with the reason code and a message for the sender."""
+
+    record: Inbound
+    source: str
+    event_type: str | None
+    reason: str
+    message: str
+    event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Checks that depend on settings."""
+
+    max_event_bytes: int
+    future_skew: timedelta
+
+
+@dataclass
+class Pipeline:
+    """Everything the router decides, given the catalog, policy and keys."""
+
+    catalog: Catalog
+    policy: Policy
+    keys: SubjectKeys
+    limits: Limits
+    _audit: SchemaEntry = field(init=False)
+    _rejection: SchemaEntry = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._audit = self.catalog.get("audit_entry", 1)
+        self._rejection = self.catalog.get("rejection", 1)
+
+    def inspect(self, record: Inbound, now: datetime) -> Accepted | Rejected:
+        """Decode ``record`` and check it against the contract and the policy."""
+        try:
+            ref = topics.parse(record.topic)
+        except ContractError as e:
+            # The subscription pattern guarantees hub.in.<valid source>.<word>.
+            return Rejected(record, record.topic.split(".")[2], None, e.reason, str(e))
+        source, event_type = str(ref.institution), str(ref.event_type)
+        value = record.value or b""
+        if len(value) > self.limits.max_event_bytes:
+            return Rejected(record, source, event_type, "too_large",
+                            f"record is {len(value)} bytes; the limit is "
+                            f"{self.limits.max_event_bytes}")  # fmt: skip
+        try:
+            entry, datum = codec.decode(self.catalog, value)
+        except DecodeError as e:
+            return Rejected(record, source, event_type, e.reason, str(e))
+        event_id = str(datum.get("envelope", {}).get("event_id", "")) or None
+        problem = self._check(entry, datum, source, event_type, now)
+        if problem is not None:
+            return Rejected(record, source, event_type, problem[0], problem[1], event_id)
+        return Accepted(
+            record, source, event_type, entry, datum, str(event_id),
+            hashlib.sha256(value).digest()[:16], datum["envelope"]["recorded_at"],
+        )  # fmt: skip
+
+    def _check(
+        self, entry: SchemaEntry, datum: Any, source: str, event_type: str, now: datetime
+    ) -> tuple[str, str] | None:
+        if entry.name != event_type:
+            if not entry.is_event:
+                return "unknown_schema", f"a {entry.name} record is not an event"
+            return "invalid", f"a {entry.name} record was published on the {event_type} topic"
+        envelope = datum["envelope"]
+        if envelope["source_institution_id"] != source:
+            return "source_mismatch", (
+                f"envelope.source_institution_id is {envelope['source_institution_id']!r} "
+                f"but the record was published on {source}'s topic"
+            )
+        if envelope["event_type"] != event_type:
+            return "invalid", f"envelope.event_type is not {event_type!r}"
+        if not self.policy.may_publish(source, event_type):
+            return "not_allowed_to_publish", f"{source} may not publish {event_type}"
+        return _semantics(datum, event_type, now + self.limits.future_skew, self.policy)
+
+    def deliver(self, accepted: Accepted, now: datetime) -> list[Output]:
+        """Every delivery and audit entry for an accepted, first-seen event."""
+        datum, event_type = accepted.datum, accepted.event_type
+        subject_key, basis = self.keys.subject_key(event_type, datum)
+        datum["envelope"]["subject_key"] = subject_key
+        datum["envelope"]["subject_key_basis"] = basis
+        cloud = headers.for_envelope(datum["envelope"])
+        outputs: list[Output] = []
+        for decision in self.policy.decide(event_type, datum):
+            if decision.delivered:
+                outputs.append(self._delivery(accepted, decision, subject_key, cloud))
+            outputs.append(self._audit_entry(accepted, decision, subject_key, now))
+        return outputs
+
+    def _delivery(
+        self,
+        accepted: Accepted,
+        decision: Decision,
+        subject_key: str | None,
+        cloud: headers.CloudEvent,
+    ) -> Output:
+        key = subject_key
+        if subject_key is not None and decision.view not in _RELAXED_VIEWS:
+            key = self.keys.rekey(decision.recipient, subject_key)
+        projection = decision.projection
+        value = codec.encode(projection.entry, projection.apply(accepted.datum, key))
+        extensions = {
+            headers.VIEW: decision.view,
+            headers.RULE: decision.rule_id,
+            headers.POLICY_VERSION: self.policy.version,
+        }
+        event = headers.CloudEvent(cloud.id, cloud.source, cloud.type, cloud.time, extensions)
+        if accepted.event_type == "referral":
+            partition_key = str(accepted.datum["payload"]["referral_id"])
+        else:
+            partition_key = key or accepted.event_id
+        return Output(
+            "delivery",
+            topics.outbound(decision.recipient, accepted.event_type),
+            partition_key.encode(),
+            value,
+            headers.build(event),
+            decision.recipient,
+            decision.view,
+            accepted.event_id,
+        )
+
+    def _audit_entry(
+        self, accepted: Accepted, decision: Decision, subject_key: str | None, now: datetime
+    ) -> Output:
+        audit_id = uuid.uuid5(
+            AUDIT_NAMESPACE,
+            f"{accepted.event_id}|{decision.recipient}|{decision.rule_id}|{self.policy.version}",
+        )
+        entry = {
+            "audit_id": audit_id,
+            "event_id": uuid.UUID(accepted.event_id),
+            "event_type": accepted.event_type,
+            "source_institution_id": accepted.source,
+            "recipient_institution_id": decision.recipient,
+            "decision": "delivered" if decision.delivered else "withheld",
+            "withheld_reason": decision.withheld_reason,
+            "view": decision.view,
+            "rule_id": decision.rule_id,
+            "purpose": decision.purpose,
+            "legal_basis": decision.legal_basis,
+            "disclosed_fields": list(decision.projection.field_paths)
+            if decision.delivered
+            else [],
+            "policy_version": self.policy.version,
+            "subject_key": subject_key,
+            "decided_at": now,
+        }
+        event = headers.CloudEvent(str(audit_id), "puente", "audit_entry", format_timestamp(now))
+        return Output(
+            "audit",
+            topics.AUDIT,
+            accepted.event_id.encode(),
+            codec.encode(self._audit, entry),
+            headers.build(event),
+            decision.recipient,
+            decision.view,
+        )
+
+    def reject(self, rejected: Rejected, now: datetime) -> Output:
+        """The rejection record sent back to the publisher."""
+        record = rejected.record
+        original = record.value
+        if original is not None and len(original) > self.limits.max_event_bytes:
+            original = None
+        rejection_id = uuid.uuid5(
+            AUDIT_NAMESPACE, f"{record.topic}|{record.partition}|{record.offset}"
+        )
+        datum = {
+            "rejection_id": rejection_id,
+            "reason": rejected.reason,
+            "message": rejected.message,
+            "source_institution_id": rejected.source,
+            "event_id": rejected.event_id,
+            "event_type": rejected.event_type,
+            "original_topic": record.topic,
+            "original_partition": record.partition,
+            "original_offset": record.offset,
+            "received_at": datetime.fromtimestamp(record.timestamp_ms / 1000, now.tzinfo),
+            "rejected_at": now,
+            "original_value": original,
+        }
+        event = headers.CloudEvent(str(rejection_id), "puente", "rejection", format_timestamp(now))
+        return Output(
+            "rejection",
+            topics.rejected(rejected.source),
+            (rejected.event_id or str(rejection_id)).encode(),
+            codec.encode(self._rejection, datum),
+            headers.build(event),
+        )
+
+
+def _semantics(
+    datum: Any, event_type: str, latest: datetime, policy: Policy
+) -> tuple[str, str] | None:
+    """Checks Avro cannot express: times not in the future, referral parties known."""
+    envelope = datum["envelope"]
+    for name in ("occurred_at", "recorded_at"):
+        if envelope[name] > latest:
+            return "invalid", f"envelope.{name} lies in the future"
+    if envelope["occurred_at"] > envelope["recorded_at"]:
+        return "invalid", "envelope.occurred_at is after envelope.recorded_at"
+    if event_type == "referral":
+        payload = datum["payload"]
+        for name in ("referring_institution_id", "receiving_institution_id"):
+            if not policy.knows(payload[name]):
+                return "invalid", f"payload.{name} is not a member institution"
+        parties = {payload["referring_institution_id"], payload["receiving_institution_id"]}
+        if envelope["source_institution_id"] not in parties:
+            return "invalid", "a referral event must come from its referring or receiving institution"
+    return None
+
+
+def conflicting_duplicate(accepted: Accepted) -> Rejected:
+    """The rejection for an event id reused with different content."""
+    return Rejected(
+        accepted.record,
+        accepted.source,
+        accepted.event_type,
+        "conflicting_duplicate",
+        f"event {accepted.event_id} was already routed with different content",
+        accepted.event_id,
+    )
+
