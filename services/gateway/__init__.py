@@ -1,0 +1,1 @@
+"""The HTTP gateway: ingest through a durable outbox, pull delivery, tokens."""

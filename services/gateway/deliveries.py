@@ -1,0 +1,159 @@
+"""Pull reads of a caller's topics (deliveries, rejections) with an opaque cursor.
+
+The cursor is base64url JSON ``{"<partition>": <next offset>}``. Each request uses
+its own short-lived consumer without a group (measured on the embedded broker:
+start 1.5 ms, stop 0.3 ms, a 200-record page ~20 ms; a cached consumer would save
+little and keep fetching in the background): ``assign`` + ``seek``, ``getmany``
+until every partition is read up to its ``highwater()`` or the page is full.
+(``end_offsets`` and ``offsets_for_times`` are wrong on the embedded broker.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+
+from services.contracts.errors import ContractError, PuenteError
+from services.runtime.kafka import consumer_config
+from services.runtime.settings import KafkaSettings
+
+_MAX_CURSOR: Final = 4096
+_POLL_S: Final = 0.1
+Cursor = dict[int, int]
+
+
+class CursorError(ContractError):
+    """A cursor the gateway did not issue (or that was altered)."""
+
+
+class ReaderUnavailableError(PuenteError):
+    """The broker cannot be reached to read deliveries (retriable)."""
+
+    retriable = True
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Records read from one topic and the cursor that continues after them."""
+
+    records: list[ConsumerRecord[bytes, bytes]]
+    cursor: Cursor
+
+
+def encode_cursor(cursor: Mapping[int, int]) -> str:
+    """The opaque text form of a cursor."""
+    raw = orjson.dumps({str(p): o for p, o in sorted(cursor.items())})
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def decode_cursor(text: str | None) -> Cursor:
+    """Parse a cursor (empty or None: from the beginning); raise `CursorError`."""
+    if not text:
+        return {}
+    if len(text) > _MAX_CURSOR:
+        raise CursorError("cursor is too long")
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        parsed = orjson.loads(raw)
+    except (binascii.Error, ValueError, orjson.JSONDecodeError) as e:
+        raise CursorError("cursor is not one this gateway issued") from e
+    if not isinstance(parsed, dict):
+        raise CursorError("cursor is not one this gateway issued")
+    cursor: Cursor = {}
+    for key, offset in parsed.items():
+        if not (key.isdigit() and isinstance(offset, int) and 0 <= offset < 2**63):
+            raise CursorError("cursor is not one this gateway issued")
+        cursor[int(key)] = offset
+    return cursor
+
+
+class TopicReader:
+    """Reads pages of one topic at a time for the HTTP pull endpoints."""
+
+    def __init__(self, kafka: KafkaSettings, *, wait_ms: int = 1000) -> None:
+        self._kafka = kafka
+        self._wait_s = wait_ms / 1000
+
+    async def read(self, topic: str, cursor: Cursor, limit: int) -> Page:
+        """Up to ``limit`` records of ``topic`` after ``cursor``."""
+        consumer = AIOKafkaConsumer(
+            **consumer_config(self._kafka, None, "puente-gateway-reader")
+        )
+        try:
+            await consumer.start()
+            return await self._read(consumer, topic, cursor, limit)
+        except KafkaError as e:
+            raise ReaderUnavailableError(
+                f"cannot read {topic}: {type(e).__name__}"
+            ) from e
+        finally:
+            # Let the consumer's internal task run once: stopping it before its first
+            # step makes aiokafka re-raise that task's cancellation.
+            await asyncio.sleep(0)
+            await consumer.stop()
+
+    async def _read(
+        self, consumer: AIOKafkaConsumer, topic: str, cursor: Cursor, limit: int
+    ) -> Page:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            return Page([], dict(cursor))
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        beginning = await consumer.beginning_offsets(tps)
+        start = {
+            tp.partition: max(cursor.get(tp.partition, 0), beginning[tp]) for tp in tps
+        }
+        for tp in tps:
+            consumer.seek(tp, start[tp.partition])
+        records = await self._collect(consumer, tps, limit)
+        after = dict(start)
+        for record in records:
+            after[record.partition] = record.offset + 1
+        return Page(records, after)
+
+    async def _collect(
+        self, consumer: AIOKafkaConsumer, tps: list[TopicPartition], limit: int
+    ) -> list[ConsumerRecord[bytes, bytes]]:
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        deadline = time.monotonic() + self._wait_s
+        while len(records) < limit:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            # getmany waits its whole timeout when nothing is new, so poll in short
+            # steps and stop as soon as every partition is read to its highwater.
+            step = min(remaining, _POLL_S)
+            got = await consumer.getmany(
+                *tps, timeout_ms=int(step * 1000), max_records=limit - len(records)
+            )
+            for tp in tps:
+                records.extend(got.get(tp, ()))
+            if await _caught_up(consumer, tps):
+                break
+        return records
+
+
+async def _caught_up(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> bool:
+    for tp in tps:
+        highwater = consumer.highwater(tp)
+        if highwater is None or await consumer.position(tp) < highwater:
+            return False
+    return True
+
+
+def record_headers(record: ConsumerRecord[Any, Any]) -> dict[str, str]:
+    """A record's headers as text (first value of each key wins)."""
+    out: dict[str, str] = {}
+    for key, raw in record.headers or ():
+        out.setdefault(key, (raw or b"").decode("utf-8", "replace"))
+    return out

@@ -1,0 +1,317 @@
+"""Request handling: authenticate, read, validate, append to the outbox, answer.
+
+Nothing here logs request content; problem details name field paths, never values.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+from aiokafka import ConsumerRecord
+from starlette.requests import Request
+from starlette.responses import Response
+
+from services.contracts import codec, topics
+from services.contracts.catalog import Catalog, SchemaEntry
+from services.contracts.errors import ContractError, RecordInvalidError
+from services.contracts.natural import codec_for, format_timestamp
+from services.gateway import problems
+from services.gateway.deliveries import (
+    CursorError,
+    Page,
+    ReaderUnavailableError,
+    TopicReader,
+    decode_cursor,
+    encode_cursor,
+    record_headers,
+)
+from services.gateway.ingest import event_type_of, prepare
+from services.gateway.metrics import GatewayMetrics
+from services.gateway.outbox import Entry, Outbox, OutboxError, OutboxFullError, Outcome
+from services.gateway.problems import ProblemError
+from services.gateway.rights import PublishRights
+from services.gateway.settings import GatewaySettings
+from services.gateway.tokens import TokenStore
+
+log = logging.getLogger(__name__)
+
+JSON: Final = "application/json"
+_STATUS: Final = {Outcome.ACCEPTED: 202, Outcome.DUPLICATE: 200}
+
+
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """A JSON response serialised with orjson."""
+    return Response(orjson.dumps(body), status, headers=headers, media_type=JSON)
+
+
+class Gateway:
+    """Everything a request needs: catalog, rights, credentials, outbox, reader."""
+
+    def __init__(
+        self,
+        *,
+        settings: GatewaySettings,
+        catalog: Catalog,
+        rights: PublishRights,
+        tokens: TokenStore,
+        outbox: Outbox,
+        reader: TopicReader,
+        metrics: GatewayMetrics,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.rights = rights
+        self.tokens = tokens
+        self.outbox = outbox
+        self.reader = reader
+        self.metrics = metrics
+        self.event_types = {
+            name: catalog.get(name)
+            for name in catalog.names
+            if catalog.get(name).is_event
+        }
+        self._rejection = catalog.get("rejection")
+
+    async def start(self) -> None:
+        """Open the outbox."""
+        await self.outbox.start()
+
+    async def stop(self) -> None:
+        """Close the outbox (committing what is queued) and the token store."""
+        await self.outbox.stop()
+        self.tokens.close()
+
+    # --- authentication and request reading ---
+
+    def authenticate(self, token: str | None) -> str:
+        """The caller's institution; a 401 problem when the token is missing or dead."""
+        if not token:
+            raise problems.unauthorized("send Authorization: Bearer <token>")
+        institution = self.tokens.authenticate(token)
+        if institution is None:
+            raise problems.unauthorized("the bearer token is not valid or was revoked")
+        return institution
+
+    def entry_for(self, event_type: str) -> SchemaEntry:
+        """The latest schema of an event type; a 404 problem for anything else."""
+        entry = self.event_types.get(event_type)
+        if entry is None:
+            raise problems.unknown_event_type(sorted(self.event_types))
+        return entry
+
+    async def read_json(self, request: Request) -> Any:
+        """The parsed JSON body: 415, 413 or 400 problems for what is not."""
+        media = request.headers.get("content-type", JSON).split(";")[0].strip().lower()
+        if media != JSON and not media.endswith("+json"):
+            raise problems.unsupported_media_type(media)
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise problems.too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise problems.too_large(limit)
+            chunks.append(chunk)
+        try:
+            return orjson.loads(b"".join(chunks))
+        except orjson.JSONDecodeError as e:
+            raise problems.malformed_json(f"{e.msg} at byte {e.pos}") from e
+
+    # --- ingest ---
+
+    async def publish(self, caller: str, event_type: str, request: Request) -> Response:
+        """``POST /v1/events/{event_type}``: one event, answered once it is durable."""
+        entry = self.entry_for(event_type)
+        if not self.rights.may_publish(caller, event_type):
+            raise problems.not_allowed_to_publish(caller, event_type)
+        body = await self.read_json(request)
+        try:
+            prepared = prepare(entry, caller, body)
+        except RecordInvalidError as e:
+            raise problems.invalid(e) from e
+        (result,) = await self._append([prepared])
+        if result.outcome is Outcome.CONFLICT:
+            raise problems.conflict(result.event_id)
+        document = {
+            "event_id": result.event_id,
+            "status": "accepted",
+            "accepted_at": _rfc3339(result.accepted_at),
+        }
+        status = _STATUS[result.outcome]
+        return json_response(document, status, {"Location": f"/v1/events/{event_type}"})
+
+    async def publish_batch(self, caller: str, request: Request) -> Response:
+        """``POST /v1/events:batch``: up to ``batch_max`` events, one result each."""
+        body = await self.read_json(request)
+        events = body.get("events") if isinstance(body, dict) else None
+        if not isinstance(events, list) or (
+            isinstance(body, dict) and body.keys() - {"events"}
+        ):
+            raise problems.invalid(
+                RecordInvalidError("events", 'an object {"events": [...]}')
+            )
+        if len(events) > self.settings.batch_max:
+            raise problems.too_many_events(len(events), self.settings.batch_max)
+        results: list[dict[str, Any]] = [{} for _ in events]
+        ready: list[tuple[int, Entry]] = []
+        for index, item in enumerate(events):
+            outcome = self._prepare_item(caller, index, item)
+            if isinstance(outcome, Entry):
+                ready.append((index, outcome))
+            else:
+                results[index] = outcome
+        stored = await self._append([entry for _, entry in ready]) if ready else []
+        for (index, _), result in zip(ready, stored, strict=True):
+            results[index] = _item_result(index, result)
+        return json_response(_summary(results))
+
+    def _prepare_item(self, caller: str, index: int, item: Any) -> Entry | dict[str, Any]:
+        path = f"events[{index}]"
+        try:
+            return prepare(self._item_entry(caller, item), caller, item)
+        except RecordInvalidError as e:
+            nested = RecordInvalidError(
+                f"{path}.{e.path}" if e.path else path, e.expected, e.got
+            )
+            return {"index": index, **problems.invalid(nested).document()}
+        except ProblemError as e:
+            return {"index": index, **e.document()}
+
+    def _item_entry(self, caller: str, item: Any) -> SchemaEntry:
+        event_type = event_type_of(item)
+        if event_type is None:
+            raise RecordInvalidError("envelope.event_type", "an event type id")
+        entry = self.entry_for(event_type)
+        if not self.rights.may_publish(caller, event_type):
+            raise problems.not_allowed_to_publish(caller, event_type)
+        return entry
+
+    async def _append(self, entries: list[Entry]) -> list[Any]:
+        try:
+            results = await self.outbox.append(entries)
+        except OutboxFullError as e:
+            raise problems.outbox_full(self.settings.retry_after_s) from e
+        except OutboxError as e:
+            log.exception("outbox write failed")
+            raise ProblemError(
+                503,
+                "outbox-unavailable",
+                "Temporarily unable to accept events",
+                "the gateway cannot store events right now; retry later",
+                headers={"Retry-After": str(self.settings.retry_after_s)},
+            ) from e
+        for entry, result in zip(entries, results, strict=True):
+            if result.outcome is Outcome.ACCEPTED:
+                self.metrics.accepted.labels(entry.source, entry.event_type).inc()
+        return results
+
+    # --- pull delivery ---
+
+    async def deliveries(
+        self, caller: str, event_type: str, cursor: str | None, limit: int
+    ) -> Response:
+        """``GET /v1/deliveries/{event_type}``: the caller's deliveries, decoded."""
+        self.entry_for(event_type)
+        page = await self._page(topics.outbound(caller, event_type), cursor, limit)
+        items = [self._delivery(r) for r in page.records]
+        return json_response(
+            {"items": items, "count": len(items), "cursor": encode_cursor(page.cursor)}
+        )
+
+    async def rejections(
+        self, caller: str, cursor: str | None, limit: int, *, include_original: bool
+    ) -> Response:
+        """``GET /v1/rejections``: the caller's rejected events with reasons."""
+        page = await self._page(topics.rejected(caller), cursor, limit)
+        items = [
+            self._rejected(r, include_original=include_original) for r in page.records
+        ]
+        return json_response(
+            {"items": items, "count": len(items), "cursor": encode_cursor(page.cursor)}
+        )
+
+    async def _page(self, topic: str, cursor: str | None, limit: int) -> Page:
+        try:
+            position = decode_cursor(cursor)
+        except CursorError as e:
+            raise problems.bad_request(str(e), "invalid-cursor") from e
+        try:
+            return await self.reader.read(topic, position, limit)
+        except ReaderUnavailableError as e:
+            raise ProblemError(
+                503,
+                "broker-unavailable",
+                "Deliveries temporarily unavailable",
+                "the hub cannot reach its broker; retry later",
+                headers={"Retry-After": str(self.settings.retry_after_s)},
+            ) from e
+
+    def _delivery(self, record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:
+        headers = record_headers(record)
+        item: dict[str, Any] = {
+            "partition": record.partition,
+            "offset": record.offset,
+            "event_id": headers.get("ce_id"),
+            "event_type": headers.get("ce_type"),
+            "view": headers.get("puente_view"),
+            "rule": headers.get("puente_rule"),
+            "policy_version": headers.get("puente_policy_version"),
+        }
+        try:
+            entry, datum = codec.decode(self.catalog, record.value or b"")
+            item["schema"] = {
+                "name": entry.name,
+                "version": entry.version,
+                "fingerprint": entry.fingerprint_hex,
+            }
+            item["event"] = codec_for(entry).to_natural(datum)
+        except ContractError as e:
+            item["error"] = {"reason": e.reason, "message": str(e)}
+        return item
+
+    def _rejected(
+        self, record: ConsumerRecord[bytes, bytes], *, include_original: bool
+    ) -> dict[str, Any]:
+        base = {"partition": record.partition, "offset": record.offset}
+        try:
+            datum = codec.decode_as(self.catalog, record.value or b"", self._rejection)
+        except ContractError as e:
+            return {**base, "error": {"reason": e.reason, "message": str(e)}}
+        natural = codec_for(self._rejection).to_natural(datum)
+        if not include_original:
+            natural.pop("original_value", None)
+        return {**base, **natural}
+
+
+def _rfc3339(epoch: float) -> str:
+    return format_timestamp(datetime.fromtimestamp(epoch, UTC))
+
+
+def _item_result(index: int, result: Any) -> dict[str, Any]:
+    if result.outcome is Outcome.CONFLICT:
+        return {"index": index, **problems.conflict(result.event_id).document()}
+    return {
+        "index": index,
+        "status": _STATUS[result.outcome],
+        "event_id": result.event_id,
+        "accepted_at": _rfc3339(result.accepted_at),
+    }
+
+
+def _summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    statuses = [r["status"] for r in results]
+    return {
+        "accepted": statuses.count(202),
+        "duplicates": statuses.count(200),
+        "refused": sum(s >= 400 for s in statuses),
+        "results": results,
+    }

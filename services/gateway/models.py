@@ -1,0 +1,129 @@
+"""Pydantic models built from the Avro catalog, for the OpenAPI document only.
+
+Requests are validated by the same natural-JSON conversion the CLI uses
+(`services.contracts.natural`); these models describe that form so ``/docs`` shows
+every field, its doc, its enum symbols and its sensitivity class.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Iterable
+from datetime import date
+from typing import Annotated, Any, Final
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
+from pydantic.json_schema import models_json_schema
+
+from services.contracts.catalog import SchemaEntry
+from services.contracts.schema_json import PRIMITIVES, full_name
+
+_INT32: Final = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
+_INT64: Final = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+_BASE64: Final = Annotated[str, Field(json_schema_extra={"format": "byte"})]
+_TYPES: Final[dict[tuple[str, str | None], Any]] = {
+    ("null", None): None,
+    ("boolean", None): bool,
+    ("int", None): _INT32,
+    ("long", None): _INT64,
+    ("float", None): float,
+    ("double", None): float,
+    ("string", None): str,
+    ("bytes", None): _BASE64,
+    ("string", "uuid"): uuid.UUID,
+    ("int", "date"): date,
+    ("long", "timestamp-millis"): AwareDatetime,
+}
+REF_TEMPLATE: Final = "#/components/schemas/{model}"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelBuilder:
+    """Turns self-contained Avro schemas into pydantic models, one per named type."""
+
+    def __init__(self) -> None:
+        self._named: dict[str, Any] = {}
+
+    def model(self, entry: SchemaEntry) -> type[BaseModel]:
+        """The model of one catalog entry (its top-level record)."""
+        built = self._type(entry.schema, None)
+        if not (isinstance(built, type) and issubclass(built, BaseModel)):
+            raise TypeError(f"{entry.name} is not a record schema")
+        return built
+
+    def _type(self, schema: Any, namespace: str | None) -> Any:
+        if isinstance(schema, str):
+            if schema in PRIMITIVES:
+                return _TYPES[(schema, None)]
+            return self._named[full_name(schema, namespace)]
+        if isinstance(schema, list):
+            others = [self._type(b, namespace) for b in schema if b != "null"]
+            union = others[0] if len(others) == 1 else Any
+            return union | None if "null" in schema else union
+        kind = schema["type"]
+        if kind == "record":
+            return self._record(schema, namespace)
+        if kind == "enum":
+            return self._enum(schema, namespace)
+        if kind == "array":
+            return list[self._type(schema["items"], namespace)]  # type: ignore[misc]
+        if kind == "map":
+            return dict[str, self._type(schema["values"], namespace)]  # type: ignore[misc]
+        if isinstance(kind, str) and kind in PRIMITIVES:
+            key = (kind, schema.get("logicalType"))
+            return _TYPES.get(key, _TYPES[(kind, None)])
+        return self._type(kind, namespace)
+
+    def _enum(self, schema: dict[str, Any], namespace: str | None) -> Any:
+        name = full_name(schema["name"], schema.get("namespace", namespace))
+        if name not in self._named:
+            symbols = {s: s for s in schema["symbols"]}
+            built = enum.Enum(schema["name"], symbols, type=str)  # type: ignore[misc]
+            built.__doc__ = schema.get("doc") or f"Symbols of {schema['name']}"
+            self._named[name] = built
+        return self._named[name]
+
+    def _record(self, schema: dict[str, Any], namespace: str | None) -> Any:
+        name = full_name(schema["name"], schema.get("namespace", namespace))
+        if name in self._named:
+            return self._named[name]
+        own = name.rpartition(".")[0] or None
+        fields: dict[str, Any] = {}
+        for field in schema["fields"]:
+            annotation = self._type(field["type"], own)
+            fields[field["name"]] = (annotation, _field_info(field))
+        model = create_model(
+            schema["name"], __base__=_Strict, __doc__=schema.get("doc"), **fields
+        )
+        self._named[name] = model
+        return model
+
+
+def _field_info(field: dict[str, Any]) -> Any:
+    sensitivity = field.get("sensitivity", "UNCLASSIFIED")
+    doc = field.get("doc", "")
+    description = f"{doc} [sensitivity: {sensitivity}]".strip()
+    extra = {"x-sensitivity": sensitivity}
+    if "default" in field:
+        return Field(
+            default=field["default"], description=description, json_schema_extra=extra
+        )
+    return Field(description=description, json_schema_extra=extra)
+
+
+def event_models(entries: Iterable[SchemaEntry]) -> dict[str, type[BaseModel]]:
+    """Event type id -> model of its latest schema."""
+    builder = ModelBuilder()
+    return {entry.name: builder.model(entry) for entry in entries}
+
+
+def component_schemas(models: Iterable[type[BaseModel]]) -> dict[str, Any]:
+    """JSON Schema definitions of ``models`` for ``components.schemas``."""
+    _, top = models_json_schema(
+        [(m, "validation") for m in models], ref_template=REF_TEMPLATE
+    )
+    return dict(top.get("$defs", {}))

@@ -1,0 +1,332 @@
+"""The durable outbox: SQLite in WAL mode, ``synchronous=FULL``, group commit.
+
+A POST is answered only after its rows are committed (and so fsynced). One writer
+task takes every request queued while the previous commit was syncing and commits
+them together, so many requests share one fsync. All database work runs on a single
+thread that owns the connection; the event loop never blocks on disk.
+
+Rows hold the encoded Avro value, key and headers, so the relay does no work but
+sending. ``(source, event_id)`` is unique: a repeated event is answered from the
+row already stored, which is also the idempotency record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import orjson
+
+from services.contracts.errors import PuenteError
+from services.contracts.headers import KafkaHeaders
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    source TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    key BLOB,
+    value BLOB NOT NULL,
+    headers BLOB NOT NULL,
+    content_hash BLOB NOT NULL,
+    accepted_at REAL NOT NULL,
+    sent_at REAL,
+    UNIQUE (source, event_id)
+);
+CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (seq) WHERE sent_at IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_sent ON outbox (sent_at) WHERE sent_at IS NOT NULL;
+"""
+_INSERT: Final = (
+    "INSERT INTO outbox (source, event_id, event_type, topic, key, value, headers,"
+    " content_hash, accepted_at) VALUES (?,?,?,?,?,?,?,?,?)"
+    " ON CONFLICT (source, event_id) DO NOTHING"
+)
+_EXISTING: Final = (
+    "SELECT content_hash, accepted_at FROM outbox WHERE source = ? AND event_id = ?"
+)
+
+
+class OutboxError(PuenteError):
+    """The outbox database failed (disk full, I/O error); the request may be retried."""
+
+    retriable = True
+
+
+class OutboxFullError(OutboxError):
+    """The outbox holds its limit of unsent events; the broker has been unreachable."""
+
+
+class Outcome(enum.Enum):
+    """What the outbox did with one event."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One event ready to relay: the encoded record and where it goes."""
+
+    source: str
+    event_type: str
+    event_id: str
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: KafkaHeaders
+    content_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The outcome of appending one entry; ``accepted_at`` is the original acceptance."""
+
+    outcome: Outcome
+    event_id: str
+    accepted_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """An unsent row as the relay reads it."""
+
+    seq: int
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: KafkaHeaders
+    accepted_at: float
+
+
+_T = TypeVar("_T")
+_Request = tuple[Sequence[Entry], "asyncio.Future[list[Result]]"]
+
+
+class Outbox:
+    """Append with group commit; read unsent rows in order; mark them sent."""
+
+    def __init__(
+        self, path: Path, *, limit: int, commit_wait_s: float = 0.0, group_max: int = 2000
+    ) -> None:
+        self.path = path
+        self.limit = limit
+        self._commit_wait = commit_wait_s
+        self._group_max = group_max
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="puente-outbox")
+        self._db: sqlite3.Connection | None = None
+        self._queue: asyncio.Queue[_Request | None] = asyncio.Queue()
+        self._queued = 0
+        self._writer: asyncio.Task[None] | None = None
+        self.unsent_count = 0
+        self.oldest_unsent_at: float | None = None
+        self.appended = asyncio.Event()
+
+    async def start(self) -> None:
+        """Open (or create) the database and start the writer task."""
+        await self._run(self._open)
+        self.unsent_count, self.oldest_unsent_at = await self._run(self._count_unsent)
+        self._writer = asyncio.create_task(self._write_loop(), name="outbox-writer")
+
+    async def stop(self) -> None:
+        """Commit what is queued, stop the writer and close the database."""
+        if self._writer is not None:
+            await self._queue.put(None)
+            await self._writer
+            self._writer = None
+        if self._db is not None:
+            await self._run(self._db.close)
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+    async def append(self, entries: Sequence[Entry]) -> list[Result]:
+        """Store ``entries`` durably; return one result per entry, in order."""
+        if self.unsent_count + self._queued + len(entries) > self.limit:
+            raise OutboxFullError(f"outbox holds {self.unsent_count} unsent events")
+        future: asyncio.Future[list[Result]] = asyncio.get_running_loop().create_future()
+        self._queued += len(entries)
+        await self._queue.put((entries, future))
+        return await future
+
+    async def unsent(self, limit: int) -> list[Pending]:
+        """The oldest ``limit`` unsent rows, in acceptance order."""
+        rows = await self._run(self._read_unsent, limit)
+        self.oldest_unsent_at = rows[0].accepted_at if rows else None
+        return rows
+
+    async def mark_sent(self, seqs: Sequence[int]) -> None:
+        """Mark rows sent (after the broker acknowledged every one of them)."""
+        done = await self._run(self._mark_sent, list(seqs))
+        self.unsent_count = max(0, self.unsent_count - done)
+
+    async def prune(self, older_than_s: float) -> int:
+        """Delete sent rows older than ``older_than_s``; return how many."""
+        return await self._run(self._prune, time.time() - older_than_s)
+
+    def oldest_unsent_age(self) -> float:
+        """Seconds since the oldest unsent event was accepted (0 when none)."""
+        if self.unsent_count == 0 or self.oldest_unsent_at is None:
+            return 0.0
+        return max(0.0, time.time() - self.oldest_unsent_at)
+
+    async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except sqlite3.Error as e:
+            raise OutboxError(f"outbox database error: {type(e).__name__}: {e}") from e
+
+    async def _write_loop(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                break
+            if self._commit_wait:
+                await asyncio.sleep(self._commit_wait)
+            group = [first]
+            count = len(first[0])
+            while count < self._group_max and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:
+                    stopping = True
+                    break
+                group.append(item)
+                count += len(item[0])
+            await self._commit(group)
+
+    async def _commit(self, group: list[_Request]) -> None:
+        try:
+            results = await self._run(self._write, [entries for entries, _ in group])
+        except OutboxError as e:
+            for entries, future in group:
+                self._queued -= len(entries)
+                if not future.done():
+                    future.set_exception(e)
+            return
+        accepted = [r for rs in results for r in rs if r.outcome is Outcome.ACCEPTED]
+        if accepted:
+            self.unsent_count += len(accepted)
+            if self.oldest_unsent_at is None:
+                self.oldest_unsent_at = accepted[0].accepted_at
+        for (entries, future), result in zip(group, results, strict=True):
+            self._queued -= len(entries)
+            if not future.done():
+                future.set_result(result)
+        self.appended.set()
+
+    # --- below: runs on the outbox thread only ---
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(_SCHEMA)
+        self._db = db
+
+    def _count_unsent(self) -> tuple[int, float | None]:
+        count, oldest = (
+            self._conn()
+            .execute(
+                "SELECT COUNT(*), MIN(accepted_at) FROM outbox WHERE sent_at IS NULL"
+            )
+            .fetchone()
+        )
+        return int(count), oldest
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise OutboxError("the outbox is not open")
+        return self._db
+
+    def _write(self, groups: list[Sequence[Entry]]) -> list[list[Result]]:
+        db = self._conn()
+        now = time.time()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            out = [[self._insert(db, e, now) for e in entries] for entries in groups]
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+        return out
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, e: Entry, now: float) -> Result:
+        headers = orjson.dumps([[k, v.decode("utf-8")] for k, v in e.headers])
+        cursor = db.execute(
+            _INSERT,
+            (
+                e.source,
+                e.event_id,
+                e.event_type,
+                e.topic,
+                e.key,
+                e.value,
+                headers,
+                e.content_hash,
+                now,
+            ),
+        )
+        if cursor.rowcount == 1:
+            return Result(Outcome.ACCEPTED, e.event_id, now)
+        stored_hash, accepted_at = db.execute(
+            _EXISTING, (e.source, e.event_id)
+        ).fetchone()
+        same = bytes(stored_hash) == e.content_hash
+        return Result(
+            Outcome.DUPLICATE if same else Outcome.CONFLICT, e.event_id, accepted_at
+        )
+
+    def _read_unsent(self, limit: int) -> list[Pending]:
+        rows = self._conn().execute(
+            "SELECT seq, topic, key, value, headers, accepted_at FROM outbox"
+            " WHERE sent_at IS NULL ORDER BY seq LIMIT ?",
+            (limit,),
+        )
+        return [
+            Pending(
+                seq,
+                topic,
+                bytes(key) if key is not None else None,
+                bytes(value),
+                [(k, v.encode("utf-8")) for k, v in orjson.loads(headers)],
+                accepted_at,
+            )
+            for seq, topic, key, value, headers, accepted_at in rows
+        ]
+
+    def _mark_sent(self, seqs: list[int]) -> int:
+        db = self._conn()
+        now = time.time()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = db.executemany(
+                "UPDATE outbox SET sent_at = ? WHERE seq = ? AND sent_at IS NULL",
+                [(now, s) for s in seqs],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+        return int(cursor.rowcount)
+
+    def _prune(self, before: float) -> int:
+        db = self._conn()
+        cursor = db.execute(
+            "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?", (before,)
+        )
+        return int(cursor.rowcount)

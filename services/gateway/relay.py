@@ -1,0 +1,180 @@
+"""The outbox relay: unsent rows, in order, to ``hub.in.<source>.<event_type>``.
+
+Each round reads the oldest unsent rows, sends them all without awaiting each
+(aiokafka keeps per-partition order), awaits every acknowledgement, and only then
+marks the rows sent. A failed round is retried whole with exponential backoff, so a
+broker error can publish a row twice (at-least-once; the router dedupes by
+``event_id``) but never loses or reorders one.
+
+The producer is aiokafka's, not FastStream's: measured on the embedded broker with
+1.5 KB records, aiokafka sent 15-16k records/s, FastStream's ``publish`` 12k/s and
+with ``KafkaPrometheusMiddleware`` 8.6-11k/s (and it adds a ``correlation_id``
+header outside the CloudEvents contract).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any, Final
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    wait_exponential_jitter,
+)
+
+from services.contracts.errors import PuenteError
+from services.gateway.metrics import GatewayMetrics
+from services.gateway.outbox import Outbox
+from services.runtime import topics as topic_admin
+from services.runtime.kafka import producer_config
+from services.runtime.settings import KafkaSettings, TopicSettings
+
+log = logging.getLogger(__name__)
+
+_FAILURES: Final = (KafkaError, OSError, TimeoutError, topic_admin.TopicBootstrapError)
+_IDLE_WAIT_S: Final = 0.5
+_PRUNE_EVERY_S: Final = 60.0
+
+
+class RelayError(PuenteError):
+    """The relay could not hand rows to the broker (retried with backoff)."""
+
+    retriable = True
+
+
+class Relay:
+    """One task that drains the outbox into Kafka."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        kafka: KafkaSettings,
+        topic_settings: TopicSettings,
+        metrics: GatewayMetrics,
+        *,
+        batch: int = 500,
+        backoff_max_s: float = 5.0,
+        retention_s: float = 72 * 3600,
+    ) -> None:
+        self._outbox = outbox
+        self._kafka = kafka
+        self._topic_settings = topic_settings
+        self._metrics = metrics
+        self._batch = batch
+        self._backoff_max = backoff_max_s
+        self._retention = retention_s
+        self._producer: AIOKafkaProducer | None = None
+        self._ready_topics: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._last_prune = 0.0
+        self.connected = False
+
+    async def start(self) -> None:
+        """Start relaying in the background (the broker may still be down)."""
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        """Stop relaying; unsent rows stay in the outbox for the next start."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._close_producer()
+
+    async def _run(self) -> None:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(_FAILURES),
+            wait=wait_exponential_jitter(initial=0.1, max=self._backoff_max),
+            before_sleep=self._on_failure,
+            reraise=True,
+        )
+        while True:
+            async for attempt in retrying:
+                with attempt:
+                    sent = await self._round()
+            if not sent:
+                await self._idle()
+
+    async def _round(self) -> int:
+        rows = await self._outbox.unsent(self._batch)
+        if not rows:
+            return 0
+        producer = await self._ensure_producer()
+        await self._ensure_topics(r.topic for r in rows)
+        futures = [
+            await producer.send(r.topic, r.value, key=r.key, headers=r.headers)
+            for r in rows
+        ]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        failed = next((r for r in results if isinstance(r, BaseException)), None)
+        if failed is not None:
+            raise failed
+        await self._outbox.mark_sent([r.seq for r in rows])
+        self._metrics.relay_published.inc(len(rows))
+        self.connected = True
+        return len(rows)
+
+    async def _idle(self) -> None:
+        self._outbox.appended.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._outbox.appended.wait(), _IDLE_WAIT_S)
+        if time.monotonic() - self._last_prune > _PRUNE_EVERY_S:
+            self._last_prune = time.monotonic()
+            pruned = await self._outbox.prune(self._retention)
+            if pruned:
+                log.info("pruned %d relayed events past the dedupe window", pruned)
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(**producer_config(self._kafka, "puente-gateway"))
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _ensure_topics(self, names: Iterable[str]) -> None:
+        # The embedded broker forgets topics on restart and auto-creation gives the
+        # wrong partition count, so create inbound topics explicitly before sending.
+        missing = set(names) - self._ready_topics
+        if missing:
+            n = self._topic_settings.inbound_partitions
+            await topic_admin.create(
+                self._kafka,
+                dict.fromkeys(sorted(missing), n),
+                self._topic_settings.replication_factor,
+            )
+            self._ready_topics |= missing
+
+    async def _close_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(*_FAILURES):
+                await asyncio.wait_for(producer.stop(), 10)
+
+    async def _on_failure(self, state: RetryCallState) -> None:
+        self.connected = False
+        self._metrics.relay_errors.inc()
+        self._ready_topics.clear()
+        error: Any = state.outcome.exception() if state.outcome else None
+        delay = state.next_action.sleep if state.next_action else 0.0
+        log.warning(
+            "relay attempt %d failed (%s); retrying in %.1fs; %d events waiting",
+            state.attempt_number,
+            type(error).__name__,
+            delay,
+            self._outbox.unsent_count,
+        )
+        if state.attempt_number % 5 == 0:
+            await self._close_producer()
