@@ -1,0 +1,204 @@
+"""``puente policy check / explain`` and ``puente schemas export`` (the policy's part)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.contracts.catalog import Catalog
+from services.contracts.errors import PuenteError
+from services.contracts.ids import EVENT_TYPES
+from services.policy.loader import load_policy
+from services.policy.model import Institution, Rule
+from services.policy.policy import Policy
+from services.runtime.settings import HubSettings
+
+app = typer.Typer(
+    help="The access policy (deploy/policy/): check it, explain what it discloses.",
+    no_args_is_help=True,
+)
+out = Console(highlight=False, soft_wrap=True)
+
+PolicyDir = Annotated[
+    Path | None,
+    typer.Option("--policy-dir", help="Policy folder [default: PUENTE_POLICY_DIR]"),
+]
+SchemasDir = Annotated[
+    Path | None,
+    typer.Option("--schemas-dir", help="Schema folder [default: PUENTE_SCHEMAS_DIR]"),
+]
+Recipient = Annotated[
+    str, typer.Option("--recipient", help="Institution id, e.g. conapina")
+]
+
+
+def _load(policy_dir: Path | None, schemas_dir: Path | None) -> Policy:
+    """The policy, or exit 1 with the precise error on stderr."""
+    settings = HubSettings()
+    try:
+        catalog = Catalog.load(schemas_dir or settings.schemas_dir)
+        return load_policy(policy_dir or settings.policy_dir, catalog)
+    except PuenteError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
+
+
+def _institution(policy: Policy, recipient: str) -> Institution:
+    member = policy.institutions.get(recipient)
+    if member is None:
+        typer.echo(
+            f"error: unknown institution {recipient[:64]!r}; "
+            f"known: {', '.join(sorted(policy.institutions))}",
+            err=True,
+        )
+        raise typer.Exit(1)
+    return member
+
+
+@app.command()
+def check(policy_dir: PolicyDir = None, schemas_dir: SchemasDir = None) -> None:
+    """Load and validate the policy against the schemas; print a summary."""
+    policy = _load(policy_dir, schemas_dir)
+    members = policy.institutions.values()
+    silent = sorted(i.id for i in members if not i.stream)
+    per_type = Counter(rule.event_type for rule in policy.rules)
+    typer.echo(f"ok: policy {policy.version}")
+    typer.echo(
+        f"institutions: {len(policy.institutions)} ({len(policy.publish_rights)} "
+        f"publish; no stream: {', '.join(silent) or 'none'})"
+    )
+    for event_type in EVENT_TYPES:
+        typer.echo(f"rules for {event_type}: {per_type.get(event_type, 0)}")
+    typer.echo(f"aggregate-only grants: {len(policy.aggregates)}")
+
+
+@app.command()
+def explain(
+    recipient: Recipient,
+    event_type: Annotated[
+        str | None, typer.Option("--event-type", help="Only this event type")
+    ] = None,
+    policy_dir: PolicyDir = None,
+    schemas_dir: SchemasDir = None,
+) -> None:
+    """Per rule: condition, view, purpose, legal basis and the field paths delivered."""
+    policy = _load(policy_dir, schemas_dir)
+    member = _institution(policy, recipient)
+    if event_type is not None and event_type not in EVENT_TYPES:
+        typer.echo(
+            f"error: unknown event type {event_type[:64]!r}; "
+            f"expected one of {', '.join(EVENT_TYPES)}",
+            err=True,
+        )
+        raise typer.Exit(1)
+    out.print(f"[bold]{member.id}[/bold] — {member.name}  (policy {policy.version})")
+    if member.note:
+        out.print(member.note)
+    rules = policy.rules_for(recipient, event_type)
+    if not rules:
+        scope = f" of {event_type}" if event_type else ""
+        reason = "it gets no stream" if not member.stream else "no rule grants any"
+        out.print(f"No per-record deliveries{scope}: {reason}.")
+    for rule in rules:
+        out.print(_rule_table(rule))
+    for grant in policy.aggregates:
+        if grant.recipient == recipient and (
+            event_type is None or event_type in grant.event_types
+        ):
+            by = f" by {', '.join(grant.by)}" if grant.by else ""
+            out.print(
+                f"aggregates only: {', '.join(grant.event_types)}{by} — "
+                f"{grant.purpose} / {grant.legal_basis}. {grant.note}"
+            )
+
+
+def _rule_table(rule: Rule) -> Table:
+    projection = rule.latest
+    table = Table(
+        title=f"rule {rule.id}  ({rule.source_file})",
+        title_justify="left",
+        show_header=False,
+        box=None,
+        padding=(0, 2),
+    )
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    consent = "not required"
+    if rule.consent_scopes:
+        consent = ", ".join(rule.consent_scopes) + " (consent obtained, not withdrawn)"
+        if rule.consent_override:
+            consent += "; or a recorded consent override with its reason"
+    rows = [
+        ("event type", rule.event_type),
+        ("recipient", rule.recipient_text),
+        ("condition", rule.condition.text if rule.condition else "always"),
+        ("view", rule.view),
+        ("purpose", rule.purpose),
+        ("legal basis", rule.legal_basis),
+        ("consent", consent),
+    ]
+    if rule.grants:
+        rows.append(("granted", ", ".join(rule.grants)))
+    if rule.removes:
+        rows.append(("removed", ", ".join(rule.removes)))
+    if rule.note:
+        rows.append(("why", rule.note))
+    rows.append(
+        (
+            "schema",
+            f"{projection.entry.name} v{projection.entry.version} "
+            f"(fingerprint {projection.entry.fingerprint_hex})",
+        )
+    )
+    rows.append(
+        (f"fields ({len(projection.field_paths)})", "\n".join(projection.field_paths))
+    )
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def export_command(
+    recipient: Recipient,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder to write the .avsc files into")
+    ],
+    policy_dir: PolicyDir = None,
+    schemas_dir: SchemasDir = None,
+) -> None:
+    """Write the projected .avsc files a recipient needs to decode its deliveries."""
+    policy = _load(policy_dir, schemas_dir)
+    _institution(policy, recipient)
+    found = policy.projections_for(recipient)
+    if not found:
+        typer.echo(f"{recipient} receives no per-record deliveries; nothing to export")
+        return
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        lines = [
+            f"# Schemas for {recipient} (policy {policy.version})",
+            "",
+            "Deliveries on hub.out.<recipient>.<event_type> are Avro single-object "
+            "encoded; the fingerprint in each message names one of these schemas.",
+            "",
+        ]
+        for projection, rules in found:
+            entry = projection.entry
+            name = f"{entry.name}.v{entry.version}.avsc"
+            text = json.dumps(entry.schema, indent=2, ensure_ascii=False) + "\n"
+            (out_dir / name).write_text(text, encoding="utf-8")
+            served = ", ".join(f"{r.id} ({r.view})" for r in rules)
+            lines.append(
+                f"- `{name}` (fingerprint {entry.fingerprint_hex}): rule {served}"
+            )
+            typer.echo(f"wrote {out_dir / name}")
+        (out_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    except OSError as e:
+        typer.echo(f"error: cannot write to {out_dir}: {e.strerror}", err=True)
+        raise typer.Exit(1) from e
