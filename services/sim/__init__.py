@@ -1,0 +1,1 @@
+"""Simulated ministries: reproducible, realistic traffic for demo, bench and tests."""
