@@ -1,6 +1,5 @@
 """Builds the gateway from its settings: the FastAPI app and the running service."""
 
-
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -96,8 +95,10 @@ def build_app(
     return app
 
 
-def _caller(gw: Gateway) -> Callable[..., str]:
-    def caller(
+def _caller(gw: Gateway) -> Callable[..., Awaitable[str]]:
+    # async: FastAPI runs plain ``def`` dependencies in a thread pool, which costs
+    # more than the hash and compare this does.
+    async def caller(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> str:
         return gw.authenticate(credentials.credentials if credentials else None)
@@ -148,14 +149,14 @@ def _routes(app: FastAPI, gw: Gateway) -> None:
         )
 
     @app.get("/health", tags=["operations"])
-    def get_health() -> Response:
+    async def get_health() -> Response:
         """Liveness and outbox state."""
         return json_response(
             {"service": "gateway", "ok": True, "outbox_depth": gw.outbox.unsent_count}
         )
 
     @app.get("/metrics", tags=["operations"])
-    def get_metrics() -> Response:
+    async def get_metrics() -> Response:
         """Prometheus metrics of this service."""
         return Response(
             generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST
@@ -283,10 +284,16 @@ class RequestMetrics:
 class GatewayService:
     """The gateway as one service of the hub process: API, outbox, relay."""
 
-    def __init__(self, settings: GatewaySettings, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        registry: CollectorRegistry,
+        rights: PublishRights | None = None,
+    ) -> None:
         self.settings = settings
         catalog = Catalog.load(settings.hub.schemas_dir)
-        rights = load_rights(settings.hub.policy_dir, catalog)
+        if rights is None:
+            rights = load_rights(settings.hub.policy_dir, catalog)
         self.gateway = build_gateway(settings, registry, rights, catalog)
         self.app = build_app(settings, registry, rights, gateway=self.gateway)
         self.relay = Relay(

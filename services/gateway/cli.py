@@ -1,0 +1,98 @@
+"""``puente gateway``: manage the gateway's per-institution bearer credentials."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.contracts.errors import InvalidIdError, PuenteError
+from services.gateway.settings import GatewaySettings
+from services.gateway.tokens import TokenNotFoundError, TokenStore
+
+app = typer.Typer(
+    name="gateway", help="The HTTP gateway: credentials.", no_args_is_help=True
+)
+token_app = typer.Typer(
+    name="token",
+    help="Create, list and revoke gateway credentials.",
+    no_args_is_help=True,
+)
+app.add_typer(token_app)
+
+StoreOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--store", help="Token database (default: <state_dir>/gateway/tokens.sqlite)"
+    ),
+]
+
+
+def _store(path: Path | None) -> TokenStore:
+    return TokenStore(path or GatewaySettings().tokens_file())
+
+
+def _fail(message: str) -> typer.Exit:
+    Console(stderr=True).print(f"[red]error:[/red] {message}")
+    return typer.Exit(1)
+
+
+@token_app.command("create")
+def create(
+    institution: Annotated[
+        str, typer.Option("--institution", "-i", help="Institution id")
+    ],
+    store: StoreOption = None,
+) -> None:
+    """Create a credential; the token is printed once and only its hash is kept."""
+    try:
+        tokens = _store(store)
+        info, token = tokens.create(institution)
+        tokens.close()
+    except (InvalidIdError, PuenteError) as e:
+        raise _fail(str(e)) from e
+    err = Console(stderr=True)
+    err.print(f"credential [bold]{info.id}[/bold] for [bold]{info.institution}[/bold]")
+    err.print("the token below is shown only now; store it in the client's secret store")
+    typer.echo(token)
+
+
+@token_app.command("list")
+def list_tokens(
+    institution: Annotated[
+        str | None, typer.Option("--institution", "-i", help="Only this institution")
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """List credentials: id, institution, created, revoked (never the token)."""
+    try:
+        tokens = _store(store)
+        infos = tokens.list(institution)
+        tokens.close()
+    except PuenteError as e:
+        raise _fail(str(e)) from e
+    table = Table("id", "institution", "created", "revoked")
+    for info in infos:
+        revoked = info.revoked_at.isoformat() if info.revoked_at else "-"
+        table.add_row(info.id, info.institution, info.created_at.isoformat(), revoked)
+    Console().print(table)
+
+
+@token_app.command("revoke")
+def revoke(
+    token_id: Annotated[str, typer.Argument(help="Credential id (from `token list`)")],
+    store: StoreOption = None,
+) -> None:
+    """Revoke a credential; a running gateway refuses it from its next request."""
+    try:
+        tokens = _store(store)
+        info = tokens.revoke(token_id)
+        tokens.close()
+    except TokenNotFoundError as e:
+        raise _fail(str(e)) from e
+    except PuenteError as e:
+        raise _fail(str(e)) from e
+    Console(stderr=True).print(f"revoked {info.id} ({info.institution})")
