@@ -7,9 +7,11 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from services import cli_pubsub
+from services import cli_pubsub, cli_run
 from services.contracts import cli as contracts_cli
 from services.contracts.errors import PuenteError
+from services.policy import cli as policy_cli
+from services.sim import cli as sim_cli
 
 
 class _Group(TyperGroup):
@@ -31,9 +33,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+contracts_cli.app.command("export")(policy_cli.export_command)
 app.add_typer(contracts_cli.app, name="schemas")
+app.add_typer(policy_cli.app, name="policy")
+app.add_typer(sim_cli.app, name="sim")
 app.command()(cli_pubsub.publish)
 app.command()(cli_pubsub.tail)
+app.command()(cli_run.run)
+app.command()(cli_run.up)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -13,8 +14,9 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import CollectorRegistry
 
 from services.contracts.catalog import Catalog
-from services.policy import load_policy  # noqa: I001
-from services.policy.keys import load_subject_keys
+from services.policy import load_policy
+from services.policy.keys import subject_keys
+from services.policy.settings import PolicySettings
 from services.router.dedupe import DedupeStore
 from services.router.handlers import BatchRouter
 from services.router.pipeline import Limits, Pipeline
@@ -31,12 +33,10 @@ class RouterService:
     """The router process: consume hub.in.* in batches, route, commit after acks."""
 
     def __init__(self, settings: RouterSettings, registry: CollectorRegistry) -> None:
-        from datetime import timedelta  # noqa: PLC0415
-
         self.settings = settings
         self.catalog = Catalog.load(settings.hub.schemas_dir)
         self.policy = load_policy(settings.hub.policy_dir, self.catalog)
-        keys = load_subject_keys(settings.hub.state_dir)
+        keys = subject_keys(PolicySettings(hub=settings.hub))
         self.metrics = HubMetrics(registry)
         self.store = DedupeStore(settings.dedupe_file)
         self.producer = AIOKafkaProducer(**producer_config(settings.kafka, "puente-router"))
@@ -48,7 +48,9 @@ class RouterService:
         )  # fmt: skip
         self.broker = KafkaBroker(
             **broker_options(settings.kafka, "puente-router"),
+            consumer_only=True,  # outputs go through our own producer, sent in bulk
             middlewares=[KafkaPrometheusMiddleware(registry=registry, app_name="router")],
+            logger=_quiet_logger(),
             log_level=logging.DEBUG,  # FastStream logs every batch; keep that out of INFO
         )
         self.broker.subscriber(
@@ -92,6 +94,14 @@ class RouterService:
         await self.producer.stop()
         await self.ops.stop()
         self.store.close()
+
+
+def _quiet_logger() -> logging.Logger:
+    # FastStream logs every batch and each partition assignment (hundreds of
+    # partitions) at INFO; operators need its warnings only.
+    logger = logging.getLogger("puente.router.faststream")
+    logger.setLevel(logging.WARNING)
+    return logger
 
 
 def build_service(settings: RouterSettings, registry: CollectorRegistry) -> RouterService:

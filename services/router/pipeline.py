@@ -58,7 +58,9 @@ class Policy(Protocol):
     def knows(self, institution: str) -> bool:
         """Whether ``institution`` is a member."""
 
-    def decide(self, event_type: str, datum: Mapping[str, Any]) -> list[Any]:
+    def decide(
+        self, event_type: str, datum: Mapping[str, Any], version: int | None = None
+    ) -> list[Any]:
         """The decisions of every rule whose condition matched."""
 
 
@@ -200,7 +202,7 @@ class Pipeline:
         datum["envelope"]["subject_key_basis"] = basis
         cloud = headers.for_envelope(datum["envelope"])
         outputs: list[Output] = []
-        for decision in self.policy.decide(event_type, datum):
+        for decision in self.policy.decide(event_type, datum, accepted.entry.version):
             if decision.delivered:
                 outputs.append(self._delivery(accepted, decision, subject_key, cloud))
             outputs.append(self._audit_entry(accepted, decision, subject_key, now))

@@ -1,0 +1,55 @@
+"""``puente run SERVICE`` and ``puente up``: run services in one process."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.runtime import hub
+from services.runtime.service import configure_logging, serve, stop_on_signals
+from services.runtime.settings import HubSettings
+
+out = Console(highlight=False)
+
+
+def run(
+    service: Annotated[str, typer.Argument(help="router, gateway or audit")],
+) -> None:
+    """Run one service against PUENTE_KAFKA_BOOTSTRAP_SERVERS until Ctrl-C."""
+    spec = hub.spec_named(service)
+    configure_logging(HubSettings().log_level)
+    built = hub.build(spec)
+    asyncio.run(_serve([built], None))
+
+
+def up() -> None:
+    """Run every service; with no PUENTE_KAFKA_BOOTSTRAP_SERVERS, on an embedded broker."""
+    configure_logging(HubSettings().log_level)
+    with hub.kafka_or_embedded() as (bootstrap, embedded):
+        built = [hub.build(spec) for spec in hub.available()]
+        asyncio.run(_serve(built, bootstrap if embedded else None))
+
+
+async def _serve(built: list[hub.Built], embedded: str | None) -> None:
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+
+    def announce() -> None:
+        out.print(endpoints_table(built, embedded))
+        out.print("Press Ctrl-C to stop.")
+
+    await serve([b.service for b in built], stop, announce)
+
+
+def endpoints_table(built: list[hub.Built], embedded: str | None) -> Table:
+    """What is running where."""
+    table = Table("service", "endpoints", title="Puente is up")
+    if embedded:
+        table.add_row("kafka (embedded)", f"PUENTE_KAFKA_BOOTSTRAP_SERVERS={embedded}")
+    for item in built:
+        table.add_row(item.spec.name, "  ".join(item.endpoints))
+    return table

@@ -1,0 +1,99 @@
+"""Compose the hub: which services exist, how to build them, the embedded broker."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+from prometheus_client import CollectorRegistry
+
+from services.contracts.errors import ConfigurationError
+from services.runtime.embedded import EmbeddedBroker
+from services.runtime.settings import KafkaSettings
+
+BOOTSTRAP_ENV: Final = "PUENTE_KAFKA_BOOTSTRAP_SERVERS"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    """Where a service's settings and builder live, and what it serves."""
+
+    name: str
+    module: str
+    settings: str
+    paths: tuple[str, ...]
+
+
+# Order matters: consumers of hub.audit and hub.out start before the router feeds them.
+SPECS: Final = (
+    ServiceSpec("audit", "services.audit", "AuditSettings", ("/health", "/metrics")),
+    ServiceSpec("router", "services.router", "RouterSettings", ("/health", "/metrics")),
+    ServiceSpec("gateway", "services.gateway", "GatewaySettings", ("/docs", "/health", "/metrics")),
+)
+
+
+@dataclass
+class Built:
+    """A built service with its registry and settings."""
+
+    spec: ServiceSpec
+    service: Any
+    settings: Any
+    registry: CollectorRegistry
+
+    @property
+    def endpoints(self) -> list[str]:
+        """URLs an operator opens."""
+        host = getattr(self.settings, "host", "127.0.0.1")
+        return [f"http://{host}:{self.settings.port}{p}" for p in self.spec.paths]
+
+
+def available() -> list[ServiceSpec]:
+    """The services present in this checkout (others are built later)."""
+    present = []
+    for spec in SPECS:
+        try:
+            importlib.import_module(f"{spec.module}.app")
+        except ModuleNotFoundError as e:
+            if e.name and e.name.startswith(spec.module):
+                continue
+            raise
+        present.append(spec)
+    return present
+
+
+def spec_named(name: str) -> ServiceSpec:
+    """The spec of service ``name``; a clear error if there is no such service."""
+    names = [s.name for s in available()]
+    for spec in available():
+        if spec.name == name:
+            return spec
+    raise ConfigurationError(f"no service {name!r}; available: {', '.join(names)}")
+
+
+def build(spec: ServiceSpec) -> Built:
+    """Read the service's settings from the environment and build it."""
+    settings_cls = getattr(importlib.import_module(f"{spec.module}.settings"), spec.settings)
+    builder = importlib.import_module(f"{spec.module}.app").build_service
+    settings = settings_cls()
+    registry = CollectorRegistry()
+    return Built(spec, builder(settings, registry), settings, registry)
+
+
+@contextlib.contextmanager
+def kafka_or_embedded() -> Iterator[tuple[str, EmbeddedBroker | None]]:
+    """The configured cluster, or an embedded broker exported via the environment."""
+    configured = KafkaSettings()
+    if configured.bootstrap_servers:
+        yield configured.bootstrap_servers, None
+        return
+    with EmbeddedBroker(port=configured.embedded_port) as broker:
+        os.environ[BOOTSTRAP_ENV] = broker.bootstrap_servers
+        try:
+            yield broker.bootstrap_servers, broker
+        finally:
+            os.environ.pop(BOOTSTRAP_ENV, None)
