@@ -138,6 +138,7 @@ def _rule_table(rule: Rule) -> Table:
         ("event type", rule.event_type),
         ("recipient", rule.recipient_text),
         ("condition", rule.condition.text if rule.condition else "always"),
+        ("reads", ", ".join(rule.condition.fields) if rule.condition else "-"),
         ("view", rule.view),
         ("purpose", rule.purpose),
         ("legal basis", rule.legal_basis),

@@ -53,7 +53,7 @@ class Condition:
     """A checked, compiled JMESPath condition."""
 
     text: str
-    fields: tuple[str, ...]
+    fields: tuple[str, ...]  # the field paths the condition reads
     _search: Callable[[Any], Any]
 
     def matches(self, datum: Mapping[str, Any]) -> bool:
@@ -78,9 +78,11 @@ def compile_condition(
     checker = _Checker(tree, institutions)
     checker.check(parsed.parsed, _Ty(tree.root, ""))
     ast = parsed.parsed
-    return Condition(
-        text, tuple(sorted(checker.used)), lambda datum: _INTERPRETER.visit(ast, datum)
+    # Report the fields read, not the records passed through on the way to them.
+    used = sorted(
+        p for p in checker.used if not any(q.startswith(p + ".") for q in checker.used)
     )
+    return Condition(text, tuple(used), lambda datum: _INTERPRETER.visit(ast, datum))
 
 
 def _truthy(value: Any) -> bool:

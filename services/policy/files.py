@@ -181,9 +181,11 @@ def _describe(raw: dict[str, Any], error: ValidationError) -> str:
     key = ".".join(str(part) for part in loc)
     kind = first["type"]
     if kind == "missing":
-        message = f"has no {key}" if key else "is incomplete"
-    elif kind == "extra_forbidden":
+        return (
+            f"{where} has no {key}".strip() if key else f"{where} is incomplete".strip()
+        )
+    if kind == "extra_forbidden":
         message = f"unknown key {key!r}"
     else:
-        message = f"{key}: {first['msg']}" if key else first["msg"]
-    return f"{where} {message}".strip()
+        message = f"{key}: {first['msg']}" if key else str(first["msg"])
+    return f"{where}: {message}" if where else message

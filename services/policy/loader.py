@@ -58,7 +58,7 @@ def tree_of(entry: SchemaEntry) -> SchemaTree:
 
 @dataclass(frozen=True, slots=True)
 class _Vocabulary:
-    """The enum symbols policy files may use, read from the schemas."""
+    """The enum symbols policy files may use, read from the schemas (vague ones out)."""
 
     purposes: tuple[str, ...]
     legal_bases: tuple[str, ...]
@@ -70,7 +70,10 @@ class _Vocabulary:
         bases = tree.get("envelope.legal_basis")
         if purposes is None or purposes.shape.item is None or bases is None:
             raise PolicyError("the envelope schema lacks purposes or legal_basis")
-        return cls(purposes.shape.item.symbols, bases.shape.symbols)
+        return cls(
+            tuple(s for s in purposes.shape.item.symbols if s not in _VAGUE_PURPOSES),
+            tuple(s for s in bases.shape.symbols if s not in _VAGUE_BASES),
+        )
 
 
 class _Loader:
@@ -113,12 +116,12 @@ class _Loader:
             raise PolicyError(f"event type {event_type} has no schema: {e}") from e
 
     def check_symbol(
-        self, where: str, key: str, value: str, symbols: tuple[str, ...]
+        self, where: str, key: str, value: str, allowed: tuple[str, ...]
     ) -> None:
-        vague = _VAGUE_PURPOSES if "purpose" in key or "scope" in key else _VAGUE_BASES
-        if value not in symbols or value in vague:
-            allowed = ", ".join(s for s in symbols if s not in vague)
-            raise PolicyError(f"{where}: {key} {value!r} is not one of {allowed}")
+        if value not in allowed:
+            raise PolicyError(
+                f"{where}: {key} {value!r} is not one of {', '.join(allowed)}"
+            )
 
     def _institutions(self) -> dict[str, Institution]:
         spec = self.files.institutions
