@@ -91,9 +91,21 @@ class Relay:
         await self._close_producer()
 
     async def _run(self) -> None:
+        while True:
+            try:
+                await self._relay_forever()
+            except Exception:
+                # Broker errors are retried inside; anything else is a bug, and the
+                # relay must outlive it: events keep waiting durably in the outbox.
+                log.exception("relay failed unexpectedly; restarting it")
+                self._metrics.relay_errors.inc()
+                await self._close_producer()
+                await asyncio.sleep(self._backoff_max)
+
+    async def _relay_forever(self) -> None:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(_FAILURES),
-            wait=wait_exponential_jitter(initial=0.1, max=self._backoff_max),
+            wait=wait_exponential_jitter(multiplier=0.1, max=self._backoff_max),
             before_sleep=self._on_failure,
             reraise=True,
         )
