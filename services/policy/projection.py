@@ -81,9 +81,9 @@ class Projection:
     source: SchemaEntry = field(repr=False)
     entry: SchemaEntry = field(repr=False)
     field_paths: tuple[str, ...]
-    grants: tuple[str, ...] = ()
-    removes: tuple[str, ...] = ()
-    _apply: Apply = field(repr=False, compare=False, default=lambda d, k: dict(d))
+    grants: tuple[str, ...]
+    removes: tuple[str, ...]
+    _apply: Apply = field(repr=False, compare=False)
 
     def apply(self, datum: Mapping[str, Any], subject_key: str | None) -> dict[str, Any]:
         """The projected datum, ready for ``codec.encode(self.entry, ...)``.
@@ -170,14 +170,14 @@ class _Emitter:
         self.kept = kept
         self.emitted: dict[str, tuple[str, frozenset[str]]] = {}
 
-    def type(self, schema: Schema, path: str, namespace: str | None) -> Schema:
+    def emit(self, schema: Schema, path: str, namespace: str | None) -> Schema:
         if isinstance(schema, str):
             if schema in PRIMITIVES:
                 return schema
             name = full_name(schema, namespace)
-            return self.type(self.named[name], path, namespace)
+            return self.emit(self.named[name], path, namespace)
         if isinstance(schema, list):
-            return [self.type(branch, path, namespace) for branch in schema]
+            return [self.emit(branch, path, namespace) for branch in schema]
         kind = schema["type"]
         if kind in ("record", "error"):
             return self.record(schema, path, namespace)
@@ -188,12 +188,12 @@ class _Emitter:
             self.emitted[name] = (path, frozenset())
             return dict(schema)
         if kind == "array":
-            return {**schema, "items": self.type(schema["items"], path, namespace)}
+            return {**schema, "items": self.emit(schema["items"], path, namespace)}
         if kind == "map":
-            return {**schema, "values": self.type(schema["values"], path, namespace)}
+            return {**schema, "values": self.emit(schema["values"], path, namespace)}
         if isinstance(kind, str) and kind in PRIMITIVES:
             return dict(schema)
-        return self.type(kind, path, namespace)
+        return self.emit(kind, path, namespace)
 
     def record(
         self, schema: Mapping[str, Any], path: str, namespace: str | None
@@ -216,7 +216,7 @@ class _Emitter:
         for spec in schema["fields"]:
             child = prefix + spec["name"]
             if child in self.kept:
-                fields.append({**spec, "type": self.type(spec["type"], child, own_ns)})
+                fields.append({**spec, "type": self.emit(spec["type"], child, own_ns)})
         extra = {
             k: v
             for k, v in schema.items()

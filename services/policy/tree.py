@@ -10,7 +10,7 @@ places are expanded at each place, so every path has its own node.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from services.contracts.schema_json import PRIMITIVES, Schema, full_name
@@ -69,7 +69,6 @@ class Node:
     sensitivity: str
     shape: Shape
     nullable: bool
-    field: Mapping[str, Any] = field(repr=False, compare=False)
 
     @property
     def record(self) -> Shape | None:
@@ -189,7 +188,7 @@ class SchemaTree:
             branches = spec["type"] if isinstance(spec["type"], list) else []
             shape = self._shape(spec["type"], own_ns, child, (*stack, name))
             nodes.append(
-                Node(child, spec["name"], sensitivity, shape, "null" in branches, spec)
+                Node(child, spec["name"], sensitivity, shape, "null" in branches)
             )
         return Shape("record", name=name, fields=tuple(nodes))
 
