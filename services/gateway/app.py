@@ -319,6 +319,7 @@ class GatewayService:
         await _quietly(self.server.stop)
         await _quietly(self.relay.stop)
         await self.gateway.stop()
+        self.gateway.tokens.close()
 
 
 async def _quietly(step: Callable[[], Awaitable[None]]) -> None:

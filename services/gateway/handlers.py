@@ -83,9 +83,8 @@ class Gateway:
         await self.outbox.start()
 
     async def stop(self) -> None:
-        """Close the outbox (committing what is queued) and the token store."""
+        """Close the outbox, committing what is queued (the app may start it again)."""
         await self.outbox.stop()
-        self.tokens.close()
 
     # --- authentication and request reading ---
 

@@ -123,7 +123,7 @@ class Outbox:
         self.limit = limit
         self._commit_wait = commit_wait_s
         self._group_max = group_max
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="puente-outbox")
+        self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
         self._queue: asyncio.Queue[_Request | None] = asyncio.Queue()
         self._queued = 0
@@ -134,6 +134,7 @@ class Outbox:
 
     async def start(self) -> None:
         """Open (or create) the database and start the writer task."""
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="puente-outbox")
         await self._run(self._open)
         self.unsent_count, self.oldest_unsent_at = await self._run(self._count_unsent)
         self._writer = asyncio.create_task(self._write_loop(), name="outbox-writer")
@@ -147,7 +148,9 @@ class Outbox:
         if self._db is not None:
             await self._run(self._db.close)
             self._db = None
-        self._executor.shutdown(wait=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
 
     async def append(self, entries: Sequence[Entry]) -> list[Result]:
         """Store ``entries`` durably; return one result per entry, in order."""
@@ -180,6 +183,8 @@ class Outbox:
         return max(0.0, time.time() - self.oldest_unsent_at)
 
     async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        if self._executor is None:
+            raise OutboxError("the outbox is not open")
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, fn, *args)

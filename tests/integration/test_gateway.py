@@ -46,7 +46,8 @@ async def hub(
     )
     await runtime_topics.create(kafka, {"hub.in.dgme.referral": 4})
     gateway = GatewayService(
-        GatewaySettings(port=free_port(), hub=hub_settings, kafka=kafka), CollectorRegistry()
+        GatewaySettings(port=free_port(), hub=hub_settings, kafka=kafka),
+        CollectorRegistry(),
     )
     await router.start()
     await gateway.start()
@@ -85,6 +86,13 @@ async def pull_until(
     return seen, cursor
 
 
+async def drained(gateway: GatewayService, deadline_s: float = 20) -> None:
+    """Wait until the relay has emptied the outbox."""
+    deadline = time.monotonic() + deadline_s
+    while gateway.gateway.outbox.unsent_count and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+
+
 def referral() -> Any:
     event = json.loads((EXAMPLES / "referral.json").read_text())
     event["envelope"]["event_id"] = str(uuid.uuid4())
@@ -94,20 +102,25 @@ def referral() -> Any:
 async def test_a_posted_referral_reaches_its_receiving_institution_over_get(
     hub: tuple[RouterService, GatewayService],
 ) -> None:
-    router, gateway = hub
+    _, gateway = hub
     event = referral()
     source = event["envelope"]["source_institution_id"]
     receiving = event["payload"]["receiving_institution_id"]
     event_id = event["envelope"]["event_id"]
 
-    async with client_for(gateway, source) as sender, client_for(gateway, receiving) as recipient:
+    async with (
+        client_for(gateway, source) as sender,
+        client_for(gateway, receiving) as recipient,
+    ):
         posted = await sender.post("/v1/events/referral", json=event)
         items, cursor = await pull_until(
             recipient,
             "/v1/deliveries/referral",
             lambda seen: any(i["event_id"] == event_id for i in seen),
         )
-        after = (await recipient.get("/v1/deliveries/referral", params={"cursor": cursor})).json()
+        after = (
+            await recipient.get("/v1/deliveries/referral", params={"cursor": cursor})
+        ).json()
 
     assert posted.status_code == 202
     (mine,) = [i for i in items if i["event_id"] == event_id]
@@ -130,7 +143,9 @@ async def test_an_event_the_router_refuses_comes_back_over_get_rejections(
     async with client_for(gateway, source) as sender:
         posted = await sender.post("/v1/events/referral", json=event)
         items, _ = await pull_until(
-            sender, "/v1/rejections", lambda seen: any(i.get("event_id") == event_id for i in seen)
+            sender,
+            "/v1/rejections",
+            lambda seen: any(i.get("event_id") == event_id for i in seen),
         )
 
     assert posted.status_code == 202
@@ -146,15 +161,17 @@ async def test_the_relay_publishes_to_the_callers_inbound_topic_and_empties_the_
     _, gateway = hub
     async with client_for(gateway, "dgme") as sender:
         for _ in range(20):
-            assert (await sender.post("/v1/events/referral", json=referral())).status_code == 202
-        deadline = time.monotonic() + 20
-        while gateway.gateway.outbox.unsent_count and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+            assert (
+                await sender.post("/v1/events/referral", json=referral())
+            ).status_code == 202
+        await drained(gateway)
         metrics = (await sender.get("/metrics")).text
 
     assert gateway.gateway.outbox.unsent_count == 0
     assert "puente_outbox_depth 0.0" in metrics
     published = [
-        line for line in metrics.splitlines() if line.startswith("puente_relay_published_total")
+        line
+        for line in metrics.splitlines()
+        if line.startswith("puente_relay_published_total")
     ]
     assert float(published[0].split()[-1]) >= 20
