@@ -1,0 +1,235 @@
+"""The gateway under faults: the broker down and back empty; the gateway killed -9."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from services.contracts.catalog import Catalog
+from services.gateway.app import GatewayService
+from services.gateway.deliveries import TopicReader
+from services.gateway.rights import StaticRights
+from services.gateway.samples import minimal_event
+from services.gateway.settings import GatewaySettings
+from services.gateway.tokens import TokenStore
+from services.runtime.embedded import EmbeddedBroker, free_port
+from services.runtime.settings import HubSettings, KafkaSettings, TopicSettings
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+TOPIC = "hub.in.dgme.return_arrival"
+
+
+async def read_ids(kafka: KafkaSettings, topic: str) -> list[str]:
+    """Every ce_id on ``topic``, partition by partition, in offset order."""
+    reader = TopicReader(kafka, wait_ms=2000)
+    cursor: dict[int, int] = {}
+    ids: list[str] = []
+    while True:
+        page = await reader.read(topic, cursor, 1000)
+        if not page.records:
+            return ids
+        for record in sorted(page.records, key=lambda r: (r.partition, r.offset)):
+            ids.extend(v.decode() for k, v in record.headers if k == "ce_id")
+        cursor = page.cursor
+
+
+async def wait_for(check: Any, deadline_s: float) -> bool:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if await check():
+            return True
+        await asyncio.sleep(0.2)
+    return False
+
+
+def first_occurrences(seen: list[str]) -> list[str]:
+    return list(dict.fromkeys(seen))
+
+
+@pytest.fixture
+def own_broker() -> Iterator[EmbeddedBroker]:
+    broker = EmbeddedBroker().start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+async def gateway_on(
+    own_broker: EmbeddedBroker, tmp_path: Path
+) -> AsyncIterator[GatewayService]:
+    kafka = KafkaSettings(
+        bootstrap_servers=own_broker.bootstrap_servers, request_timeout_ms=5000
+    )
+    settings = GatewaySettings(
+        port=free_port(),
+        hub=HubSettings(state_dir=tmp_path),
+        kafka=kafka,
+        # One partition: the order of the whole topic is checkable.
+        topics=TopicSettings(inbound_partitions=1),
+        relay_backoff_max_s=1.0,
+    )
+    service = GatewayService(
+        settings, CollectorRegistry(), StaticRights({"dgme": ["return_arrival"]})
+    )
+    await service.start()
+    yield service
+    await service.stop()
+
+
+async def test_while_the_broker_is_down_every_post_is_accepted_and_later_relayed_in_order(
+    gateway_on: GatewayService,
+    own_broker: EmbeddedBroker,
+    catalog: Catalog,
+    record_property: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    gateway = gateway_on.gateway
+    _, token = gateway.tokens.create("dgme")
+    entry = catalog.get("return_arrival")
+    url = f"http://127.0.0.1:{gateway_on.settings.port}"
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    ) as http:
+        warm = await http.post(
+            "/v1/events/return_arrival", json=minimal_event(entry, "dgme")
+        )
+        assert warm.status_code == 202
+        assert await wait_for(lambda: _async(gateway.outbox.unsent_count == 0), 30)
+
+        own_broker.stop()
+        accepted: list[str] = []
+        for _ in range(1000):
+            event = minimal_event(entry, "dgme")
+            response = await http.post("/v1/events/return_arrival", json=event)
+            assert response.status_code == 202, response.text
+            accepted.append(event["envelope"]["event_id"])
+        assert gateway.outbox.unsent_count == 1000
+
+        own_broker.start()  # same port, and empty: it keeps nothing across a restart
+        drained = await wait_for(lambda: _async(gateway.outbox.unsent_count == 0), 90)
+        metrics = (await http.get("/metrics")).text
+
+    assert drained, f"{gateway.outbox.unsent_count} events still unsent"
+    seen = await read_ids(gateway_on.settings.kafka, TOPIC)
+    assert first_occurrences(seen) == accepted
+    duplicates = len(seen) - len(set(seen))
+    errors = _metric(metrics, "puente_relay_errors_total")
+    record_property("duplicates", duplicates)
+    with capsys.disabled():
+        print(f"\nbroker outage: 1000 accepted, {len(set(seen))} relayed in order, "
+              f"{duplicates} duplicates, {errors:.0f} relay errors")  # fmt: skip
+    assert errors >= 1
+
+
+async def _async(value: bool) -> bool:
+    return value
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def _start(state: Path, port: int, bootstrap: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "PUENTE_STATE_DIR": str(state),
+        "PUENTE_GATEWAY_PORT": str(port),
+        "PUENTE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "PUENTE_LOG_LEVEL": "WARNING",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.gateway.testserver", "dgme=return_arrival"],
+        env=env,
+    )
+
+
+async def _ready(http: httpx.AsyncClient, process: subprocess.Popen[bytes]) -> None:
+    async def check() -> bool:
+        assert process.poll() is None, "gateway exited"
+        try:
+            return (await http.get("/health")).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    assert await wait_for(check, 30)
+
+
+async def test_a_gateway_killed_right_after_a_burst_of_202s_loses_nothing(
+    embedded_broker: EmbeddedBroker,
+    tmp_path: Path,
+    catalog: Catalog,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    store = TokenStore(tmp_path / "gateway" / "tokens.sqlite")
+    _, token = store.create("dgme")
+    store.close()
+    port = free_port()
+    entry = catalog.get("return_arrival")
+    events = [minimal_event(entry, "dgme") for _ in range(600)]
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+        limits=httpx.Limits(max_connections=16),
+    ) as http:
+        # First life: no broker reachable, so every accepted event is still only in the
+        # outbox when the process dies (the relay had no chance to send any).
+        process = _start(tmp_path, port, f"127.0.0.1:{free_port()}")
+        try:
+            await _ready(http, process)
+            responses = await asyncio.gather(
+                *(http.post("/v1/events/return_arrival", json=e) for e in events)
+            )
+            process.send_signal(signal.SIGKILL)
+            process.wait(10)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        accepted = {
+            e["envelope"]["event_id"]
+            for e, r in zip(events, responses, strict=True)
+            if r.status_code == 202
+        }
+        assert len(accepted) == len(events)
+        with sqlite3.connect(tmp_path / "gateway" / "outbox.sqlite") as db:
+            stored = {row[0] for row in db.execute("SELECT event_id FROM outbox")}
+            (unsent,) = db.execute(
+                "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL"
+            ).fetchone()
+        assert accepted <= stored
+        assert unsent == len(accepted)
+
+        restarted = _start(tmp_path, port, embedded_broker.bootstrap_servers)
+        try:
+            await _ready(http, restarted)
+
+            async def empty() -> bool:
+                return bool((await http.get("/health")).json()["outbox_depth"] == 0)
+
+            assert await wait_for(empty, 60)
+        finally:
+            restarted.terminate()
+            restarted.wait(15)
+
+    kafka = KafkaSettings(bootstrap_servers=embedded_broker.bootstrap_servers)
+    seen = [i for i in await read_ids(kafka, TOPIC) if i in accepted]
+    assert set(seen) == accepted
+    with capsys.disabled():
+        print(f"\nkill -9: {len(accepted)} accepted, {unsent} unsent at the kill, "
+              "all relayed after restart, "
+              f"{len(seen) - len(set(seen))} duplicates")  # fmt: skip
