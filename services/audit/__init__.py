@@ -1,0 +1,1 @@
+"""The disclosure ledger: hub.audit -> hash-chained SQLite with signed checkpoints."""
