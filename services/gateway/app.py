@@ -152,7 +152,12 @@ def _routes(app: FastAPI, gw: Gateway) -> None:
     async def get_health() -> Response:
         """Liveness and outbox state."""
         return json_response(
-            {"service": "gateway", "ok": True, "outbox_depth": gw.outbox.unsent_count}
+            {
+                "service": "gateway",
+                "ok": True,
+                "outbox_depth": gw.outbox.unsent_count,
+                "outbox_oldest_unsent_seconds": round(gw.outbox.oldest_unsent_age(), 3),
+            }
         )
 
     @app.get("/metrics", tags=["operations"])
@@ -320,6 +325,15 @@ class GatewayService:
         await _quietly(self.relay.stop)
         await self.gateway.stop()
         self.gateway.tokens.close()
+
+
+def build_service(
+    settings: GatewaySettings,
+    registry: CollectorRegistry,
+    rights: PublishRights | None = None,
+) -> GatewayService:
+    """The gateway service for ``puente up`` / ``puente run gateway`` (not started)."""
+    return GatewayService(settings, registry, rights)
 
 
 async def _quietly(step: Callable[[], Awaitable[None]]) -> None:
