@@ -9,7 +9,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.contracts.catalog import Catalog
 from services.contracts.errors import InvalidIdError, PuenteError
+from services.gateway.rights import DenyAll, load_rights
 from services.gateway.settings import GatewaySettings
 from services.gateway.tokens import TokenNotFoundError, TokenStore
 
@@ -40,6 +42,19 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+def _check_member(institution: str) -> None:
+    """Refuse ids the access policy does not name (skipped when no policy loads)."""
+    settings = GatewaySettings()
+    try:
+        rights = load_rights(
+            settings.hub.policy_dir, Catalog.load(settings.hub.schemas_dir)
+        )
+    except PuenteError as e:
+        raise _fail(f"cannot load the access policy to check {institution!r}: {e}") from e
+    if not isinstance(rights, DenyAll) and not rights.known(institution):
+        raise _fail(f"the access policy names no institution {institution[:64]!r}")
+
+
 @token_app.command("create")
 def create(
     institution: Annotated[
@@ -48,6 +63,7 @@ def create(
     store: StoreOption = None,
 ) -> None:
     """Create a credential; the token is printed once and only its hash is kept."""
+    _check_member(institution)
     try:
         tokens = _store(store)
         info, token = tokens.create(institution)

@@ -81,6 +81,9 @@ def test_the_cli_creates_lists_and_revokes_without_ever_listing_the_token(
     bad = runner.invoke(
         cli, ["token", "create", "--institution", "Bad!", "--store", store]
     )
+    stranger = runner.invoke(
+        cli, ["token", "create", "--institution", "nobody_here", "--store", store]
+    )
 
     assert created.exit_code == 0
     assert token.startswith("pte_dgme_")
@@ -91,6 +94,8 @@ def test_the_cli_creates_lists_and_revokes_without_ever_listing_the_token(
     assert TokenStore(Path(store)).authenticate(token) is None
     assert missing.exit_code == 1
     assert bad.exit_code == 1
+    assert stranger.exit_code == 1
+    assert "names no institution" in stranger.stderr
 
 
 def entry(event_id: str, value: bytes = b"v") -> Entry:
