@@ -82,6 +82,14 @@ class AuditService:
 
     async def start(self) -> None:
         """Create topics, open the ledger, resume at its positions, start ingesting."""
+        try:
+            await self._start()
+        except BaseException:
+            # Release the ledger lock and the port so a retry (or the next run) can start.
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         s = self.settings
         await runtime_topics.create(
             s.kafka, {s.topic: s.topics.audit_partitions, s.checkpoint_topic: 1}
@@ -165,10 +173,12 @@ class AuditService:
         """Finish the batch in hand, sign a last checkpoint, then close everything."""
         self._stopping.set()
         if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError, PuenteError, KafkaError):
+            # Its failure, if any, was logged when it ended; stopping goes on regardless.
+            with contextlib.suppress(
+                asyncio.CancelledError, TimeoutError, PuenteError, KafkaError
+            ):
                 await asyncio.wait_for(self._task, _STOP_TIMEOUT)
-        if self.checkpointer is not None and self.checkpointer.take() is not None:
-            await self._publish_checkpoints()
+        await self._last_checkpoint()
         for client in (self.consumer, self.producer):
             if client is not None:
                 await client.stop()
@@ -176,6 +186,17 @@ class AuditService:
         if self.ledger is not None:
             self.ledger.close()
         self.consumer = self.producer = self.ledger = self.checkpointer = None
+
+    async def _last_checkpoint(self) -> None:
+        if self.checkpointer is None:
+            return
+        try:
+            taken = self.checkpointer.take()
+        except PuenteError as e:
+            log.warning("no final checkpoint: %s", e)
+            return
+        if taken is not None and self.producer is not None and self._task is not None:
+            await self._publish_checkpoints()
 
     async def run_until(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; raise if ingestion fails first."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,8 +16,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry
 
 from services.audit.api import reading, verify_ledger
-from services.audit.app import AuditService, build_service
+from services.audit.app import AuditService, AuditTopicMissingError, build_service
 from services.audit.checkpoints import from_datum
+from services.audit.ledger import Ledger
 from services.audit.settings import AuditSettings
 from services.contracts import codec
 from services.contracts.catalog import Catalog
@@ -167,3 +169,21 @@ async def test_the_running_service_answers_queries_health_and_metrics(
     assert verified["ok"] is True
     assert "puente_audit_ledger_entries 6.0" in metrics
     assert "puente_audit_consumer_lag 0.0" in metrics
+
+
+async def test_a_failed_start_releases_the_ledger_and_the_port(
+    kafka: KafkaSettings, state_dir: Path, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_for(kafka, state_dir, unique)
+    service = build_service(settings, CollectorRegistry())
+
+    async def no_partitions(*_: object) -> None:
+        raise AuditTopicMissingError("simulated")
+
+    monkeypatch.setattr(service, "_resume", no_partitions)
+    with pytest.raises(AuditTopicMissingError):
+        await service.start()
+    Ledger.open_writer(settings.ledger_file).close()  # not locked any more
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", settings.port))  # the ops port was released
+    assert service.health()["ok"] is False

@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import sqlite3
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from services.audit import chain
 from services.audit.ledger import Ledger
@@ -75,3 +77,32 @@ def test_a_record_of_another_type_is_not_an_audit_entry(catalog: Catalog) -> Non
 
 def test_the_hub_audit_entry_schema_is_admissible(catalog: Catalog) -> None:
     chain.check_admissible(catalog.get("audit_entry", 1))
+
+
+def test_an_auditor_recomputes_chain_and_signature_with_standard_tools(
+    ledger: Ledger,
+) -> None:
+    db = sqlite3.connect(ledger.path)
+    ledger_id = db.execute("SELECT value FROM meta WHERE name = 'ledger_id'").fetchone()[
+        0
+    ]
+    head = bytes(32)
+    for entry_bytes, stored in db.execute("SELECT entry, hash FROM entries ORDER BY seq"):
+        head = hashlib.sha256(head + entry_bytes).digest()
+        assert head == stored
+    signed_head, time, signature, public_key = db.execute(
+        "SELECT c.head_hash, c.signed_at, c.signature, k.public_key FROM checkpoints c "
+        "JOIN signing_keys k USING (key_id) WHERE c.seq = 10"
+    ).fetchone()
+    db.close()
+    assert signed_head == head
+    message = {
+        "head": head.hex(),
+        "ledger_id": ledger_id,
+        "seq": 10,
+        "time": time,
+        "type": "puente.audit.checkpoint.v1",
+    }
+    Ed25519PublicKey.from_public_bytes(public_key).verify(
+        signature, json.dumps(message, sort_keys=True, separators=(",", ":")).encode()
+    )
