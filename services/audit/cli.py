@@ -78,7 +78,8 @@ def verify(
         list[Path] | None,
         typer.Option(
             "--public-key",
-            help="Pinned public key (PEM or base64 raw); repeat for rotated keys. "
+            help="Pinned public key file (PEM or base64 raw, one key per file); repeat "
+            "for rotated keys. "
             "Checkpoints must verify with one of these instead of the stored keys.",
         ),
     ] = None,

@@ -71,6 +71,8 @@ def parse_private_key(data: bytes) -> Ed25519PrivateKey:
 def parse_public_key(data: bytes) -> bytes:
     """The raw bytes of a public key given as PEM or base64 raw bytes."""
     data = data.strip()
+    if (start := data.find(_PEM_MARK)) >= 0:
+        data = data[start:]  # a comment line may precede, as `public-key` prints
     if data.startswith(_PEM_MARK):
         try:
             key = serialization.load_pem_public_key(data)

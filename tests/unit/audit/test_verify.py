@@ -192,3 +192,18 @@ def test_the_cli_verify_of_a_missing_ledger_fails_clearly(tmp_path: Path) -> Non
     result = runner.invoke(app, ["verify", "--ledger", str(tmp_path / "none.sqlite")])
     assert result.exit_code == 1
     assert "no ledger at" in result.output
+
+
+def test_the_cli_prints_the_stored_public_key_as_pem_for_pinning(
+    ledger: Ledger, key: Ed25519PrivateKey, tmp_path: Path
+) -> None:
+    path = closed(ledger)
+    result = runner.invoke(app, ["public-key", "--ledger", str(path)])
+    assert result.exit_code == 0, result.output
+    assert public_pem(raw_public(key)) in result.output
+    pinned = tmp_path / "pinned.pem"
+    pinned.write_text(result.output)
+    check = runner.invoke(
+        app, ["verify", "--ledger", str(path), "--public-key", str(pinned)]
+    )
+    assert check.exit_code == 0, check.output
