@@ -7,9 +7,12 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from services import cli_pubsub, cli_run
+from services import cli_bench, cli_pubsub, cli_run
+from services.audit import cli as audit_cli
 from services.contracts import cli as contracts_cli
 from services.contracts.errors import PuenteError
+from services.gateway.bench import bench_command as gateway_bench
+from services.gateway.cli import app as gateway_cli
 from services.policy import cli as policy_cli
 from services.sim import cli as sim_cli
 
@@ -37,6 +40,10 @@ contracts_cli.app.command("export")(policy_cli.export_command)
 app.add_typer(contracts_cli.app, name="schemas")
 app.add_typer(policy_cli.app, name="policy")
 app.add_typer(sim_cli.app, name="sim")
+cli_bench.app.command("gateway")(gateway_bench)
+app.add_typer(cli_bench.app, name="bench")
+app.add_typer(gateway_cli, name="gateway")
+app.add_typer(audit_cli.app, name="audit")
 app.command()(cli_pubsub.publish)
 app.command()(cli_pubsub.tail)
 app.command()(cli_run.run)

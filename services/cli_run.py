@@ -27,7 +27,7 @@ def run(
 
 
 def up() -> None:
-    """Run every service; with no PUENTE_KAFKA_BOOTSTRAP_SERVERS, on an embedded broker."""
+    """Run every service; on an embedded broker if no Kafka is configured."""
     configure_logging(HubSettings().log_level)
     with hub.kafka_or_embedded() as (bootstrap, embedded):
         built = [hub.build(spec) for spec in hub.available()]

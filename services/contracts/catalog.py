@@ -29,7 +29,12 @@ from services.contracts.errors import (
     UnknownSchemaVersionError,
 )
 from services.contracts.ids import EVENT_TYPES
-from services.contracts.schema_json import Schema, index_named, inline
+from services.contracts.schema_json import (
+    Schema,
+    index_named,
+    inline,
+    strip_logical_types,
+)
 
 MAGIC: Final = b"\xc3\x01"
 _VERSION_FILE: Final = re.compile(r"v([1-9][0-9]*)\.avsc")
@@ -46,6 +51,9 @@ class SchemaEntry:
     parsed: Any = field(repr=False, compare=False)
     canonical: str = field(repr=False)
     fingerprint: int
+    # The same schema without logical types: identical bytes on the wire, but datums
+    # hold plain ints and strings. The router works on these (no datetime/UUID cost).
+    plain: Any = field(default=None, repr=False, compare=False)
 
     @property
     def fingerprint_hex(self) -> str:
@@ -67,11 +75,12 @@ def make_entry(name: str, version: int, schema: Schema) -> SchemaEntry:
     """Parse a self-contained schema JSON once and compute its fingerprint."""
     try:
         parsed = fastavro.parse_schema(copy.deepcopy(schema))
+        plain = fastavro.parse_schema(strip_logical_types(schema))
         canonical = to_parsing_canonical_form(parsed)
     except (fastavro.schema.SchemaParseException, KeyError, TypeError, ValueError) as e:
         raise SchemaCatalogError(f"schema {name} v{version} does not parse: {e}") from e
     fp = int.from_bytes(bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO")), "little")
-    return SchemaEntry(name, version, schema, parsed, canonical, fp)
+    return SchemaEntry(name, version, schema, parsed, canonical, fp, plain)
 
 
 class Catalog:

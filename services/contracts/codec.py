@@ -51,35 +51,54 @@ def fingerprint_of(data: bytes) -> int:
     return int.from_bytes(data[2:HEADER_SIZE], "little")
 
 
-def encode(entry: SchemaEntry, datum: Any, *, check: bool = False) -> bytes:
+def encode(
+    entry: SchemaEntry, datum: Any, *, check: bool = False, plain: bool = False
+) -> bytes:
     """Encode ``datum`` as a single-object message written with ``entry``.
 
     fastavro coerces some wrong types silently (a string for a boolean), so datums
     that did not come from `natural` or a decoder should be encoded with ``check``.
+    ``plain``: the datum holds logical-type values as plain ints and strings.
     """
     if check:
         _validate(entry, datum)
     buffer = io.BytesIO()
     buffer.write(entry.header)
     try:
-        schemaless_writer(buffer, entry.parsed, datum, strict_allow_default=True)
+        schema = entry.plain if plain else entry.parsed
+        schemaless_writer(buffer, schema, datum, strict_allow_default=True)
     except _WRITE_FAILURES as e:
         raise _explain(entry, datum, e) from e
     return buffer.getvalue()
 
 
-def decode(catalog: Catalog, data: bytes) -> tuple[SchemaEntry, Any]:
-    """Decode a single-object message with the writer schema its fingerprint names."""
+def decode(
+    catalog: Catalog, data: bytes, *, plain: bool = False
+) -> tuple[SchemaEntry, Any]:
+    """Decode a single-object message with the writer schema its fingerprint names.
+
+    ``plain``: leave logical-type values as their plain ints and strings.
+    """
     entry = catalog.by_fingerprint(fingerprint_of(data))
-    return entry, read_body(entry, data)
+    return entry, read_body(entry, data, plain=plain)
 
 
-def read_body(writer: SchemaEntry, data: bytes, reader: SchemaEntry | None = None) -> Any:
+def read_body(
+    writer: SchemaEntry,
+    data: bytes,
+    reader: SchemaEntry | None = None,
+    *,
+    plain: bool = False,
+) -> Any:
     """Read the body of ``data`` written with ``writer``, optionally as ``reader``."""
     body = io.BytesIO(data)
     body.seek(HEADER_SIZE)
+    if plain:
+        schemas = (writer.plain, reader.plain if reader else None)
+    else:
+        schemas = (writer.parsed, reader.parsed if reader else None)
     try:
-        datum = schemaless_reader(body, writer.parsed, reader.parsed if reader else None)
+        datum = schemaless_reader(body, *schemas)
     except EOFError as e:
         raise TruncatedMessageError(
             f"body ends early for {writer.name} v{writer.version}"

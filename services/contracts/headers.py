@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from services.contracts.errors import HeaderError
@@ -36,6 +36,8 @@ class CloudEvent:
 def for_envelope(envelope: Mapping[str, Any]) -> CloudEvent:
     """The CloudEvents attributes of a decoded event envelope."""
     occurred = envelope.get("occurred_at")
+    if isinstance(occurred, int):  # plain datums hold epoch milliseconds
+        occurred = datetime.fromtimestamp(occurred / 1000, UTC)
     return CloudEvent(
         id=str(envelope["event_id"]),
         source=str(envelope["source_institution_id"]),

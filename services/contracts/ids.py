@@ -39,7 +39,26 @@ def check_event_type(value: str) -> str:
 
 # Members named in shared/reference/domain.md §1; used until a policy names its own.
 DEFAULT_INSTITUTIONS: Final = (
-    "rree", "rree_vmdmh", "dgme", "mjsp_dnavmf", "pnc", "minsal", "mtps", "mineducyt",
-    "conapina", "pgr", "fgr", "isdemu", "cnctp", "migobdt_dgpc", "marn", "rnpn", "bcr",
-    "bcr_onec", "ace", "pddh", "io_oim", "io_acnur",
-)  # fmt: skip
+    "rree",
+    "rree_vmdmh",
+    "dgme",
+    "mjsp_dnavmf",
+    "pnc",
+    "minsal",
+    "mtps",
+    "mineducyt",
+    "conapina",
+    "pgr",
+    "fgr",
+    "isdemu",
+    "cnctp",
+    "migobdt_dgpc",
+    "marn",
+    "rnpn",
+    "bcr",
+    "bcr_onec",
+    "ace",
+    "pddh",
+    "io_oim",
+    "io_acnur",
+)

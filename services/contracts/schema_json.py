@@ -109,3 +109,17 @@ class _Inliner:
         if qualified not in self.named:
             raise SchemaCatalogError(f"unknown named type {qualified}")
         return self._definition(copy.deepcopy(self.named[qualified]), namespace)
+
+
+def strip_logical_types(schema: Schema) -> Schema:
+    """A copy of ``schema`` whose logical types are their underlying primitives.
+
+    Logical types do not change the binary encoding, so both read the same bytes.
+    """
+    if isinstance(schema, list):
+        return [strip_logical_types(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if "logicalType" in schema and schema.get("type") in PRIMITIVES:
+        return schema["type"]
+    return {k: strip_logical_types(v) for k, v in schema.items()}

@@ -232,7 +232,13 @@ def _generalised_away(view: str, name: str) -> bool:
     return view == "PSEUDO" and name in PSEUDO_DROPPED_FIELDS
 
 
-def _day(value: datetime) -> datetime:
+_DAY_MS: Final = 86_400_000
+
+
+def _day(value: datetime | int) -> datetime | int:
+    # The router works on plain datums (epoch milliseconds); tools on datetimes.
+    if isinstance(value, int):
+        return value - value % _DAY_MS
     return value.replace(hour=0, minute=0, second=0, microsecond=0)
 
 

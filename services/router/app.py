@@ -25,6 +25,7 @@ from services.runtime import topics as runtime_topics
 from services.runtime.kafka import broker_options, producer_config, subscriber_options
 from services.runtime.metrics import HubMetrics
 from services.runtime.ops import OpsServer, ops_app
+from services.runtime.service import tune_gc
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +40,21 @@ class RouterService:
         keys = subject_keys(PolicySettings(hub=settings.hub))
         self.metrics = HubMetrics(registry)
         self.store = DedupeStore(settings.dedupe_file)
-        self.producer = AIOKafkaProducer(**producer_config(settings.kafka, "puente-router"))
-        limits = Limits(settings.max_event_bytes, timedelta(seconds=settings.future_skew_seconds))
+        self.producer = AIOKafkaProducer(
+            **producer_config(settings.kafka, "puente-router")
+        )
+        limits = Limits(
+            settings.max_event_bytes, timedelta(seconds=settings.future_skew_seconds)
+        )
         pipeline = Pipeline(self.catalog, self.policy, keys, limits)
         self.router = BatchRouter(
-            pipeline, self.store, self.producer, self.metrics,
-            frozenset(self.policy.institutions), settings.group_id,
-        )  # fmt: skip
+            pipeline=pipeline,
+            store=self.store,
+            producer=self.producer,
+            metrics=self.metrics,
+            institutions=frozenset(self.policy.institutions),
+            group=settings.group_id,
+        )
         self.broker = KafkaBroker(
             **broker_options(settings.kafka, "puente-router"),
             consumer_only=True,  # outputs go through our own producer, sent in bulk
@@ -63,7 +72,9 @@ class RouterService:
             ack_policy=AckPolicy.NACK_ON_ERROR,
             **subscriber_options(settings.kafka),
         )(self._handle)
-        self.ops = OpsServer(ops_app("router", registry, self.health), settings.port, settings.host)
+        self.ops = OpsServer(
+            ops_app("router", registry, self.health), settings.port, settings.host
+        )
         self._running = False
 
     async def _handle(self, body: list[bytes], msg: KafkaMessage) -> None:
@@ -81,6 +92,7 @@ class RouterService:
             self.settings.topics, self.policy.publish_rights, self.policy.receive_rights
         )
         await runtime_topics.create(self.settings.kafka, wanted)
+        tune_gc()
         await self.ops.start()
         await self.producer.start()
         await self.broker.start()

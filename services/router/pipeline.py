@@ -18,6 +18,7 @@ from services.contracts import codec, headers, topics
 from services.contracts.catalog import Catalog, SchemaEntry
 from services.contracts.errors import ContractError, DecodeError
 from services.contracts.natural import format_timestamp
+from services.router.audit import AuditEncoder
 
 OutputKind = Literal["delivery", "rejection", "audit"]
 AUDIT_NAMESPACE: Final = uuid.UUID("5a8e3c1e-2f4b-4c1d-9a57-0b1de1e5a001")
@@ -67,7 +68,9 @@ class Policy(Protocol):
 class SubjectKeys(Protocol):
     """What the router needs of the subject-key service."""
 
-    def subject_key(self, event_type: str, datum: Mapping[str, Any]) -> tuple[str | None, str]:
+    def subject_key(
+        self, event_type: str, datum: Mapping[str, Any]
+    ) -> tuple[str | None, str]:
         """The hub subject key and its basis."""
 
     def rekey(self, recipient: str, subject_key: str) -> str:
@@ -111,7 +114,7 @@ class Accepted:
     datum: dict[str, Any]
     event_id: str
     digest: bytes
-    recorded_at: datetime
+    recorded_at_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,11 +145,11 @@ class Pipeline:
     policy: Policy
     keys: SubjectKeys
     limits: Limits
-    _audit: SchemaEntry = field(init=False)
+    _audit: AuditEncoder = field(init=False)
     _rejection: SchemaEntry = field(init=False)
 
     def __post_init__(self) -> None:
-        self._audit = self.catalog.get("audit_entry", 1)
+        self._audit = AuditEncoder(self.catalog.get("audit_entry", 1))
         self._rejection = self.catalog.get("rejection", 1)
 
     def inspect(self, record: Inbound, now: datetime) -> Accepted | Rejected:
@@ -159,11 +162,16 @@ class Pipeline:
         source, event_type = str(ref.institution), str(ref.event_type)
         value = record.value or b""
         if len(value) > self.limits.max_event_bytes:
-            return Rejected(record, source, event_type, "too_large",
-                            f"record is {len(value)} bytes; the limit is "
-                            f"{self.limits.max_event_bytes}")  # fmt: skip
+            return Rejected(
+                record,
+                source,
+                event_type,
+                "too_large",
+                f"record is {len(value)} bytes; the limit is "
+                f"{self.limits.max_event_bytes}",
+            )
         try:
-            entry, datum = codec.decode(self.catalog, value)
+            entry, datum = codec.decode(self.catalog, value, plain=True)
         except DecodeError as e:
             return Rejected(record, source, event_type, e.reason, str(e))
         event_id = str(datum.get("envelope", {}).get("event_id", "")) or None
@@ -171,9 +179,15 @@ class Pipeline:
         if problem is not None:
             return Rejected(record, source, event_type, problem[0], problem[1], event_id)
         return Accepted(
-            record, source, event_type, entry, datum, str(event_id),
-            hashlib.sha256(value).digest()[:16], datum["envelope"]["recorded_at"],
-        )  # fmt: skip
+            record,
+            source,
+            event_type,
+            entry,
+            datum,
+            str(event_id),
+            hashlib.sha256(value).digest()[:16],
+            datum["envelope"]["recorded_at"],
+        )
 
     def _check(
         self, entry: SchemaEntry, datum: Any, source: str, event_type: str, now: datetime
@@ -181,18 +195,23 @@ class Pipeline:
         if entry.name != event_type:
             if not entry.is_event:
                 return "unknown_schema", f"a {entry.name} record is not an event"
-            return "invalid", f"a {entry.name} record was published on the {event_type} topic"
+            return (
+                "invalid",
+                f"a {entry.name} record was published on the {event_type} topic",
+            )
         envelope = datum["envelope"]
         if envelope["source_institution_id"] != source:
             return "source_mismatch", (
-                f"envelope.source_institution_id is {envelope['source_institution_id']!r} "
-                f"but the record was published on {source}'s topic"
+                f"envelope.source_institution_id is "
+                f"{envelope['source_institution_id']!r} but the record was published on "
+                f"{source}'s topic"
             )
         if envelope["event_type"] != event_type:
             return "invalid", f"envelope.event_type is not {event_type!r}"
         if not self.policy.may_publish(source, event_type):
             return "not_allowed_to_publish", f"{source} may not publish {event_type}"
-        return _semantics(datum, event_type, now + self.limits.future_skew, self.policy)
+        latest = _epoch_ms(now + self.limits.future_skew)
+        return _semantics(datum, event_type, latest, self.policy)
 
     def deliver(self, accepted: Accepted, now: datetime) -> list[Output]:
         """Every delivery and audit entry for an accepted, first-seen event."""
@@ -201,11 +220,14 @@ class Pipeline:
         datum["envelope"]["subject_key"] = subject_key
         datum["envelope"]["subject_key_basis"] = basis
         cloud = headers.for_envelope(datum["envelope"])
+        event_part = self._audit.event_part(
+            accepted.event_id, event_type, accepted.source, subject_key, _epoch_ms(now)
+        )
         outputs: list[Output] = []
         for decision in self.policy.decide(event_type, datum, accepted.entry.version):
             if decision.delivered:
                 outputs.append(self._delivery(accepted, decision, subject_key, cloud))
-            outputs.append(self._audit_entry(accepted, decision, subject_key, now))
+            outputs.append(self._audit_entry(accepted, decision, event_part, now))
         return outputs
 
     def _delivery(
@@ -219,13 +241,17 @@ class Pipeline:
         if subject_key is not None and decision.view not in _RELAXED_VIEWS:
             key = self.keys.rekey(decision.recipient, subject_key)
         projection = decision.projection
-        value = codec.encode(projection.entry, projection.apply(accepted.datum, key))
+        value = codec.encode(
+            projection.entry, projection.apply(accepted.datum, key), plain=True
+        )
         extensions = {
             headers.VIEW: decision.view,
             headers.RULE: decision.rule_id,
             headers.POLICY_VERSION: self.policy.version,
         }
-        event = headers.CloudEvent(cloud.id, cloud.source, cloud.type, cloud.time, extensions)
+        event = headers.CloudEvent(
+            cloud.id, cloud.source, cloud.type, cloud.time, extensions
+        )
         if accepted.event_type == "referral":
             partition_key = str(accepted.datum["payload"]["referral_id"])
         else:
@@ -242,37 +268,33 @@ class Pipeline:
         )
 
     def _audit_entry(
-        self, accepted: Accepted, decision: Decision, subject_key: str | None, now: datetime
+        self, accepted: Accepted, decision: Decision, event_part: bytes, now: datetime
     ) -> Output:
-        audit_id = uuid.uuid5(
-            AUDIT_NAMESPACE,
-            f"{accepted.event_id}|{decision.recipient}|{decision.rule_id}|{self.policy.version}",
+        audit_id = str(
+            uuid.uuid5(
+                AUDIT_NAMESPACE,
+                f"{accepted.event_id}|{decision.recipient}|{decision.rule_id}|{self.policy.version}",
+            )
         )
-        entry = {
-            "audit_id": audit_id,
-            "event_id": uuid.UUID(accepted.event_id),
-            "event_type": accepted.event_type,
-            "source_institution_id": accepted.source,
-            "recipient_institution_id": decision.recipient,
-            "decision": "delivered" if decision.delivered else "withheld",
-            "withheld_reason": decision.withheld_reason,
-            "view": decision.view,
-            "rule_id": decision.rule_id,
-            "purpose": decision.purpose,
-            "legal_basis": decision.legal_basis,
-            "disclosed_fields": list(decision.projection.field_paths)
-            if decision.delivered
-            else [],
-            "policy_version": self.policy.version,
-            "subject_key": subject_key,
-            "decided_at": now,
-        }
-        event = headers.CloudEvent(str(audit_id), "puente", "audit_entry", format_timestamp(now))
+        rule = (
+            self.policy.version,
+            decision.recipient,
+            "delivered" if decision.delivered else "withheld",
+            decision.withheld_reason,
+            decision.view,
+            decision.rule_id,
+            decision.purpose,
+            decision.legal_basis,
+            tuple(decision.projection.field_paths) if decision.delivered else (),
+        )
+        event = headers.CloudEvent(
+            audit_id, "puente", "audit_entry", format_timestamp(now)
+        )
         return Output(
             "audit",
             topics.AUDIT,
             accepted.event_id.encode(),
-            codec.encode(self._audit, entry),
+            self._audit.encode(audit_id, event_part, rule),
             headers.build(event),
             decision.recipient,
             decision.view,
@@ -284,8 +306,10 @@ class Pipeline:
         original = record.value
         if original is not None and len(original) > self.limits.max_event_bytes:
             original = None
-        rejection_id = uuid.uuid5(
-            AUDIT_NAMESPACE, f"{record.topic}|{record.partition}|{record.offset}"
+        rejection_id = str(
+            uuid.uuid5(
+                AUDIT_NAMESPACE, f"{record.topic}|{record.partition}|{record.offset}"
+            )
         )
         datum = {
             "rejection_id": rejection_id,
@@ -297,22 +321,28 @@ class Pipeline:
             "original_topic": record.topic,
             "original_partition": record.partition,
             "original_offset": record.offset,
-            "received_at": datetime.fromtimestamp(record.timestamp_ms / 1000, now.tzinfo),
-            "rejected_at": now,
+            "received_at": record.timestamp_ms,
+            "rejected_at": _epoch_ms(now),
             "original_value": original,
         }
-        event = headers.CloudEvent(str(rejection_id), "puente", "rejection", format_timestamp(now))
+        event = headers.CloudEvent(
+            rejection_id, "puente", "rejection", format_timestamp(now)
+        )
         return Output(
             "rejection",
             topics.rejected(rejected.source),
-            (rejected.event_id or str(rejection_id)).encode(),
-            codec.encode(self._rejection, datum),
+            (rejected.event_id or rejection_id).encode(),
+            codec.encode(self._rejection, datum, plain=True),
             headers.build(event),
         )
 
 
+def _epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
 def _semantics(
-    datum: Any, event_type: str, latest: datetime, policy: Policy
+    datum: Any, event_type: str, latest: int, policy: Policy
 ) -> tuple[str, str] | None:
     """Checks Avro cannot express: times not in the future, referral parties known."""
     envelope = datum["envelope"]
@@ -326,9 +356,15 @@ def _semantics(
         for name in ("referring_institution_id", "receiving_institution_id"):
             if not policy.knows(payload[name]):
                 return "invalid", f"payload.{name} is not a member institution"
-        parties = {payload["referring_institution_id"], payload["receiving_institution_id"]}
+        parties = {
+            payload["referring_institution_id"],
+            payload["receiving_institution_id"],
+        }
         if envelope["source_institution_id"] not in parties:
-            return "invalid", "a referral event must come from its referring or receiving institution"
+            return (
+                "invalid",
+                "a referral event must come from its referring or receiving institution",
+            )
     return None
 
 
@@ -342,4 +378,3 @@ def conflicting_duplicate(accepted: Accepted) -> Rejected:
         f"event {accepted.event_id} was already routed with different content",
         accepted.event_id,
     )
-

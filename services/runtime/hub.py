@@ -32,7 +32,9 @@ class ServiceSpec:
 SPECS: Final = (
     ServiceSpec("audit", "services.audit", "AuditSettings", ("/health", "/metrics")),
     ServiceSpec("router", "services.router", "RouterSettings", ("/health", "/metrics")),
-    ServiceSpec("gateway", "services.gateway", "GatewaySettings", ("/docs", "/health", "/metrics")),
+    ServiceSpec(
+        "gateway", "services.gateway", "GatewaySettings", ("/docs", "/health", "/metrics")
+    ),
 )
 
 
@@ -77,7 +79,9 @@ def spec_named(name: str) -> ServiceSpec:
 
 def build(spec: ServiceSpec) -> Built:
     """Read the service's settings from the environment and build it."""
-    settings_cls = getattr(importlib.import_module(f"{spec.module}.settings"), spec.settings)
+    settings_cls = getattr(
+        importlib.import_module(f"{spec.module}.settings"), spec.settings
+    )
     builder = importlib.import_module(f"{spec.module}.app").build_service
     settings = settings_cls()
     registry = CollectorRegistry()

@@ -1,4 +1,4 @@
-"""The router on a real broker: who receives what, rejections, and the pipeline going on."""
+"""The router on a real broker: who receives what, rejections, the pipeline going on."""
 
 from __future__ import annotations
 
@@ -64,7 +64,9 @@ def expected(router: RouterService, event_type: str, natural: Any) -> dict[str, 
     return {d.recipient: d.view for d in decisions if d.delivered}
 
 
-async def publish(kafka: KafkaSettings, catalog: Catalog, event_type: str, event: Any) -> None:
+async def publish(
+    kafka: KafkaSettings, catalog: Catalog, event_type: str, event: Any
+) -> None:
     source = event["envelope"]["source_institution_id"]
     prepared = pubsub.prepare(catalog, event_type, source, event)
     await pubsub.send_all(kafka, [prepared])
@@ -90,13 +92,14 @@ async def test_an_unaccompanied_childs_arrival_reaches_exactly_whom_the_policy_n
     assert "pnc" not in want
 
     await publish(kafka, router.catalog, "return_arrival", event)
-    got = await deliveries(kafka, router.policy, "return_arrival",
-                           event["envelope"]["event_id"], len(want))  # fmt: skip
+    got = await deliveries(
+        kafka, router.policy, "return_arrival", event["envelope"]["event_id"], len(want)
+    )
 
     received = {r.topic.split(".")[2]: header(r, "puente_view") for r in got}
     assert received == want
     for record in got:
-        entry, datum = codec.decode(router.catalog, record.value)
+        _, datum = codec.decode(router.catalog, record.value)
         view = header(record, "puente_view")
         if view in ("PSEUDO", "PSEUDO_S"):
             assert "person_identity" not in datum["payload"]
@@ -114,8 +117,11 @@ async def test_nothing_ever_reaches_fgr_or_pnc_from_a_return_arrival(
     event_id = event["envelope"]["event_id"]
     others = await collect(
         kafka,
-        [topics.outbound(i, t) for i in ("fgr", "pnc") for t in ("return_arrival",
-                                                                 "border_crossing")],
+        [
+            topics.outbound(i, t)
+            for i in ("fgr", "pnc")
+            for t in ("return_arrival", "border_crossing")
+        ],
         lambda r: True,
         timeout=3,
     )
@@ -131,8 +137,9 @@ async def test_a_referral_reaches_its_receiving_institution_in_full_and_no_one_e
     want = expected(router, "referral", event)
     assert want[receiving] == "FULL"
     await publish(kafka, router.catalog, "referral", event)
-    got = await deliveries(kafka, router.policy, "referral", event["envelope"]["event_id"],
-                           len(want))  # fmt: skip
+    got = await deliveries(
+        kafka, router.policy, "referral", event["envelope"]["event_id"], len(want)
+    )
     views = {r.topic.split(".")[2]: header(r, "puente_view") for r in got}
     assert views == want
     full = [inst for inst, view in views.items() if view in ("FULL", "IDENT")]
@@ -154,20 +161,36 @@ def bad_inputs(catalog: Catalog) -> list[tuple[str, str, bytes, str]]:
     return [
         ("hub.in.dgme.return_arrival", "garbage", b"\x00not avro at all", "undecodable"),
         ("hub.in.dgme.return_arrival", "truncated", encoded[:40], "undecodable"),
-        ("hub.in.dgme.return_arrival", "unknown", b"\xc3\x01" + bytes(9), "unknown_schema"),
+        (
+            "hub.in.dgme.return_arrival",
+            "unknown",
+            b"\xc3\x01" + bytes(9),
+            "unknown_schema",
+        ),
         ("hub.in.minsal.return_arrival", "spoofed", encoded, "source_mismatch"),
-        ("hub.in.minsal.return_arrival", "no right", minsal_value, "not_allowed_to_publish"),
-        ("hub.in.dgme.return_arrival", "future",
-         codec.encode(entry, codec_for(entry).to_datum(future)), "invalid"),
+        (
+            "hub.in.minsal.return_arrival",
+            "no right",
+            minsal_value,
+            "not_allowed_to_publish",
+        ),
+        (
+            "hub.in.dgme.return_arrival",
+            "future",
+            codec.encode(entry, codec_for(entry).to_datum(future)),
+            "invalid",
+        ),
         ("hub.in.dgme.return_arrival", "huge", encoded + bytes(600_000), "too_large"),
-    ]  # fmt: skip
+    ]
 
 
 async def test_each_bad_input_is_rejected_with_its_reason_and_the_next_event_goes_through(
     router: RouterService, kafka: KafkaSettings
 ) -> None:
     cases = bad_inputs(router.catalog)
-    positions = await produce(kafka, [(topic, None, value, []) for topic, _, value, _ in cases])
+    positions = await produce(
+        kafka, [(topic, None, value, []) for topic, _, value, _ in cases]
+    )
     label_at = {pos: case[1] for pos, case in zip(positions, cases, strict=True)}
     good = example("return_arrival")
     await publish(kafka, router.catalog, "return_arrival", good)
@@ -183,8 +206,9 @@ async def test_each_bad_input_is_rejected_with_its_reason_and_the_next_event_goe
         _, datum = codec.decode(router.catalog, record.value)
         reasons[label_at[_original_position(router.catalog, record)]] = datum["reason"]
     assert reasons == {label: reason for _, label, _, reason in cases}
-    assert await deliveries(kafka, router.policy, "return_arrival",
-                            good["envelope"]["event_id"], 1)  # fmt: skip
+    assert await deliveries(
+        kafka, router.policy, "return_arrival", good["envelope"]["event_id"], 1
+    )
 
 
 def _original_position(catalog: Catalog, record: Any) -> tuple[str, int, int]:
@@ -207,9 +231,11 @@ async def test_the_same_event_twice_is_delivered_once_and_a_changed_copy_is_reje
     # All three share a partition (keyed by event id): once the changed copy is
     # rejected, the plain repeat before it has been routed too.
     rejections = await collect(
-        kafka, ["hub.rejected.dgme"], lambda r: (r.key or b"").decode() == event_id,
+        kafka,
+        ["hub.rejected.dgme"],
+        lambda r: (r.key or b"").decode() == event_id,
         expected=1,
-    )  # fmt: skip
+    )
     _, datum = codec.decode(router.catalog, rejections[0].value)
     assert datum["reason"] == "conflicting_duplicate"
     got = await deliveries(kafka, router.policy, "return_arrival", event_id, len(want))

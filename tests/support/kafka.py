@@ -25,7 +25,7 @@ async def produce(
     kafka: KafkaSettings,
     records: Iterable[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]],
 ) -> list[tuple[str, int, int]]:
-    """Produce (topic, key, value, headers) records; return their (topic, partition, offset)."""
+    """Produce (topic, key, value, headers) records; return their positions."""
     producer = AIOKafkaProducer(**producer_config(kafka, "test-producer"))
     await producer.start()
     try:

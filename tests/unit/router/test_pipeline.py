@@ -52,17 +52,23 @@ class StandInPolicy:
     def knows(self, institution: str) -> bool:
         return institution in {"dgme", "conapina", "minsal"}
 
-    def decide(self, event_type: str, datum: Mapping[str, Any]) -> list[Any]:
+    def decide(
+        self, event_type: str, datum: Mapping[str, Any], version: int | None = None
+    ) -> list[Any]:
         whole = WholeRecord(self.catalog.get(event_type))
         return [
             StandInDecision("child", "conapina", "FULL", whole),
             StandInDecision("stats", "minsal", "PSEUDO", whole),
-            StandInDecision("jobs", "mtps", "IDENT", whole, False, "consent_scope_missing"),
+            StandInDecision(
+                "jobs", "mtps", "IDENT", whole, False, "consent_scope_missing"
+            ),
         ]
 
 
 class StandInKeys:
-    def subject_key(self, event_type: str, datum: Mapping[str, Any]) -> tuple[str | None, str]:
+    def subject_key(
+        self, event_type: str, datum: Mapping[str, Any]
+    ) -> tuple[str | None, str]:
         return "k1:hub", "DUI"
 
     def rekey(self, recipient: str, subject_key: str) -> str:
@@ -134,10 +140,13 @@ def test_a_source_without_the_publish_right_is_refused(
     assert result.reason == "not_allowed_to_publish"
 
 
-def test_an_event_from_the_future_is_invalid(pipeline: Pipeline, catalog: Catalog) -> None:
+def test_an_event_from_the_future_is_invalid(
+    pipeline: Pipeline, catalog: Catalog
+) -> None:
     future = "2026-11-03T15:00:00Z"
-    inbound = record(catalog, "hub.in.dgme.return_arrival", occurred_at=future,
-                     recorded_at=future)  # fmt: skip
+    inbound = record(
+        catalog, "hub.in.dgme.return_arrival", occurred_at=future, recorded_at=future
+    )
     result = rejected(pipeline, inbound)
     assert result.reason == "invalid"
     assert "future" in result.message
@@ -188,7 +197,11 @@ def test_audit_entries_are_deterministic_per_decision(
     assert isinstance(first, Accepted)
     assert isinstance(again, Accepted)
     ids = [
-        [codec.decode(catalog, o.value)[1]["audit_id"] for o in outputs if o.kind == "audit"]
+        [
+            codec.decode(catalog, o.value)[1]["audit_id"]
+            for o in outputs
+            if o.kind == "audit"
+        ]
         for outputs in (pipeline.deliver(first, NOW), pipeline.deliver(again, NOW))
     ]
     assert ids[0] == ids[1]

@@ -1,0 +1,39 @@
+"""``puente bench``: benchmarks that print figures (targets are in the README)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="Benchmarks on a fresh embedded broker; they print figures.",
+    no_args_is_help=True,
+)
+
+
+@app.command("router")
+def router(
+    events: Annotated[
+        int, typer.Option(help="Events published for the throughput runs")
+    ] = 20_000,
+    rate: Annotated[
+        float, typer.Option(help="Offered events/s for the latency run")
+    ] = 1_000,
+    duration: Annotated[float, typer.Option(help="Seconds of the latency run")] = 10,
+    seed: Annotated[int, typer.Option(help="Traffic seed")] = 7,
+) -> None:
+    """Router vs a raw aiokafka pipe (events/s), and latency at an offered rate."""
+    from services.router import bench  # noqa: PLC0415 - heavy imports only when run
+
+    figures = asyncio.run(bench.run(events, rate, duration, seed, typer.echo))
+    typer.echo(
+        f"\nrouter bench ({figures.events} events, {figures.outputs} outputs):\n"
+        f"  router           {figures.router_eps:>9,.0f} events/s   (target >= 3,000)\n"
+        f"  raw aiokafka     {figures.raw_eps:>9,.0f} events/s\n"
+        f"  ratio            {figures.ratio:>9.2f}            (target >= 0.35)\n"
+        f"  latency @ {figures.offered_rate:,.0f}/s  p50 {figures.p50_ms:.1f} ms, "
+        f"p99 {figures.p99_ms:.1f} ms over {figures.latency_events} events "
+        f"(target p99 <= 50 ms)"
+    )

@@ -1,0 +1,287 @@
+"""``puente bench router``: the router against a raw aiokafka pipe, on a fresh broker.
+
+1. Publish N realistic mixed events (simulated ministries, 2 % bad) to hub.in.*.
+2. Router: consume them all; events/s from its first batch to its last.
+3. Raw pipe: the same inputs, writing as many output messages as the router did
+   (bytes copied, no decode or policy); events/s the same way.
+4. Latency: the router caught up, events offered at R/s for S seconds; per event,
+   from send to the first delivery seen by a recipient-side consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from prometheus_client import CollectorRegistry
+
+from services.contracts.catalog import Catalog
+from services.contracts.natural import codec_for
+from services.policy import Policy, load_policy
+from services.router.app import RouterService, build_service
+from services.router.settings import RouterSettings
+from services.runtime import topics as runtime_topics
+from services.runtime.embedded import EmbeddedBroker, free_port
+from services.runtime.kafka import consumer_config, producer_config
+from services.runtime.settings import HubSettings, KafkaSettings, TopicSettings
+from services.sim.traffic import SimEvent, Traffic
+
+Echo = Callable[[str], None]
+RAW_SINK = "bench.raw.out"
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """What the benchmark measured."""
+
+    events: int
+    outputs: int
+    router_eps: float
+    raw_eps: float
+    latency_events: int
+    offered_rate: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def ratio(self) -> float:
+        """Router throughput as a share of the raw pipe's."""
+        return self.router_eps / self.raw_eps if self.raw_eps else 0.0
+
+
+async def run(
+    events: int, rate: float, duration: float, seed: int, echo: Echo
+) -> Figures:
+    """Run all phases on a fresh embedded broker and return the figures."""
+    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+        kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers)
+        hub = HubSettings(state_dir=Path(tmp))
+        catalog = Catalog.load(hub.schemas_dir)
+        policy = load_policy(hub.policy_dir, catalog)
+        traffic = Traffic(seed, lambda: datetime.now(UTC))
+        inputs = traffic.take(events)
+        await _create_topics(kafka, policy, inputs)
+        started = time.perf_counter()
+        await _produce(kafka, catalog, inputs)
+        echo(f"published {events} events in {time.perf_counter() - started:.1f}s")
+
+        settings = RouterSettings(
+            group_id="bench-router", port=free_port(), hub=hub, kafka=kafka
+        )
+        router_eps, outputs = await _router_phase(settings, events)
+        echo(f"router: {router_eps:,.0f} events/s ({outputs} outputs)")
+        raw_eps = await _raw_phase(kafka, events, outputs)
+        echo(f"raw aiokafka pipe: {raw_eps:,.0f} events/s")
+
+        latencies = await _latency_phase(
+            settings, catalog, policy=policy, seed=seed, rate=rate, duration=duration
+        )
+    p50, p99 = _percentiles(latencies)
+    return Figures(events, outputs, router_eps, raw_eps, len(latencies), rate, p50, p99)
+
+
+async def _create_topics(
+    kafka: KafkaSettings, policy: Policy, inputs: list[SimEvent]
+) -> None:
+    wanted = runtime_topics.plan(
+        TopicSettings(), policy.publish_rights, policy.receive_rights
+    )
+    for event in inputs:  # bad inputs may target topics no right creates
+        wanted.setdefault(event.topic, TopicSettings().inbound_partitions)
+    wanted[RAW_SINK] = 4
+    await runtime_topics.create(kafka, wanted)
+
+
+async def _produce(
+    kafka: KafkaSettings, catalog: Catalog, inputs: list[SimEvent]
+) -> None:
+    producer = AIOKafkaProducer(**producer_config(kafka, "bench-ministries"))
+    await producer.start()
+    try:
+        pending = [
+            await producer.send(
+                e.topic,
+                e.value(catalog),
+                key=(e.event_id or "").encode(),
+                headers=e.headers(),
+            )
+            for e in inputs
+        ]
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def _router_phase(settings: RouterSettings, events: int) -> tuple[float, int]:
+    service = build_service(settings, CollectorRegistry())
+    await service.start()
+    try:
+        await _wait_for(lambda: service.router.stats.records >= events, seconds=300)
+        stats = service.router.stats
+        seconds = (stats.last_finished or 0.0) - (stats.first_started or 0.0)
+        return stats.records / seconds, stats.outputs
+    finally:
+        await service.stop()
+
+
+async def _raw_phase(kafka: KafkaSettings, events: int, outputs: int) -> float:
+    consumer = AIOKafkaConsumer(**consumer_config(kafka, "bench-raw", "bench-raw"))
+    producer = AIOKafkaProducer(**producer_config(kafka, "bench-raw"))
+    consumer.subscribe(pattern=r"hub\.in\..*")
+    await consumer.start()
+    await producer.start()
+    try:
+        done = written = 0
+        first: float | None = None
+        while done < events:
+            batch = await consumer.getmany(timeout_ms=500, max_records=500)
+            if not batch:
+                continue
+            first = first or time.perf_counter()
+            pending = []
+            for records in batch.values():
+                for record in records:
+                    done += 1
+                    # Spread the router's output count evenly over the inputs.
+                    due = outputs * done // events
+                    while written < due:
+                        pending.append(await producer.send(RAW_SINK, record.value))
+                        written += 1
+            await asyncio.gather(*pending)
+            await consumer.commit()
+        return done / (time.perf_counter() - (first or 0.0))
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def _latency_phase(
+    settings: RouterSettings,
+    catalog: Catalog,
+    *,
+    policy: Policy,
+    seed: int,
+    rate: float,
+    duration: float,
+) -> list[float]:
+    offered = Traffic(seed + 1, lambda: datetime.now(UTC), bad_share=0.0).take(
+        int(rate * duration)
+    )
+    delivered = {e.event_id for e in offered if _delivers(catalog, policy, e)}
+    service: RouterService = build_service(settings, CollectorRegistry())
+    await service.start()
+    watcher = _Watcher(settings.kafka, policy)
+    try:
+        await watcher.start()
+        sent = await _offer(settings.kafka, catalog, offered, rate)
+        seen = await watcher.collect(delivered, seconds=duration + 30)
+    finally:
+        await watcher.stop()
+        await service.stop()
+    return [seen[i] - sent[i] for i in delivered if i in seen and i in sent]
+
+
+def _delivers(catalog: Catalog, policy: Policy, event: SimEvent) -> bool:
+    datum = codec_for(catalog.get(event.event_type)).to_datum(event.body)
+    return any(d.delivered for d in policy.decide(event.event_type, datum))
+
+
+async def _offer(
+    kafka: KafkaSettings, catalog: Catalog, offered: list[SimEvent], rate: float
+) -> dict[str | None, float]:
+    producer = AIOKafkaProducer(**producer_config(kafka, "bench-offered"))
+    await producer.start()
+    sent: dict[str | None, float] = {}
+    try:
+        start = time.perf_counter()
+        pending = []
+        for index, event in enumerate(offered):
+            delay = start + index / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent[event.event_id] = time.perf_counter()
+            pending.append(
+                await producer.send(
+                    event.topic,
+                    event.value(catalog),
+                    key=(event.event_id or "").encode(),
+                    headers=event.headers(),
+                )
+            )
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return sent
+
+
+class _Watcher:
+    """A recipient-side consumer of every hub.out topic, noting first arrivals."""
+
+    def __init__(self, kafka: KafkaSettings, policy: Policy) -> None:
+        self.consumer = AIOKafkaConsumer(**consumer_config(kafka, None, "bench-watcher"))
+        self.policy = policy
+        self.seen: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        existing = await self.consumer.topics()
+        partitions = [
+            TopicPartition(t, p)
+            for t in sorted(existing)
+            if t.startswith("hub.out.")
+            for p in sorted(self.consumer.partitions_for_topic(t) or ())
+        ]
+        self.consumer.assign(partitions)
+        await self.consumer.seek_to_beginning(*partitions)
+        while await self._drain():  # skip what earlier phases delivered
+            pass
+        self._task = asyncio.create_task(self._run())
+
+    async def _drain(self) -> bool:
+        batch = await self.consumer.getmany(timeout_ms=300, max_records=5000)
+        return bool(batch)
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self.consumer.getmany(timeout_ms=100)
+            now = time.perf_counter()
+            for records in batch.values():
+                for record in records:
+                    for key, value in record.headers:
+                        if key == "ce_id":
+                            self.seen.setdefault(value.decode(), now)
+
+    async def collect(self, wanted: set[str | None], seconds: float) -> dict[str, float]:
+        deadline = time.monotonic() + seconds
+        # Polls what the watcher task fills in.
+        while time.monotonic() < deadline and not all(w in self.seen for w in wanted):  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        return self.seen
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await self.consumer.stop()
+
+
+async def _wait_for(done: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the router did not finish in time")
+        await asyncio.sleep(0.02)
+
+
+def _percentiles(latencies: list[float]) -> tuple[float, float]:
+    if len(latencies) < 2:
+        return float("nan"), float("nan")
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+    return cuts[49] * 1000, cuts[98] * 1000
