@@ -27,6 +27,7 @@ from services.contracts.natural import codec_for
 from services.policy import Policy, load_policy
 from services.router.app import RouterService, build_service
 from services.router.settings import RouterSettings
+from services.router.workers import route_with
 from services.runtime import topics as runtime_topics
 from services.runtime.embedded import EmbeddedBroker, free_port
 from services.runtime.kafka import consumer_config, producer_config
@@ -44,6 +45,8 @@ class Figures:
     events: int
     outputs: int
     router_eps: float
+    workers: int
+    workers_eps: float
     raw_eps: float
     latency_events: int
     offered_rate: float
@@ -52,12 +55,12 @@ class Figures:
 
     @property
     def ratio(self) -> float:
-        """Router throughput as a share of the raw pipe's."""
+        """Single-process router throughput as a share of the raw pipe's."""
         return self.router_eps / self.raw_eps if self.raw_eps else 0.0
 
 
 async def run(
-    events: int, rate: float, duration: float, seed: int, echo: Echo
+    events: int, *, rate: float, duration: float, seed: int, echo: Echo, workers: int = 2
 ) -> Figures:
     """Run all phases on a fresh embedded broker and return the figures."""
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
@@ -76,7 +79,16 @@ async def run(
             group_id="bench-router", port=free_port(), hub=hub, kafka=kafka
         )
         router_eps, outputs = await _router_phase(settings, events)
-        echo(f"router: {router_eps:,.0f} events/s ({outputs} outputs)")
+        echo(f"router, 1 process: {router_eps:,.0f} events/s ({outputs} outputs)")
+        many = await asyncio.to_thread(
+            route_with,
+            settings.model_copy(update={"group_id": "bench-router-workers"}),
+            workers,
+            events,
+            300,
+        )
+        workers_eps = many.records / many.seconds
+        echo(f"router, {workers} processes: {workers_eps:,.0f} events/s")
         raw_eps = await _raw_phase(kafka, events, outputs)
         echo(f"raw aiokafka pipe: {raw_eps:,.0f} events/s")
 
@@ -84,7 +96,10 @@ async def run(
             settings, catalog, policy=policy, seed=seed, rate=rate, duration=duration
         )
     p50, p99 = _percentiles(latencies)
-    return Figures(events, outputs, router_eps, raw_eps, len(latencies), rate, p50, p99)
+    return Figures(
+        events, outputs, router_eps, workers, workers_eps, raw_eps, len(latencies), rate,
+        p50, p99,
+    )  # fmt: skip
 
 
 async def _create_topics(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter as TallyCounter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,7 +47,7 @@ class RouteStats:
     records: int = 0
     outputs: int = 0
     batches: int = 0
-    first_started: float | None = None
+    first_started: float | None = None  # time.time(): comparable across processes
     last_finished: float | None = None
 
 
@@ -76,48 +77,52 @@ class BatchRouter:
         """Route ``records`` (aiokafka ConsumerRecords) and wait for every ack."""
         started = time.perf_counter()
         if self.stats.first_started is None:
-            self.stats.first_started = started
+            self.stats.first_started = time.time()
         now = datetime.now(UTC)
         inspected = [self.pipeline.inspect(_inbound(r), now) for r in records]
         seen = self.store.lookup(a.event_id for a in inspected if isinstance(a, Accepted))
         outputs: list[Output] = []
         routed: list[Accepted] = []
+        tally: TallyCounter[tuple[str, ...]] = TallyCounter()
         for item in inspected:
-            decided = (
-                self._deduplicate(item, seen) if isinstance(item, Accepted) else item
-            )
+            decided: Accepted | Rejected | None = item
+            if isinstance(item, Accepted):
+                decided = self._deduplicate(item, seen, tally)
             if isinstance(decided, Rejected):
                 outputs.append(self.pipeline.reject(decided, now))
-                self._count_rejection(decided)
+                tally[self._rejection_labels(decided)] += 1
             elif decided is not None:
-                outputs.extend(self._deliver(decided, now, routed))
+                outputs.extend(self._deliver(decided, now, routed, tally))
         await self._send(outputs)
         self.store.remember(((a.event_id, a.digest) for a in routed), time.time())
+        # Counted only now, so a batch routed again after a broker error counts once.
+        self._count(tally)
         self._count_outputs(outputs, routed)
         self._update_lag(records, consumer)
-        finished = time.perf_counter()
-        self.metrics.batch_seconds.observe(finished - started)
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.stats.records += len(records)
         self.stats.outputs += len(outputs)
         self.stats.batches += 1
-        self.stats.last_finished = finished
+        self.stats.last_finished = time.time()
 
     def _deduplicate(
-        self, item: Accepted, seen: dict[str, bytes]
+        self, item: Accepted, seen: dict[str, bytes], tally: TallyCounter[tuple[str, ...]]
     ) -> Accepted | Rejected | None:
         previous = seen.get(item.event_id)
         if previous is None:
             seen[item.event_id] = item.digest  # also catches repeats inside this batch
             return item
         if previous == item.digest:
-            self.metrics.duplicates.labels(
-                *self._labels(item.source, item.event_type)
-            ).inc()
+            tally[("duplicate", *self._labels(item.source, item.event_type))] += 1
             return None
         return conflicting_duplicate(item)
 
     def _deliver(
-        self, item: Accepted, now: datetime, routed: list[Accepted]
+        self,
+        item: Accepted,
+        now: datetime,
+        routed: list[Accepted],
+        tally: TallyCounter[tuple[str, ...]],
     ) -> list[Output]:
         try:
             outputs = self.pipeline.deliver(item, now)
@@ -138,10 +143,10 @@ class BatchRouter:
                 "the hub could not route this event; operators were alerted",
                 item.event_id,
             )
-            self._count_rejection(failure)
+            tally[self._rejection_labels(failure)] += 1
             return [self.pipeline.reject(failure, now)]
         routed.append(item)
-        self.metrics.accepted.labels(*self._labels(item.source, item.event_type)).inc()
+        tally[("accepted", *self._labels(item.source, item.event_type))] += 1
         return outputs
 
     async def _send(self, outputs: list[Output]) -> None:
@@ -160,22 +165,33 @@ class BatchRouter:
             await asyncio.sleep(1.0)  # do not spin while the broker recovers
             raise OutputsNotAcknowledgedError(f"outputs not acknowledged: {e}") from e
 
-    def _count_rejection(self, item: Rejected) -> None:
-        source, event_type = self._labels(item.source, item.event_type)
-        self.metrics.rejected.labels(source, event_type, item.reason).inc()
+    def _rejection_labels(self, item: Rejected) -> tuple[str, ...]:
+        return ("rejected", *self._labels(item.source, item.event_type), item.reason)
+
+    def _count(self, tally: TallyCounter[tuple[str, ...]]) -> None:
+        counters = {
+            "accepted": self.metrics.accepted,
+            "rejected": self.metrics.rejected,
+            "duplicate": self.metrics.duplicates,
+        }
+        for (kind, *labels), count in tally.items():
+            counters[kind].labels(*labels).inc(count)
 
     def _count_outputs(self, outputs: list[Output], routed: list[Accepted]) -> None:
         done_ms = time.time() * 1000
         recorded = {a.event_id: a for a in routed}
+        deliveries: TallyCounter[tuple[str, str, str]] = TallyCounter()
         for output in outputs:
             if output.kind == "delivery":
                 event_type = output.topic.rsplit(".", 1)[1]
                 recipient = bounded(output.recipient, self.institutions)
-                self.metrics.deliveries.labels(recipient, event_type, output.view).inc()
+                deliveries[(recipient, event_type, str(output.view))] += 1
                 event = recorded.get(output.event_id or "")
                 if event is not None:
                     seconds = (done_ms - event.recorded_at_ms) / 1000
                     self.metrics.latency.labels(event_type).observe(max(seconds, 0.0))
+        for labels, count in deliveries.items():
+            self.metrics.deliveries.labels(*labels).inc(count)
 
     def _labels(self, source: str, event_type: str | None) -> tuple[str, str]:
         return bounded(source, self.institutions), bounded(event_type, EVENT_TYPES)

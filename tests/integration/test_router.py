@@ -76,8 +76,10 @@ async def deliveries(
     kafka: KafkaSettings, policy: Policy, event_type: str, event_id: str, count: int
 ) -> list[Any]:
     outs = [topics.outbound(r, event_type) for r in sorted(policy.institutions)]
+    # Generous: in a full run other tests create hub.in topics, and each new one
+    # rebalances the router's pattern subscription.
     return await collect(
-        kafka, outs, lambda r: header(r, "ce_id") == event_id, expected=count, timeout=20
+        kafka, outs, lambda r: header(r, "ce_id") == event_id, expected=count, timeout=60
     )
 
 
