@@ -1,0 +1,175 @@
+"""``puente acl plan / apply / topics``: Kafka ACLs and topics derived from the policy."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from services.acl import formats
+from services.acl.plan import ServicePrincipals, plan
+from services.acl.settings import AclSettings
+from services.audit.settings import AuditSettings
+from services.contracts.catalog import Catalog
+from services.contracts.errors import PuenteError
+from services.policy import Policy, load_policy
+from services.router.settings import RouterSettings
+from services.runtime import topics as runtime_topics
+
+
+class _Group(TyperGroup):
+    """Every `PuenteError` becomes a one-line message and exit code 1."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PuenteError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(1) from e
+
+
+app = typer.Typer(
+    cls=_Group,
+    help="Kafka ACLs and topics for production, derived from the access policy.",
+    no_args_is_help=True,
+)
+
+
+class Format(enum.StrEnum):
+    """How `plan` prints the bindings."""
+
+    LINES = "lines"
+    KAFKA_ACLS = "kafka-acls"
+
+
+PolicyDir = Annotated[
+    Path | None,
+    typer.Option("--policy-dir", help="Policy folder [default: PUENTE_POLICY_DIR]"),
+]
+SchemasDir = Annotated[
+    Path | None,
+    typer.Option("--schemas-dir", help="Schema folder [default: PUENTE_SCHEMAS_DIR]"),
+]
+BootstrapServer = Annotated[
+    str,
+    typer.Option("--bootstrap-server", help="Written into the kafka-acls.sh commands"),
+]
+CommandConfig = Annotated[
+    str | None,
+    typer.Option(
+        "--command-config",
+        help="Admin client properties file named in the kafka-acls.sh commands",
+    ),
+]
+Out = Annotated[
+    Path | None,
+    typer.Option("--out", help="Write to this file instead of standard output"),
+]
+
+
+@app.command("plan")
+def plan_command(  # noqa: PLR0917 - one parameter per option
+    fmt: Annotated[
+        Format, typer.Option("--format", help="lines: one binding per line")
+    ] = Format.LINES,
+    bootstrap_server: BootstrapServer = "localhost:9092",
+    command_config: CommandConfig = None,
+    out: Out = None,
+    policy_dir: PolicyDir = None,
+    schemas_dir: SchemasDir = None,
+) -> None:
+    """Print the ACL bindings: `User:<p> <ALLOW|DENY> <op> <type> <pattern> <name>`."""
+    bindings = plan(_policy(policy_dir, schemas_dir), principals())
+    if fmt is Format.LINES:
+        _emit(formats.lines(bindings), out)
+    else:
+        connection = formats.AdminConnection(bootstrap_server, command_config)
+        _emit(formats.kafka_acls(bindings, connection), out)
+
+
+@app.command()
+def apply(
+    bootstrap_server: BootstrapServer = "localhost:9092",
+    command_config: CommandConfig = None,
+    policy_dir: PolicyDir = None,
+    schemas_dir: SchemasDir = None,
+) -> None:
+    """Apply the bindings through the Kafka admin API, where the client supports it.
+
+    aiokafka's admin client has no CreateAcls call yet, so this prints the
+    equivalent kafka-acls.sh commands and exits 1: run them with an admin
+    principal (the compose kafka-init job does).
+    """
+    bindings = plan(_policy(policy_dir, schemas_dir), principals())
+    connection = formats.AdminConnection(bootstrap_server, command_config)
+    _emit(formats.kafka_acls(bindings, connection), None)
+    typer.echo(
+        "error: ACLs were not applied: aiokafka's admin client cannot create ACLs. "
+        "Run the kafka-acls.sh commands above as an admin principal "
+        "(docker compose run --rm kafka-init does).",
+        err=True,
+    )
+    raise typer.Exit(1)
+
+
+@app.command("topics")
+def topics_command(
+    create: Annotated[
+        bool,
+        typer.Option(
+            "--create",
+            help="Create the missing ones on PUENTE_KAFKA_BOOTSTRAP_SERVERS "
+            "(needs an admin principal)",
+        ),
+    ] = False,
+    policy_dir: PolicyDir = None,
+    schemas_dir: SchemasDir = None,
+) -> None:
+    """Print every hub topic the policy needs (`<topic> <partitions>`); or create them."""
+    settings = AclSettings()
+    policy = _policy(policy_dir, schemas_dir)
+    wanted = runtime_topics.plan(
+        settings.topics, policy.publish_rights, policy.receive_rights
+    )
+    if not create:
+        _emit(formats.topic_lines(wanted), None)
+        return
+    created = asyncio.run(
+        runtime_topics.create(settings.kafka, wanted, settings.topics.replication_factor)
+    )
+    typer.echo(f"{len(wanted)} topics planned, {len(created)} created")
+
+
+def principals() -> ServicePrincipals:
+    """The services' principals, groups and audit topics from their settings."""
+    acl, router, audit = AclSettings(), RouterSettings(), AuditSettings()
+    return ServicePrincipals(
+        router=acl.router_principal,
+        gateway=acl.gateway_principal,
+        audit=acl.audit_principal,
+        router_group=router.group_id,
+        audit_group=audit.group_id,
+        audit_topic=audit.topic,
+        checkpoint_topic=audit.checkpoint_topic,
+    )
+
+
+def _policy(policy_dir: Path | None, schemas_dir: Path | None) -> Policy:
+    hub = AclSettings().hub
+    catalog = Catalog.load(schemas_dir or hub.schemas_dir)
+    return load_policy(policy_dir or hub.policy_dir, catalog)
+
+
+def _emit(text_lines: list[str], out: Path | None) -> None:
+    text = "".join(f"{line}\n" for line in text_lines)
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise typer.BadParameter(f"cannot write {out}: {e.strerror}") from e

@@ -1,0 +1,235 @@
+"""Kafka ACL bindings derived from the access policy (pure, no I/O).
+
+The topic of an inbound record is its publisher's authenticated identity (DESIGN §3),
+so in production the broker must let each institution write only under
+``hub.in.<id>.`` and read only ``hub.out.<id>.`` and ``hub.rejected.<id>``; every
+service principal gets exactly the topics and groups it consumes and produces.
+Everything else is denied by the broker (``allow.everyone.if.no.acl.found=false``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final, Literal, Protocol
+
+from services.contracts import topics
+from services.contracts.errors import ConfigurationError
+from services.contracts.ids import check_institution_id
+
+Permission = Literal["ALLOW", "DENY"]
+Operation = Literal[
+    "ALL", "READ", "WRITE", "CREATE", "DELETE", "ALTER", "DESCRIBE",
+    "CLUSTER_ACTION", "DESCRIBE_CONFIGS", "ALTER_CONFIGS", "IDEMPOTENT_WRITE",
+]  # fmt: skip
+ResourceType = Literal["TOPIC", "GROUP", "CLUSTER"]
+PatternType = Literal["LITERAL", "PREFIXED"]
+
+IN_PREFIX: Final = "hub.in."
+OUT_PREFIX: Final = "hub.out."
+REJECTED_PREFIX: Final = "hub.rejected."
+# SCRAM user names of the services; institution ids cannot contain "-", so a service
+# principal can never be mistaken for an institution.
+_PRINCIPAL: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# Kafka's authorizer: these operations imply DESCRIBE on the same resource.
+_IMPLIES_DESCRIBE: Final = frozenset({"READ", "WRITE", "DELETE", "ALTER"})
+
+
+class PolicyRights(Protocol):
+    """What the ACL plan needs from the policy (``services.policy.Policy`` has it)."""
+
+    @property
+    def institutions(self) -> Mapping[str, object]:
+        """Institution id -> institution."""
+
+    @property
+    def publish_rights(self) -> Mapping[str, frozenset[str]]:
+        """Institution id -> event types it may publish."""
+
+    @property
+    def receive_rights(self) -> Mapping[str, frozenset[str]]:
+        """Institution id -> event types some rule may deliver to it."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Binding:
+    """One ACL binding: ``principal`` is allowed or denied ``operation`` on a resource."""
+
+    principal: str
+    permission: Permission
+    operation: Operation
+    resource_type: ResourceType
+    pattern_type: PatternType
+    name: str
+    host: str = "*"
+
+    def line(self) -> str:
+        """``User:<p> <ALLOW|DENY> <operation> <resource type> <pattern type> <name>``."""
+        return (
+            f"{self.principal} {self.permission} {self.operation} "
+            f"{self.resource_type} {self.pattern_type} {self.name}"
+        )
+
+    def matches(self, resource_type: ResourceType, name: str) -> bool:
+        """Whether this binding's resource pattern covers resource ``name``."""
+        if resource_type != self.resource_type:
+            return False
+        if self.pattern_type == "PREFIXED":
+            return name.startswith(self.name)
+        return self.name in (name, "*")
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePrincipals:
+    """The hub's own Kafka principals and the groups and topics they use."""
+
+    router: str = "puente-router"
+    gateway: str = "puente-gateway"
+    audit: str = "puente-audit"
+    router_group: str = "puente-router"
+    audit_group: str = "puente-audit"
+    audit_topic: str = topics.AUDIT
+    checkpoint_topic: str = topics.AUDIT_CHECKPOINTS
+
+    def names(self) -> tuple[str, str, str]:
+        """The three service user names."""
+        return (self.router, self.gateway, self.audit)
+
+
+def user(name: str) -> str:
+    """The Kafka principal of SCRAM user ``name``."""
+    return f"User:{name}"
+
+
+def plan(
+    policy: PolicyRights, services: ServicePrincipals | None = None
+) -> list[Binding]:
+    """Every ACL binding the hub needs, sorted; institutions with no rights get none."""
+    services = services or ServicePrincipals()
+    _check_principals(services, policy.institutions)
+    bindings = service_bindings(services)
+    for institution in sorted(policy.institutions):
+        bindings.extend(
+            institution_bindings(
+                institution,
+                publishes=bool(policy.publish_rights.get(institution)),
+                receives=bool(policy.receive_rights.get(institution)),
+            )
+        )
+    return sorted(set(bindings))
+
+
+def institution_bindings(
+    institution: str, *, publishes: bool, receives: bool
+) -> list[Binding]:
+    """An institution's own prefixes: write its inbound, read its outbound and rejected.
+
+    The trailing dot of each prefix keeps ``rree`` from matching ``rree_vmdmh``'s
+    topics and groups. Consumer groups must be named ``<id>.<anything>``.
+    """
+    who = user(check_institution_id(institution))
+    found: list[Binding] = []
+    if publishes:
+        found.append(
+            _allow(who, "WRITE", "TOPIC", "PREFIXED", f"{IN_PREFIX}{institution}.")
+        )
+        found.append(
+            _allow(who, "READ", "TOPIC", "LITERAL", topics.rejected(institution))
+        )
+    if receives:
+        found.append(
+            _allow(who, "READ", "TOPIC", "PREFIXED", f"{OUT_PREFIX}{institution}.")
+        )
+    if publishes or receives:
+        found.append(_allow(who, "READ", "GROUP", "PREFIXED", f"{institution}."))
+    return found
+
+
+def service_bindings(services: ServicePrincipals) -> list[Binding]:
+    """What each hub service consumes and produces, and nothing more.
+
+    The gateway writes every ``hub.in.`` topic because its outbox relay publishes on
+    behalf of HTTP callers; it checks each caller's publish right itself before
+    accepting an event. It reads every ``hub.out.`` and ``hub.rejected.`` topic to
+    serve each institution its own deliveries over HTTP, without a consumer group.
+    Topics are created by the init job's admin principal, so no service may create.
+    """
+    router, gateway, audit = (user(n) for n in services.names())
+    return [
+        _allow(router, "READ", "TOPIC", "PREFIXED", IN_PREFIX),
+        _allow(router, "WRITE", "TOPIC", "PREFIXED", OUT_PREFIX),
+        _allow(router, "WRITE", "TOPIC", "PREFIXED", REJECTED_PREFIX),
+        _allow(router, "WRITE", "TOPIC", "LITERAL", services.audit_topic),
+        _allow(router, "READ", "GROUP", "LITERAL", services.router_group),
+        _allow(gateway, "WRITE", "TOPIC", "PREFIXED", IN_PREFIX),
+        _allow(gateway, "READ", "TOPIC", "PREFIXED", OUT_PREFIX),
+        _allow(gateway, "READ", "TOPIC", "PREFIXED", REJECTED_PREFIX),
+        _allow(audit, "READ", "TOPIC", "LITERAL", services.audit_topic),
+        _allow(audit, "WRITE", "TOPIC", "LITERAL", services.checkpoint_topic),
+        _allow(audit, "READ", "GROUP", "LITERAL", services.audit_group),
+    ]
+
+
+def permits(
+    bindings: Iterable[Binding],
+    principal: str,
+    operation: Operation,
+    resource_type: ResourceType,
+    name: str,
+) -> bool:
+    """Whether Kafka's StandardAuthorizer would allow this, given only ``bindings``.
+
+    Default deny; a matching DENY wins; ALL covers every operation; READ, WRITE,
+    DELETE and ALTER imply DESCRIBE; ALTER_CONFIGS implies DESCRIBE_CONFIGS.
+    """
+    allowed = False
+    for binding in bindings:
+        if binding.principal not in (principal, "User:*"):
+            continue
+        if not binding.matches(resource_type, name):
+            continue
+        if not _covers(binding.operation, operation):
+            continue
+        if binding.permission == "DENY":
+            return False
+        allowed = True
+    return allowed
+
+
+def _covers(granted: Operation, wanted: Operation) -> bool:
+    if granted in ("ALL", wanted):
+        return True
+    if wanted == "DESCRIBE":
+        return granted in _IMPLIES_DESCRIBE
+    return wanted == "DESCRIBE_CONFIGS" and granted == "ALTER_CONFIGS"
+
+
+def _allow(
+    principal: str,
+    operation: Operation,
+    resource_type: ResourceType,
+    pattern_type: PatternType,
+    name: str,
+) -> Binding:
+    return Binding(principal, "ALLOW", operation, resource_type, pattern_type, name)
+
+
+def _check_principals(services: ServicePrincipals, institutions: Iterable[str]) -> None:
+    names = services.names()
+    for name in names:
+        if not _PRINCIPAL.fullmatch(name):
+            raise ConfigurationError(
+                f"service principal {name[:64]!r} must be letters, digits, '.', '_' "
+                "or '-' (at most 128)"
+            )
+    if len(set(names)) != len(names):
+        raise ConfigurationError(
+            f"the router, gateway and audit principals must differ: {', '.join(names)}"
+        )
+    clash = sorted(set(names) & set(institutions))
+    if clash:
+        raise ConfigurationError(
+            f"service principal {clash[0]!r} is also an institution id; "
+            "it would get that institution's rights"
+        )
