@@ -142,16 +142,17 @@ class Driver:
     async def run(
         self, producer: AIOKafkaProducer, stop: asyncio.Event, duration: float | None
     ) -> None:
-        """Publish until ``stop`` is set or ``duration`` seconds have passed."""
+        """Publish until ``stop`` is set, or exactly ``duration`` seconds' worth."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         while not stop.is_set():
             elapsed = loop.time() - started
-            if duration is not None and elapsed >= duration:
-                return
+            ended = duration is not None and elapsed >= duration
             if duration is not None:
                 elapsed = min(elapsed, duration)
             await self._send(producer, self.take(due(elapsed, self.rate) - self._taken))
+            if ended:
+                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.tick)
 
