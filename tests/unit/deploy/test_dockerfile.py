@@ -1,0 +1,98 @@
+"""deploy/Dockerfile: pinned base, non-root, runtime dependencies only, `puente` entry."""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata as metadata
+import re
+import sys
+import tomllib
+from collections.abc import Iterable
+
+from packaging.requirements import Requirement
+
+from services.runtime.settings import REPO_ROOT
+
+DOCKERFILE = REPO_ROOT / "deploy" / "Dockerfile"
+
+
+def text() -> str:
+    return DOCKERFILE.read_text(encoding="utf-8")
+
+
+def test_the_base_image_is_a_pinned_slim_python() -> None:
+    [image] = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", text(), re.MULTILINE)
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", image)
+    froms = re.findall(r"^FROM (\S+)", text(), re.MULTILINE)
+    assert froms == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"]
+
+
+def test_the_service_runs_as_a_fixed_non_root_user_with_puente_as_entry_point() -> None:
+    users = re.findall(r"^USER (\S+)$", text(), re.MULTILINE)
+    assert users[-1].split(":")[0] == "puente"
+    assert "--uid 10001" in text()
+    assert re.search(r'^ENTRYPOINT \["puente"\]$', text(), re.MULTILINE)
+
+
+def test_the_image_installs_the_project_without_development_extras() -> None:
+    installs = re.findall(r"pip install ([^\n\\&]+)", text())
+    assert installs == [". "], installs
+    commands = [line for line in text().splitlines() if not line.startswith("#")]
+    assert not any("[dev]" in line for line in commands)
+    ignore = (DOCKERFILE.parent / "Dockerfile.dockerignore").read_text(encoding="utf-8")
+    rules = [line for line in ignore.splitlines() if line and not line.startswith("#")]
+    assert rules[0] == "*", "the build context starts from nothing"
+    for kept in ("services/", "schemas/", "deploy/policy/", "pyproject.toml"):
+        assert f"!{kept}" in ignore
+
+
+def test_every_third_party_module_the_services_import_is_a_runtime_dependency() -> None:
+    """What the image installs is what the code needs (no [dev] package sneaks in)."""
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    installed = closure(Requirement(r) for r in project["project"]["dependencies"])
+    providers = metadata.packages_distributions()
+    missing = {}
+    for module in imported_modules():
+        dists = {normal(d) for d in providers.get(module, [module])}
+        if not dists & installed:
+            missing[module] = sorted(dists)
+    assert not missing, f"imported but not in [project.dependencies]: {missing}"
+
+
+def imported_modules() -> set[str]:
+    found = set()
+    for path in (REPO_ROOT / "services").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return {m for m in found if m not in sys.stdlib_module_names and m != "services"}
+
+
+def closure(requirements: Iterable[Requirement]) -> set[str]:
+    """Distribution names the requirements install, transitively (with extras)."""
+    seen: set[str] = set()
+    todo = [(r, frozenset(r.extras)) for r in requirements]
+    while todo:
+        requirement, extras = todo.pop()
+        name = normal(requirement.name)
+        key = f"{name}[{','.join(sorted(extras))}]"
+        if key in seen:
+            continue
+        seen |= {key, name}
+        try:
+            requires = metadata.requires(requirement.name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for spec in map(Requirement, requires):
+            wanted = spec.marker is None or any(
+                spec.marker.evaluate({"extra": e}) for e in (extras or {""})
+            )
+            if wanted:
+                todo.append((spec, frozenset(spec.extras)))
+    return {s for s in seen if "[" not in s}
+
+
+def normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
