@@ -29,8 +29,10 @@ def test_the_base_image_is_a_pinned_slim_python() -> None:
 
 def test_the_service_runs_as_a_fixed_non_root_user_with_puente_as_entry_point() -> None:
     users = re.findall(r"^USER (\S+)$", text(), re.MULTILINE)
-    assert users[-1].split(":")[0] == "puente"
+    # Numeric, so runtimes that check runAsNonRoot can tell without /etc/passwd.
+    assert users[-1] == "10001:10001"
     assert "--uid 10001" in text()
+    assert "--gid 10001" in text()
     assert re.search(r'^ENTRYPOINT \["puente"\]$', text(), re.MULTILINE)
 
 
