@@ -36,6 +36,7 @@ from services.demo.settings import DemoSettings
 from services.demo.tally import Verdict, check, snapshot
 from services.runtime import hub
 from services.runtime import topics as runtime_topics
+from services.runtime.embedded import port_open
 from services.runtime.kafka import admin_config, producer_config
 from services.runtime.service import serve, stop_on_signals
 from services.runtime.settings import HubSettings, KafkaSettings
@@ -70,9 +71,16 @@ def run(options: Options, console: Console) -> Outcome:
     with hub.kafka_or_embedded() as (bootstrap, embedded):
         settings = DemoSettings()
         with demo_state(settings.hub.state_dir):
-            return asyncio.run(
-                _run(options, settings, console, bootstrap if embedded else None)
-            )
+            try:
+                return asyncio.run(
+                    _run(options, settings, console, bootstrap if embedded else None)
+                )
+            except SystemExit as e:
+                # uvicorn exits the process when it cannot bind; name the cause instead.
+                raise DemoError(
+                    "a service failed to start: its HTTP endpoint could not listen "
+                    "(see the error above)"
+                ) from e
 
 
 async def _run(
@@ -80,6 +88,7 @@ async def _run(
 ) -> Outcome:
     # Built inside the loop: services create their Kafka clients as they are built.
     built = [hub.build(spec) for spec in hub.available()]
+    check_ports(built)
     demo = Demo(options, settings, built, console)
     await demo.play(embedded)
     return demo.outcome()
@@ -312,6 +321,18 @@ async def _group_stable(admin: AIOKafkaAdminClient, group: str) -> bool:
             if described[1] == group and described[2] == "Stable" and described[5]:
                 return True
     return False
+
+
+def check_ports(built: list[hub.Built]) -> None:
+    """Fail early, naming the setting, when a service's port is taken."""
+    for item in built:
+        host = getattr(item.settings, "host", "127.0.0.1")
+        if port_open(item.settings.port, host):
+            name = item.spec.name.upper()
+            raise DemoError(
+                f"the {item.spec.name} cannot listen on {host}:{item.settings.port}: the "
+                f"port is in use (another `puente up` or demo?); set PUENTE_{name}_PORT"
+            )
 
 
 def _named(built: list[hub.Built], name: str) -> hub.Built:

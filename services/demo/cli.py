@@ -41,7 +41,9 @@ def demo(
     try:
         outcome = app.run(app.Options(rate, duration, seed), console)
     except PuenteError as e:
-        Console(stderr=True, highlight=False).print(f"[red]error:[/red] {e}")
+        Console(stderr=True, highlight=False).print(
+            f"[red]error:[/red] {e}", soft_wrap=True
+        )
         raise typer.Exit(1) from e
     for table in view.summary_tables(outcome.board):
         console.print(table)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -48,10 +50,8 @@ def scrape_when(
     pytest.fail(f"{ready} never rose above zero")
 
 
-def test_the_demo_runs_the_hub_end_to_end_and_ends_with_a_summary(
-    tmp_path: Path,
-) -> None:
-    router_port = free_port()
+def demo_env(tmp_path: Path, router_port: int) -> dict[str, str]:
+    """A private state dir, free ports, no configured cluster (the demo starts one)."""
     env = {
         **os.environ,
         "PUENTE_STATE_DIR": str(tmp_path / "state"),
@@ -61,18 +61,44 @@ def test_the_demo_runs_the_hub_end_to_end_and_ends_with_a_summary(
         "PUENTE_KAFKA_EMBEDDED_PORT": str(free_port()),
         "COLUMNS": "200",
     }
-    env.pop("PUENTE_KAFKA_BOOTSTRAP_SERVERS", None)  # the demo starts its own broker
-    for name in ("PUENTE_ROUTER_DEDUPE_PATH", "PUENTE_AUDIT_LEDGER_PATH"):
+    for name in (
+        "PUENTE_KAFKA_BOOTSTRAP_SERVERS",
+        "PUENTE_ROUTER_DEDUPE_PATH",
+        "PUENTE_AUDIT_LEDGER_PATH",
+    ):
         env.pop(name, None)
-    command = [sys.executable, "-m", "services.demo"]
-    options = ["--duration", str(DURATION), "--rate", "40", "--seed", "3"]
-    process = subprocess.Popen(
-        [*command, *options],
+    return env
+
+
+def start_demo(env: dict[str, str], *options: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.demo", *options],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+    )
+
+
+def end(process: subprocess.Popen[str]) -> None:
+    """After a failure: SIGTERM first, so the demo stops its embedded broker too."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+
+
+def test_the_demo_runs_the_hub_end_to_end_and_ends_with_a_summary(
+    tmp_path: Path,
+) -> None:
+    router_port = free_port()
+    process = start_demo(
+        demo_env(tmp_path, router_port),
+        *("--duration", str(DURATION), "--rate", "40", "--seed", "3"),
     )
     try:
         first = scrape_when(router_port, "puente_deliveries_total", process)
@@ -80,9 +106,7 @@ def test_the_demo_runs_the_hub_end_to_end_and_ends_with_a_summary(
         second = totals(router_port)
         stdout, stderr = process.communicate(timeout=90)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        end(process)
 
     assert process.returncode == 0, stdout[-3000:] + stderr[-3000:]
     for series in ("puente_events_accepted_total", "puente_deliveries_total"):
@@ -106,3 +130,31 @@ def test_the_demo_runs_the_hub_end_to_end_and_ends_with_a_summary(
     ), stdout[-3000:]
     assert "Puente is up" in stdout  # the same endpoint table as `puente up`
     assert "Traceback" not in stderr
+
+
+def test_sigterm_stops_the_demo_cleanly_with_a_summary(tmp_path: Path) -> None:
+    router_port = free_port()
+    process = start_demo(demo_env(tmp_path, router_port), "--rate", "40")
+    try:
+        scrape_when(router_port, "puente_deliveries_total", process)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        end(process)
+    assert process.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    assert "OK: every bad input was rejected with its expected reason" in stdout
+    assert "Traceback" not in stderr
+
+
+def test_a_port_in_use_ends_the_demo_with_a_clear_message(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = start_demo(demo_env(tmp_path, port), "--duration", "5")
+        stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert f"the router cannot listen on 127.0.0.1:{port}" in stderr
+    assert "PUENTE_ROUTER_PORT" in stderr
+    assert "Traceback" not in stderr
+    assert "published" not in stdout
