@@ -18,7 +18,7 @@ export PATH
 
 umask 077
 # The plan names this file in every kafka-acls.sh command (--command-config).
-config=/tmp/admin.properties
+config=${KAFKA_ADMIN_CONFIG:-/tmp/admin.properties}
 cat > "$config" <<PROPERTIES
 security.protocol=SASL_PLAINTEXT
 sasl.mechanism=SCRAM-SHA-512

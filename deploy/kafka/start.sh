@@ -8,6 +8,8 @@ set -eu
 : "${KAFKA_CLUSTER_ID:?set KAFKA_CLUSTER_ID}"
 : "${KAFKA_EXTERNAL_HOST:=localhost}"
 : "${KAFKA_EXTERNAL_PORT:=9094}"
+: "${KAFKA_TLS_KEYSTORE:=/etc/kafka/tls/server.pem}"
+: "${KAFKA_RUN_DIR:=/tmp/puente-kafka}"
 KAFKA_HOME=${KAFKA_HOME:-/opt/kafka}
 here=$(dirname "$0")
 
@@ -25,17 +27,18 @@ esac
 case "$KAFKA_EXTERNAL_PORT" in
   '' | *[!0-9]*) echo "error: KAFKA_EXTERNAL_PORT must be a port number" >&2; exit 1 ;;
 esac
-if [ ! -r /etc/kafka/tls/server.pem ]; then
-  echo "error: /etc/kafka/tls/server.pem is missing or unreadable (PUENTE_SECRETS_DIR/kafka-tls)" >&2
+if [ ! -r "$KAFKA_TLS_KEYSTORE" ]; then
+  echo "error: $KAFKA_TLS_KEYSTORE is missing or unreadable (PUENTE_SECRETS_DIR/kafka-tls/server.pem)" >&2
   exit 1
 fi
 
 umask 077
-run=/tmp/puente-kafka
+run=$KAFKA_RUN_DIR
 mkdir -p "$run"
 sed -e "s|@ADMIN_PASSWORD@|$KAFKA_ADMIN_PASSWORD|g" \
     -e "s|@EXTERNAL_HOST@|$KAFKA_EXTERNAL_HOST|g" \
     -e "s|@EXTERNAL_PORT@|$KAFKA_EXTERNAL_PORT|g" \
+    -e "s|@TLS_KEYSTORE@|$KAFKA_TLS_KEYSTORE|g" \
     "$here/server.properties" > "$run/server.properties"
 # Client settings of the healthcheck (kafka-broker-api-versions.sh as admin).
 cat > "$run/admin.properties" <<PROPERTIES

@@ -171,7 +171,7 @@ def test_the_acl_plan_reaches_the_kafka_init_job_through_a_shared_volume() -> No
     init = services()["kafka-init"]
     [plan_dir] = [m.split(":")[1] for m in init["volumes"] if m.startswith(f"{volume}:")]
     assert environment(init)["ACL_PLAN"] == str(Path(plan_dir) / out.name)
-    assert f"config={config}" in script("init.sh")
+    assert f"config=${{KAFKA_ADMIN_CONFIG:-{config}}}" in script("init.sh")
     deps = init["depends_on"]
     assert deps["acl-plan"]["condition"] == "service_completed_successfully"
     assert deps["kafka"]["condition"] == "service_healthy"

@@ -1,0 +1,15 @@
+"""Fixtures of the deployment tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.contracts.catalog import Catalog
+from services.policy import Policy, load_policy
+from services.runtime.settings import REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def policy(catalog: Catalog) -> Policy:
+    """The repository's policy (deploy/policy)."""
+    return load_policy(REPO_ROOT / "deploy" / "policy", catalog)
