@@ -140,6 +140,7 @@ class Demo:
         )
         self._started = False
         self._clock_start: float | None = None
+        self._clock_end: float | None = None
 
     async def play(self, embedded: str | None) -> None:
         """Start the services, run the session, stop them; clear errors on failure."""
@@ -189,6 +190,7 @@ class Demo:
                 self.board.phase = "publishing"
             self._clock_start = asyncio.get_running_loop().time()
             await self._publish(stop)
+            self._clock_end = asyncio.get_running_loop().time()
             self.board.phase = "catching up"
             await self._drain()
             self.board.phase = "stopping"
@@ -222,7 +224,8 @@ class Demo:
     def _refresh(self) -> None:
         self.board.snapshot = snapshot(self.router.registry)
         if self._clock_start is not None:
-            elapsed = asyncio.get_running_loop().time() - self._clock_start
+            end = self._clock_end or asyncio.get_running_loop().time()
+            elapsed = end - self._clock_start
             duration = self.options.duration
             self.board.elapsed = elapsed if duration is None else min(elapsed, duration)
         if self.audit is not None:
