@@ -154,6 +154,8 @@ def service_bindings(services: ServicePrincipals) -> list[Binding]:
     accepting an event. It reads every ``hub.out.`` and ``hub.rejected.`` topic to
     serve each institution its own deliveries over HTTP, without a consumer group.
     Topics are created by the init job's admin principal, so no service may create.
+    At start-up the router checks that every hub topic exists, the audit checkpoints
+    included, so it may see (DESCRIBE) that one without reading or writing it.
     """
     router, gateway, audit = (user(n) for n in services.names())
     return [
@@ -161,6 +163,7 @@ def service_bindings(services: ServicePrincipals) -> list[Binding]:
         _allow(router, "WRITE", "TOPIC", "PREFIXED", OUT_PREFIX),
         _allow(router, "WRITE", "TOPIC", "PREFIXED", REJECTED_PREFIX),
         _allow(router, "WRITE", "TOPIC", "LITERAL", services.audit_topic),
+        _allow(router, "DESCRIBE", "TOPIC", "LITERAL", services.checkpoint_topic),
         _allow(router, "READ", "GROUP", "LITERAL", services.router_group),
         _allow(gateway, "WRITE", "TOPIC", "PREFIXED", IN_PREFIX),
         _allow(gateway, "READ", "TOPIC", "PREFIXED", OUT_PREFIX),

@@ -124,9 +124,8 @@ def test_the_router_reads_every_inbound_topic_and_writes_every_output(
         assert permits(bindings, router, "READ", "TOPIC", topic) == (kind == "in"), topic
         writes = kind in ("out", "rejected", "audit")
         assert permits(bindings, router, "WRITE", "TOPIC", topic) == writes, topic
-        assert permits(bindings, router, "DESCRIBE", "TOPIC", topic) == (
-            kind != "audit_checkpoints"
-        )
+        # Its start-up check lists every hub topic; listing needs DESCRIBE.
+        assert permits(bindings, router, "DESCRIBE", "TOPIC", topic), topic
     assert permits(bindings, router, "READ", "GROUP", "puente-router")
     assert not permits(bindings, router, "READ", "GROUP", "puente-audit")
 
@@ -163,7 +162,7 @@ def test_no_principal_may_create_topics_or_act_on_the_cluster(
     bindings: list[Binding],
 ) -> None:
     assert {b.permission for b in bindings} == {"ALLOW"}
-    assert {b.operation for b in bindings} <= {"READ", "WRITE"}
+    assert {b.operation for b in bindings} <= {"READ", "WRITE", "DESCRIBE"}
     assert {b.resource_type for b in bindings} <= {"TOPIC", "GROUP"}
     for principal in {b.principal for b in bindings}:
         assert not permits(bindings, principal, "CREATE", "TOPIC", "hub.in.dgme.referral")
@@ -257,3 +256,20 @@ def test_a_matching_deny_wins_over_any_allow() -> None:
     assert not permits(acl, "User:x", "READ", "TOPIC", "hub.audit")
     assert not permits(acl, "User:y", "READ", "TOPIC", "hub.out.x.referral")
     assert not permits(acl, "User:x", "READ", "GROUP", "hub.x")
+
+
+def test_each_service_can_see_every_topic_it_checks_for_at_start_up(
+    bindings: list[Binding], hub_topics: dict[str, int]
+) -> None:
+    """Services create missing topics at start; a topic they cannot DESCRIBE looks
+    missing, and creating it is refused, so the service would not start."""
+    checked = {
+        "User:puente-router": set(hub_topics),  # RouterService.start: the whole plan
+        "User:puente-audit": {topics.AUDIT, topics.AUDIT_CHECKPOINTS},
+        "User:puente-gateway": {t for t in hub_topics if t.startswith("hub.in.")},
+    }
+    for principal, wanted in checked.items():
+        for topic in wanted:
+            assert permits(bindings, principal, "DESCRIBE", "TOPIC", topic), (
+                f"{principal} cannot see {topic}"
+            )
