@@ -8,9 +8,11 @@ import typer
 from typer.core import TyperGroup
 
 from services import cli_bench, cli_pubsub, cli_run
+from services.acl import cli as acl_cli
 from services.audit import cli as audit_cli
 from services.contracts import cli as contracts_cli
 from services.contracts.errors import PuenteError
+from services.demo.cli import demo as demo_command
 from services.gateway.bench import bench_command as gateway_bench
 from services.gateway.cli import app as gateway_cli
 from services.policy import cli as policy_cli
@@ -44,6 +46,8 @@ cli_bench.app.command("gateway")(gateway_bench)
 app.add_typer(cli_bench.app, name="bench")
 app.add_typer(gateway_cli, name="gateway")
 app.add_typer(audit_cli.app, name="audit")
+app.add_typer(acl_cli.app, name="acl")
+app.command("demo")(demo_command)
 app.command()(cli_pubsub.publish)
 app.command()(cli_pubsub.tail)
 app.command()(cli_run.run)

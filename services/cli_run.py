@@ -22,19 +22,23 @@ def run(
     """Run one service against PUENTE_KAFKA_BOOTSTRAP_SERVERS until Ctrl-C."""
     spec = hub.spec_named(service)
     configure_logging(HubSettings().log_level)
-    built = hub.build(spec)
-    asyncio.run(_serve([built], None))
+    asyncio.run(_serve([spec], None))
 
 
 def up() -> None:
     """Run every service; on an embedded broker if no Kafka is configured."""
     configure_logging(HubSettings().log_level)
     with hub.kafka_or_embedded() as (bootstrap, embedded):
-        built = [hub.build(spec) for spec in hub.available()]
-        asyncio.run(_serve(built, bootstrap if embedded else None))
+        if embedded is None:
+            asyncio.run(_serve(hub.available(), None))
+            return
+        with hub.ephemeral_state(HubSettings().state_dir, "embedded"):
+            asyncio.run(_serve(hub.available(), bootstrap))
 
 
-async def _serve(built: list[hub.Built], embedded: str | None) -> None:
+async def _serve(specs: list[hub.ServiceSpec], embedded: str | None) -> None:
+    # Built inside the loop: Kafka clients must be created in a running event loop.
+    built = [hub.build(spec) for spec in specs]
     stop = asyncio.Event()
     stop_on_signals(stop)
 

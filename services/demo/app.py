@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -41,11 +39,7 @@ from services.runtime.kafka import admin_config, producer_config
 from services.runtime.service import serve, stop_on_signals
 from services.runtime.settings import HubSettings, KafkaSettings
 
-# Per-run state of the demo's services, set only when the operator did not.
-STATE_ENV: Final = {
-    "PUENTE_ROUTER_DEDUPE_PATH": "router-dedupe.sqlite",
-    "PUENTE_AUDIT_LEDGER_PATH": "audit-ledger.sqlite",
-}
+STATE_ENV: Final = hub.STATE_ENV
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,21 +88,9 @@ async def _run(
     return demo.outcome()
 
 
-@contextlib.contextmanager
-def demo_state(state_dir: Path) -> Iterator[Path]:
+def demo_state(state_dir: Path) -> contextlib.AbstractContextManager[Path]:
     """Point the router's dedupe store and the audit ledger at a fresh demo folder."""
-    folder = state_dir / "demo"
-    mine = [name for name in STATE_ENV if name not in os.environ]
-    if mine:
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True, exist_ok=True)
-    for name in mine:
-        os.environ[name] = str(folder / STATE_ENV[name])
-    try:
-        yield folder
-    finally:
-        for name in mine:
-            os.environ.pop(name, None)
+    return hub.ephemeral_state(state_dir, "demo")
 
 
 class Demo:

@@ -90,6 +90,9 @@ class EmbeddedBroker:
             stdout=subprocess.DEVNULL,
             stderr=self._stderr,
             env=env,
+            # Its own session: Ctrl-C in a terminal must reach the services, which stop
+            # cleanly, and not kill the broker under them first.
+            start_new_session=True,
         )
         self._wait_until_ready()
         return self

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry
@@ -16,6 +18,12 @@ from services.runtime.embedded import EmbeddedBroker
 from services.runtime.settings import KafkaSettings
 
 BOOTSTRAP_ENV: Final = "PUENTE_KAFKA_BOOTSTRAP_SERVERS"
+# State tied to what one broker holds (its offsets and event ids); kept per run when
+# the broker keeps nothing across a restart. Set only where the operator did not.
+STATE_ENV: Final = {
+    "PUENTE_ROUTER_DEDUPE_PATH": "router-dedupe.sqlite",
+    "PUENTE_AUDIT_LEDGER_PATH": "audit-ledger.sqlite",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,3 +109,25 @@ def kafka_or_embedded() -> Iterator[tuple[str, EmbeddedBroker | None]]:
             yield broker.bootstrap_servers, broker
         finally:
             os.environ.pop(BOOTSTRAP_ENV, None)
+
+
+@contextlib.contextmanager
+def ephemeral_state(state_dir: Path, name: str) -> Iterator[Path]:
+    """Point broker-bound state (dedupe store, ledger) at a fresh ``state_dir/name``.
+
+    The embedded broker forgets every topic and offset on restart; a ledger or
+    dedupe store kept from an earlier run would point at offsets and ids it no
+    longer has. Keys, gateway tokens and the outbox stay where they are.
+    """
+    folder = state_dir / name
+    mine = [env for env in STATE_ENV if env not in os.environ]
+    if mine:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+    for env in mine:
+        os.environ[env] = str(folder / STATE_ENV[env])
+    try:
+        yield folder
+    finally:
+        for env in mine:
+            os.environ.pop(env, None)

@@ -56,13 +56,19 @@ class OpsServer:
 
     async def start(self) -> None:
         """Start serving; raise `OpsServerError` if the port cannot be bound."""
-        self._task = asyncio.create_task(self._server.serve())
+        self._task = asyncio.create_task(self._serve())
         while not self._server.started:
             if self._task.done():
                 raise OpsServerError(
-                    f"cannot listen on port {self.port} (already in use?)"
+                    f"cannot listen on port {self.port} (already in use? "
+                    "set PUENTE_<SERVICE>_PORT)"
                 )
             await asyncio.sleep(0.02)
+
+    async def _serve(self) -> None:
+        # uvicorn calls sys.exit() when it cannot bind; keep that inside this task.
+        with contextlib.suppress(SystemExit):
+            await self._server.serve()
 
     async def stop(self) -> None:
         """Stop serving and wait for the server task to end."""
