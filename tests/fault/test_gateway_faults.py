@@ -36,10 +36,14 @@ async def read_ids(kafka: KafkaSettings, topic: str) -> list[str]:
     reader = TopicReader(kafka, wait_ms=2000)
     cursor: dict[int, int] = {}
     ids: list[str] = []
+    # On a loaded machine a fresh broker's first fetches can come back empty.
+    patience = time.monotonic() + 20
     while True:
         page = await reader.read(topic, cursor, 1000)
         if not page.records:
-            return ids
+            if ids or time.monotonic() > patience:
+                return ids
+            continue
         for record in sorted(page.records, key=lambda r: (r.partition, r.offset)):
             ids.extend(v.decode() for k, v in record.headers if k == "ce_id")
         cursor = page.cursor
