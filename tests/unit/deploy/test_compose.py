@@ -33,7 +33,7 @@ from tests.unit.deploy.support import (
 )
 
 KAFKA_SCRIPTS = REPO_ROOT / "deploy" / "kafka"
-DOCS = REPO_ROOT / "docs" / "production.md"
+DOCS = REPO_ROOT / "README.md"
 HUB_SERVICES = ("router", "gateway", "audit")
 
 
@@ -263,7 +263,7 @@ def test_every_required_variable_is_documented() -> None:
     required = {name for name, default in variables(text) if default is None}
     docs = DOCS.read_text(encoding="utf-8")
     missing = sorted(v for v in required if v not in docs)
-    assert not missing, f"docs/production.md does not explain {missing}"
+    assert not missing, f"the README does not explain {missing}"
 
 
 def test_every_file_the_stack_mounts_from_the_repository_exists() -> None:
