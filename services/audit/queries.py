@@ -117,8 +117,13 @@ def received(
     """What ``institution`` was delivered in ``[since, until)``: counts and entries."""
     check_institution_id(institution)
     low, high = _window(since, until)
-    where = "recipient = ? AND decision = ? AND decided_at >= ? AND decided_at < ?"
-    args = (institution, _DELIVERED, low or "", high or "\uffff")
+    # Both reads stop at one head, so counts and entries agree while ingestion goes on.
+    head = ledger.select("SELECT coalesce(max(seq), 0) FROM entries")[0][0]
+    where = (
+        "recipient = ? AND decision = ? AND decided_at >= ? AND decided_at < ? "
+        "AND seq <= ?"
+    )
+    args = (institution, _DELIVERED, low or "", high or "\uffff", head)
     counts = [
         Count(event_type=t, view=v, count=n)
         for t, v, n in ledger.select(
