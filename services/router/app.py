@@ -62,7 +62,7 @@ class RouterService:
             logger=_quiet_logger(),
             log_level=logging.DEBUG,  # FastStream logs every batch; keep that out of INFO
         )
-        self.broker.subscriber(
+        self.subscriber = self.broker.subscriber(
             pattern=settings.inbound_pattern,
             group_id=settings.group_id,
             batch=True,
@@ -71,7 +71,8 @@ class RouterService:
             # acknowledged; on an error rewind the batch so it is routed again.
             ack_policy=AckPolicy.NACK_ON_ERROR,
             **subscriber_options(settings.kafka),
-        )(self._handle)
+        )
+        self.subscriber(self._handle)
         self.ops = OpsServer(
             ops_app("router", registry, self.health), settings.port, settings.host
         )
@@ -82,9 +83,18 @@ class RouterService:
         raw: Any = msg.raw_message
         await self.router.route(raw if isinstance(raw, tuple) else (raw,), msg.consumer)
 
+    def assigned(self) -> int:
+        """How many inbound partitions this router holds right now."""
+        consumer = getattr(self.subscriber, "consumer", None)
+        return len(consumer.assignment()) if consumer is not None else 0
+
     def health(self) -> dict[str, Any]:
         """Readiness for /health."""
-        return {"ok": self._running, "policy_version": self.policy.version}
+        return {
+            "ok": self._running,
+            "policy_version": self.policy.version,
+            "partitions": self.assigned(),
+        }
 
     async def start(self) -> None:
         """Create missing topics, then start producing, consuming and serving /health."""

@@ -11,10 +11,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,9 +26,9 @@ from prometheus_client import CollectorRegistry
 from services.contracts.catalog import Catalog
 from services.contracts.natural import codec_for
 from services.policy import Policy, load_policy
-from services.router.app import RouterService, build_service
+from services.router.app import build_service
 from services.router.settings import RouterSettings
-from services.router.workers import route_with
+from services.router.workers import Workers
 from services.runtime import topics as runtime_topics
 from services.runtime.embedded import EmbeddedBroker, free_port
 from services.runtime.kafka import consumer_config, producer_config
@@ -62,44 +63,94 @@ class Figures:
 async def run(
     events: int, *, rate: float, duration: float, seed: int, echo: Echo, workers: int = 2
 ) -> Figures:
-    """Run all phases on a fresh embedded broker and return the figures."""
-    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
-        kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers)
-        hub = HubSettings(state_dir=Path(tmp))
+    """Run every phase, each on its own fresh embedded broker, and return the figures.
+
+    A fresh broker per phase: the embedded broker slows down as stored batches pile
+    up (shared/reference/embedded-broker.md), which would penalise later phases.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        hub = HubSettings(state_dir=Path(tmp) / "router")
         catalog = Catalog.load(hub.schemas_dir)
         policy = load_policy(hub.policy_dir, catalog)
-        traffic = Traffic(seed, lambda: datetime.now(UTC))
-        inputs = traffic.take(events)
-        await _create_topics(kafka, policy, inputs)
-        started = time.perf_counter()
-        await _produce(kafka, catalog, inputs)
-        echo(f"published {events} events in {time.perf_counter() - started:.1f}s")
+        inputs = Traffic(seed, lambda: datetime.now(UTC)).take(events)
+        bench = _Bench(catalog, policy, inputs, Path(tmp), echo)
 
-        settings = RouterSettings(
-            group_id="bench-router", port=free_port(), hub=hub, kafka=kafka
-        )
-        router_eps, outputs = await _router_phase(settings, events)
-        echo(f"router, 1 process: {router_eps:,.0f} events/s ({outputs} outputs)")
-        many = await asyncio.to_thread(
-            route_with,
-            settings.model_copy(update={"group_id": "bench-router-workers"}),
-            workers,
-            events,
-            300,
-        )
-        workers_eps = many.records / many.seconds
+        async with bench.broker("latency") as kafka:
+            latencies = await _latency_phase(
+                bench.settings(kafka, "latency"),
+                catalog,
+                policy=policy,
+                seed=seed,
+                rate=rate,
+                duration=duration,
+            )
+        echo(f"latency at {rate:,.0f}/s measured over {len(latencies)} events")
+
+        async with bench.broker("workers") as kafka:
+            # The processes join an idle group first, so no rebalance happens while
+            # they route (a rebalance would make them re-read records).
+            many = Workers(bench.settings(kafka, "workers"), workers)
+            many.start()
+            try:
+                await many.ready(limit=120)
+                await bench.publish(kafka)
+                run_ = await many.routed(events, limit=300)
+            finally:
+                many.stop()
+        workers_eps = run_.records / run_.seconds
         echo(f"router, {workers} processes: {workers_eps:,.0f} events/s")
-        raw_eps = await _raw_phase(kafka, events, outputs)
-        echo(f"raw aiokafka pipe: {raw_eps:,.0f} events/s")
 
-        latencies = await _latency_phase(
-            settings, catalog, policy=policy, seed=seed, rate=rate, duration=duration
-        )
+        async with bench.broker("single") as kafka:
+            await bench.publish(kafka)
+            router_eps, outputs = await _router_phase(
+                bench.settings(kafka, "single"), events
+            )
+        echo(f"router, 1 process: {router_eps:,.0f} events/s ({outputs} outputs)")
+
+        async with bench.broker("raw") as kafka:
+            await bench.publish(kafka)
+            raw_eps = await _raw_phase(kafka, events, outputs)
+        echo(f"raw aiokafka pipe: {raw_eps:,.0f} events/s")
     p50, p99 = _percentiles(latencies)
     return Figures(
         events, outputs, router_eps, workers, workers_eps, raw_eps, len(latencies), rate,
         p50, p99,
     )  # fmt: skip
+
+
+@dataclass
+class _Bench:
+    """What every phase shares: the inputs, the policy, where state goes."""
+
+    catalog: Catalog
+    policy: Policy
+    inputs: list[SimEvent]
+    tmp: Path
+    echo: Echo
+
+    @contextlib.asynccontextmanager
+    async def broker(self, phase: str) -> AsyncIterator[KafkaSettings]:
+        """A fresh embedded broker with every hub topic created."""
+        with EmbeddedBroker() as broker:
+            kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers)
+            await _create_topics(kafka, self.policy, self.inputs)
+            yield kafka
+
+    async def publish(self, kafka: KafkaSettings) -> None:
+        """Publish the inputs and say how long it took."""
+        started = time.perf_counter()
+        await _produce(kafka, self.catalog, self.inputs)
+        seconds = time.perf_counter() - started
+        self.echo(f"published {len(self.inputs)} events in {seconds:.1f}s")
+
+    def settings(self, kafka: KafkaSettings, phase: str) -> RouterSettings:
+        """Router settings with a de-duplication memory of the phase's own."""
+        return RouterSettings(
+            group_id=f"bench-{phase}",
+            port=free_port(),
+            hub=HubSettings(state_dir=self.tmp / phase),
+            kafka=kafka,
+        )
 
 
 async def _create_topics(
@@ -186,20 +237,22 @@ async def _latency_phase(
     rate: float,
     duration: float,
 ) -> list[float]:
+    """Offer events at ``rate`` to a router in its own process; time first deliveries."""
     offered = Traffic(seed + 1, lambda: datetime.now(UTC), bad_share=0.0).take(
         int(rate * duration)
     )
     delivered = {e.event_id for e in offered if _delivers(catalog, policy, e)}
-    service: RouterService = build_service(settings, CollectorRegistry())
-    await service.start()
+    router = Workers(settings, 1)
+    router.start()
     watcher = _Watcher(settings.kafka, policy)
     try:
+        await router.ready(limit=120)
         await watcher.start()
         sent = await _offer(settings.kafka, catalog, offered, rate)
         seen = await watcher.collect(delivered, seconds=duration + 30)
     finally:
         await watcher.stop()
-        await service.stop()
+        router.stop()
     return [seen[i] - sent[i] for i in delivered if i in seen and i in sent]
 
 

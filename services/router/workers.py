@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -22,6 +23,7 @@ from services.runtime.embedded import free_port
 
 @dataclass
 class _Shared:
+    assigned: Synchronized[int]
     records: Synchronized[int]
     outputs: Synchronized[int]
     first: Synchronized[float]
@@ -39,6 +41,7 @@ async def _serve(settings: RouterSettings, shared: _Shared, stop: Event) -> None
     try:
         while not stop.is_set():
             stats = service.router.stats
+            shared.assigned.value = service.assigned()
             shared.records.value = stats.records
             shared.outputs.value = stats.outputs
             shared.first.value = stats.first_started or 0.0
@@ -57,45 +60,64 @@ class Run:
     seconds: float
 
 
-def route_with(settings: RouterSettings, workers: int, events: int, limit: float) -> Run:
-    """Start ``workers`` router processes and wait until they routed ``events``."""
-    context = mp.get_context("spawn")
-    stop = context.Event()
-    shared = [
-        _Shared(context.Value("q", 0), context.Value("q", 0), context.Value("d", 0.0),
-                context.Value("d", 0.0))
-        for _ in range(workers)
-    ]  # fmt: skip
-    processes = [
-        context.Process(
-            target=_worker,
-            args=(
-                settings.model_copy(update={"port": free_port()}).model_dump_json(),
-                s,
-                stop,
-            ),
-            daemon=True,
+class Workers:
+    """``count`` router processes sharing one consumer group."""
+
+    def __init__(self, settings: RouterSettings, count: int) -> None:
+        context = mp.get_context("spawn")
+        self._stop = context.Event()
+        self._shared = [
+            _Shared(context.Value("q", 0), context.Value("q", 0), context.Value("q", 0),
+                    context.Value("d", 0.0), context.Value("d", 0.0))
+            for _ in range(count)
+        ]  # fmt: skip
+        self._processes = [
+            context.Process(
+                target=_worker,
+                args=(_with_port(settings), shared, self._stop),
+                daemon=True,
+            )
+            for shared in self._shared
+        ]
+
+    def start(self) -> None:
+        """Spawn the processes."""
+        for process in self._processes:
+            process.start()
+
+    async def ready(self, limit: float) -> None:
+        """Wait until every process holds partitions (the group is stable)."""
+        await self._until(lambda: all(s.assigned.value > 0 for s in self._shared), limit)
+        await asyncio.sleep(1.0)  # a last rebalance may still be settling
+
+    async def routed(self, records: int, limit: float) -> Run:
+        """Wait until the processes together routed ``records``."""
+        await self._until(
+            lambda: sum(s.records.value for s in self._shared) >= records, limit
         )
-        for s in shared
-    ]
-    for process in processes:
-        process.start()
-    deadline = time.monotonic() + limit
-    try:
-        while sum(s.records.value for s in shared) < events:
-            if time.monotonic() > deadline or not all(p.is_alive() for p in processes):
-                raise TimeoutError("router workers did not finish in time")
-            time.sleep(0.05)
-        time.sleep(0.1)  # let the last figures land
-        first = min(s.first.value for s in shared if s.first.value)
-        last = max(s.last.value for s in shared)
-        return Run(
-            sum(s.records.value for s in shared), sum(s.outputs.value for s in shared),
-            last - first,
-        )  # fmt: skip
-    finally:
-        stop.set()
-        for process in processes:
+        await asyncio.sleep(0.1)  # let the last figures land
+        first = min(s.first.value for s in self._shared if s.first.value)
+        last = max(s.last.value for s in self._shared)
+        outputs = sum(s.outputs.value for s in self._shared)
+        return Run(sum(s.records.value for s in self._shared), outputs, last - first)
+
+    def stop(self) -> None:
+        """Stop every process (kill what does not stop in time)."""
+        self._stop.set()
+        for process in self._processes:
             process.join(timeout=20)
             if process.is_alive():
                 process.kill()
+
+    async def _until(self, done: Any, limit: float) -> None:
+        deadline = time.monotonic() + limit
+        while not done():
+            if time.monotonic() > deadline or not all(
+                p.is_alive() for p in self._processes
+            ):
+                raise TimeoutError("router workers did not get there in time")
+            await asyncio.sleep(0.05)
+
+
+def _with_port(settings: RouterSettings) -> str:
+    return settings.model_copy(update={"port": free_port()}).model_dump_json()
