@@ -106,6 +106,10 @@ class TopicReader:
     ) -> Page:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
+            # A fresh consumer may not hold metadata for the topic yet: ask for it.
+            await consumer.topics()
+            partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
             return Page([], dict(cursor))
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
