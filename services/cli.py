@@ -2,37 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
-from typer.core import TyperGroup
 
 from services import cli_bench, cli_pubsub, cli_run
 from services.acl import cli as acl_cli
 from services.audit import cli as audit_cli
 from services.contracts import cli as contracts_cli
-from services.contracts.errors import PuenteError
 from services.demo.cli import demo as demo_command
 from services.gateway.bench import bench_command as gateway_bench
 from services.gateway.cli import app as gateway_cli
 from services.policy import cli as policy_cli
+from services.runtime.cli import PuenteGroup
 from services.sim import cli as sim_cli
-
-
-class _Group(TyperGroup):
-    """Turns every `PuenteError` into a one-line message and exit code 1."""
-
-    def invoke(self, ctx: Any) -> Any:
-        try:
-            return super().invoke(ctx)
-        except PuenteError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(1) from e
-
 
 app = typer.Typer(
     name="puente",
-    cls=_Group,
+    cls=PuenteGroup,
     help="Puente: the MCNMH event hub. Every command has --help.",
     no_args_is_help=True,
     add_completion=False,

@@ -5,35 +5,22 @@ from __future__ import annotations
 import asyncio
 import enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from typer.core import TyperGroup
 
 from services.acl import formats
 from services.acl.plan import ServicePrincipals, plan
 from services.acl.settings import AclSettings
 from services.audit.settings import AuditSettings
 from services.contracts.catalog import Catalog
-from services.contracts.errors import PuenteError
 from services.policy import Policy, load_policy
 from services.router.settings import RouterSettings
 from services.runtime import topics as runtime_topics
-
-
-class _Group(TyperGroup):
-    """Every `PuenteError` becomes a one-line message and exit code 1."""
-
-    def invoke(self, ctx: Any) -> Any:
-        try:
-            return super().invoke(ctx)
-        except PuenteError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(1) from e
-
+from services.runtime.cli import PuenteGroup
 
 app = typer.Typer(
-    cls=_Group,
+    cls=PuenteGroup,
     help="Kafka ACLs and topics for production, derived from the access policy.",
     no_args_is_help=True,
 )

@@ -5,37 +5,25 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
 import typer
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
-from typer.core import TyperGroup
 
 from services.audit import queries
 from services.audit.api import VerifyResult, reading, verify_ledger
 from services.audit.keys import key_id, parse_public_key, public_pem, read_key_file
 from services.audit.queries import QueryError
 from services.audit.settings import AuditSettings
-from services.contracts.errors import PuenteError
+from services.runtime.cli import PuenteGroup
 
 _SHOWN_PROBLEMS: Final = 20
 
 
-class _Group(TyperGroup):
-    """Every `PuenteError` becomes a one-line message and exit code 1."""
-
-    def invoke(self, ctx: Any) -> Any:
-        try:
-            return super().invoke(ctx)
-        except PuenteError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(1) from e
-
-
 app = typer.Typer(
-    cls=_Group,
+    cls=PuenteGroup,
     help="The disclosure ledger: verify it; who received an event, what an "
     "institution received, which institutions received data about a person.",
     no_args_is_help=True,

@@ -17,27 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from services.policy.projection import SERVICE_GROUPS
 from services.sim import people as pp
 from services.sim import reference as ref
 from services.sim.people import Event, SimulationError, Stamps
 from services.sim.reference import Weighted
 
-SERVICE_GROUP: Final = {
-    "HEALTH_MEDICAL": "HEALTH",
-    "MENTAL_HEALTH_PSYCHOSOCIAL": "HEALTH",
-    "EMPLOYMENT_LIVELIHOODS": "LIVELIHOODS",
-    "EDUCATION": "EDUCATION",
-    "LEGAL_AID": "LEGAL_AND_DOCUMENTATION",
-    "IDENTITY_DOCUMENTATION": "LEGAL_AND_DOCUMENTATION",
-    "SHELTER_ACCOMMODATION": "BASIC_NEEDS_AND_SHELTER",
-    "BASIC_NEEDS_CASH_FOOD": "BASIC_NEEDS_AND_SHELTER",
-    "CHILD_PROTECTION": "SPECIALISED_PROTECTION",
-    "GBV_SPECIALISED": "SPECIALISED_PROTECTION",
-    "TRAFFICKING_VICTIM_ASSISTANCE": "SPECIALISED_PROTECTION",
-    "VICTIM_ASSISTANCE_GENERAL": "SPECIALISED_PROTECTION",
-    "FAMILY_TRACING_REUNIFICATION": "SPECIALISED_PROTECTION",
-    "OTHER": "OTHER",
-}
+SERVICE_GROUP: Final = SERVICE_GROUPS
 SERVICE_PURPOSE: Final = {
     "HEALTH_MEDICAL": "HEALTH_CARE",
     "MENTAL_HEALTH_PSYCHOSOCIAL": "HEALTH_CARE",
