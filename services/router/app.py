@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from datetime import timedelta
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -17,6 +19,7 @@ from services.contracts.catalog import Catalog
 from services.policy import load_policy
 from services.policy.keys import subject_keys
 from services.policy.settings import PolicySettings
+from services.router.committer import Committer
 from services.router.dedupe import DedupeStore
 from services.router.handlers import BatchRouter
 from services.router.pipeline import Limits, Pipeline
@@ -28,6 +31,8 @@ from services.runtime.ops import OpsServer, ops_app
 from services.runtime.service import tune_gc
 
 log = logging.getLogger(__name__)
+# How long a rebalance waits for outputs in the air before giving partitions up.
+REVOKE_SETTLE_SECONDS = 5.0
 
 
 class RouterService:
@@ -67,9 +72,10 @@ class RouterService:
             group_id=settings.group_id,
             batch=True,
             max_records=settings.max_batch,
-            # Commit only after the handler returned, i.e. after every output was
-            # acknowledged; on an error rewind the batch so it is routed again.
-            ack_policy=AckPolicy.NACK_ON_ERROR,
+            # The committer commits explicit offsets once every output of a batch
+            # (and of every batch before it) was acknowledged.
+            ack_policy=AckPolicy.MANUAL,
+            listener=_Rebalance(self.router.committer),
             **subscriber_options(settings.kafka),
         )
         self.subscriber(self._handle)
@@ -105,17 +111,38 @@ class RouterService:
         tune_gc()
         await self.ops.start()
         await self.producer.start()
+        self.router.committer.start()
         await self.broker.start()
         self._running = True
         log.info("router started (policy %s)", self.policy.version)
 
     async def stop(self) -> None:
-        """Stop consuming first, then flush the producer."""
+        """Stop routing, commit what is in the air, stop consuming, flush the producer."""
         self._running = False
+        self.router.stopping = True
+        await self.router.committer.close()
         await self.broker.stop()
         await self.producer.stop()
         await self.ops.stop()
         self.store.close()
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Commit the flights in the air before partitions move; forget moved ones."""
+
+    def __init__(self, committer: Committer) -> None:
+        self.committer = committer
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Bounded: a stuck broker must not hold the group's rebalance.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(REVOKE_SETTLE_SECONDS):
+                await self.committer.drain()
+        self.committer.forget(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        # Positions now come from the group's committed offsets.
+        self.committer.forget(assigned)
 
 
 def _quiet_logger() -> logging.Logger:

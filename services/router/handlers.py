@@ -1,7 +1,8 @@
-"""Route one consumed batch: decide every record, send every output, then remember.
+"""Route one consumed batch: decide every record, send every output, hand it over.
 
-The input offsets are committed by FastStream (NACK_ON_ERROR) only after this
-returns, which is after the broker acknowledged every output of the batch.
+The batch's input offsets are committed by the `Committer` once the broker
+acknowledged every output of it (and of every batch before it), so consuming goes
+on while outputs are in the air; on a broker error the committer rewinds.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Any
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from services.contracts.errors import PuenteError
 from services.contracts.ids import EVENT_TYPES
+from services.router.committer import Committer, Flight
 from services.router.dedupe import DedupeStore
 from services.router.pipeline import (
     Accepted,
@@ -32,12 +33,6 @@ from services.router.pipeline import (
 from services.runtime.metrics import HubMetrics, bounded
 
 log = logging.getLogger(__name__)
-
-
-class OutputsNotAcknowledgedError(PuenteError):
-    """The broker did not acknowledge every output; the batch will be routed again."""
-
-    retriable = True
 
 
 @dataclass
@@ -63,6 +58,7 @@ class BatchRouter:
         metrics: HubMetrics,
         institutions: Collection[str],
         group: str,
+        depth: int = 4,
     ) -> None:
         self.pipeline = pipeline
         self.store = store
@@ -70,17 +66,64 @@ class BatchRouter:
         self.metrics = metrics
         self.institutions = institutions
         self.group = group
+        self.committer = Committer(
+            lambda routed: store.remember(routed, time.time()),
+            depth=depth,
+            on_failure=self._output_failure,
+        )
+        self.stopping = False
         self._lag: dict[tuple[str, int], int] = {}
         self.stats = RouteStats()
 
     async def route(self, records: Sequence[Any], consumer: Any = None) -> None:
-        """Route ``records`` (aiokafka ConsumerRecords) and wait for every ack."""
+        """Route ``records`` (aiokafka ConsumerRecords) and hand them to the committer.
+
+        Returns once the outputs are sent (not acknowledged), or at once while
+        stopping: records not handed over are read again after a restart.
+        """
+        if self.stopping:
+            return
         started = time.perf_counter()
         if self.stats.first_started is None:
             self.stats.first_started = time.time()
+        committer = self.committer
+        if consumer is not None:
+            records = committer.admit(records, consumer)
+        generation = committer.generation
         now = datetime.now(UTC)
+        outputs, routed, tally = self._decide(records, now)
+        held = {a.event_id: a.digest for a in routed}
+        committer.hold(held)  # before any await: the next batch must see them
+        try:
+            acks = await self._send(outputs)
+        except KafkaError as e:
+            if generation == committer.generation:
+                committer.rewind(e)
+            await asyncio.sleep(1.0)  # do not spin while the broker recovers
+            return
+
+        def acked() -> None:
+            # Counted only now, so a batch routed again after a broker error counts once.
+            self._count(tally)
+            self._count_outputs(outputs, routed)
+            self._update_lag(records, consumer)
+            self.metrics.batch_seconds.observe(time.perf_counter() - started)
+            self.stats.records += len(records)
+            self.stats.outputs += len(outputs)
+            self.stats.batches += 1
+            self.stats.last_finished = time.time()
+
+        await committer.submit(
+            Flight(generation, acks, _next_offsets(records), held, acked)
+        )
+
+    def _decide(
+        self, records: Sequence[Any], now: datetime
+    ) -> tuple[list[Output], list[Accepted], TallyCounter[tuple[str, ...]]]:
         inspected = [self.pipeline.inspect(_inbound(r), now) for r in records]
-        seen = self.store.lookup(a.event_id for a in inspected if isinstance(a, Accepted))
+        ids = [a.event_id for a in inspected if isinstance(a, Accepted)]
+        seen = self.store.lookup(ids)
+        seen.update(self.committer.in_flight(ids))
         outputs: list[Output] = []
         routed: list[Accepted] = []
         tally: TallyCounter[tuple[str, ...]] = TallyCounter()
@@ -93,17 +136,7 @@ class BatchRouter:
                 tally[self._rejection_labels(decided)] += 1
             elif decided is not None:
                 outputs.extend(self._deliver(decided, now, routed, tally))
-        await self._send(outputs)
-        self.store.remember(((a.event_id, a.digest) for a in routed), time.time())
-        # Counted only now, so a batch routed again after a broker error counts once.
-        self._count(tally)
-        self._count_outputs(outputs, routed)
-        self._update_lag(records, consumer)
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
-        self.stats.records += len(records)
-        self.stats.outputs += len(outputs)
-        self.stats.batches += 1
-        self.stats.last_finished = time.time()
+        return outputs, routed, tally
 
     def _deduplicate(
         self, item: Accepted, seen: dict[str, bytes], tally: TallyCounter[tuple[str, ...]]
@@ -149,21 +182,19 @@ class BatchRouter:
         tally[("accepted", *self._labels(item.source, item.event_type))] += 1
         return outputs
 
-    async def _send(self, outputs: list[Output]) -> None:
-        try:
-            pending = [
-                await self.producer.send(o.topic, o.value, key=o.key, headers=o.headers)
-                for o in outputs
-            ]
-            if pending:
-                await asyncio.gather(*pending)
-        except KafkaError as e:
-            self.metrics.output_failures.inc()
-            log.warning(
-                "broker did not acknowledge a batch (%s); retrying", type(e).__name__
-            )
-            await asyncio.sleep(1.0)  # do not spin while the broker recovers
-            raise OutputsNotAcknowledgedError(f"outputs not acknowledged: {e}") from e
+    async def _send(self, outputs: list[Output]) -> list[asyncio.Future[Any]]:
+        """Hand every output to the producer; the futures resolve on the broker's ack."""
+        send = self.producer.send
+        return [
+            await send(o.topic, o.value, key=o.key, headers=o.headers) for o in outputs
+        ]
+
+    def _output_failure(self, error: BaseException) -> None:
+        self.metrics.output_failures.inc()
+        log.warning(
+            "broker did not acknowledge a batch (%s); routing it again",
+            type(error).__name__,
+        )
 
     def _rejection_labels(self, item: Rejected) -> tuple[str, ...]:
         return ("rejected", *self._labels(item.source, item.event_type), item.reason)
@@ -217,6 +248,14 @@ def _inbound(record: Any) -> Inbound:
         record.value,
         record.timestamp,
     )
+
+
+def _next_offsets(records: Sequence[Any]) -> dict[TopicPartition, int]:
+    """Per partition, the offset after the last of ``records`` (what to commit)."""
+    offsets: dict[TopicPartition, int] = {}
+    for record in records:
+        offsets[_tp(record)] = record.offset + 1
+    return offsets
 
 
 def _tp(record: Any) -> TopicPartition:
