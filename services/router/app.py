@@ -33,6 +33,7 @@ from services.runtime.service import tune_gc
 log = logging.getLogger(__name__)
 # How long a rebalance waits for outputs in the air before giving partitions up.
 REVOKE_SETTLE_SECONDS = 5.0
+ROUTER_BATCH_BYTES = 256 * 1024
 
 
 class RouterService:
@@ -46,7 +47,15 @@ class RouterService:
         self.metrics = HubMetrics(registry)
         self.store = DedupeStore(settings.dedupe_file)
         self.producer = AIOKafkaProducer(
-            **producer_config(settings.kafka, "puente-router")
+            **{
+                **producer_config(settings.kafka, "puente-router"),
+                # The router builds whole record batches itself (send_batch), so
+                # lingering only delays them.
+                "linger_ms": 0,
+                # The broker's cost is per record batch: let a batch take every
+                # output a partition gets from one send.
+                "max_batch_size": ROUTER_BATCH_BYTES,
+            }
         )
         limits = Limits(
             settings.max_event_bytes, timedelta(seconds=settings.future_skew_seconds)
@@ -111,7 +120,7 @@ class RouterService:
         tune_gc()
         await self.ops.start()
         await self.producer.start()
-        self.router.committer.start()
+        self.router.start()
         await self.broker.start()
         self._running = True
         log.info("router started (policy %s)", self.policy.version)
@@ -119,8 +128,7 @@ class RouterService:
     async def stop(self) -> None:
         """Stop routing, commit what is in the air, stop consuming, flush the producer."""
         self._running = False
-        self.router.stopping = True
-        await self.router.committer.close()
+        await self.router.close()
         await self.broker.stop()
         await self.producer.stop()
         await self.ops.stop()

@@ -8,17 +8,20 @@ on while outputs are in the air; on a broker error the committer rewinds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter as TallyCounter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from services.contracts.errors import PuenteError
 from services.contracts.ids import EVENT_TYPES
 from services.router.committer import Committer, Flight
 from services.router.dedupe import DedupeStore
@@ -34,6 +37,12 @@ from services.runtime.kafka import crc32_partitioner
 from services.runtime.metrics import HubMetrics, bounded
 
 log = logging.getLogger(__name__)
+
+
+class OutputsDroppedError(PuenteError):
+    """A batch's outputs were not (all) sent; the committer routes the batch again."""
+
+    retriable = True
 
 
 @dataclass
@@ -73,15 +82,36 @@ class BatchRouter:
             on_failure=self._output_failure,
         )
         self.stopping = False
+        self._outbox: asyncio.Queue[_Parcel] = asyncio.Queue()
+        self._sender: asyncio.Task[None] | None = None
         self._lag: dict[tuple[str, int], int] = {}
         self._partitions: dict[str, list[int]] = {}
         self.stats = RouteStats()
 
-    async def route(self, records: Sequence[Any], consumer: Any = None) -> None:
-        """Route ``records`` (aiokafka ConsumerRecords) and hand them to the committer.
+    def start(self) -> None:
+        """Start sending and committing (inside the running loop)."""
+        self.committer.start()
+        if self._sender is None:
+            self._sender = asyncio.create_task(
+                self._send_in_order(), name="router-sender"
+            )
 
-        Returns once the outputs are sent (not acknowledged), or at once while
-        stopping: records not handed over are read again after a restart.
+    async def close(self) -> None:
+        """Stop routing; commit what is in the air; stop sending."""
+        self.stopping = True
+        await self.committer.close()
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+            self._sender = None
+
+    async def route(self, records: Sequence[Any], consumer: Any = None) -> None:
+        """Route ``records`` (aiokafka ConsumerRecords) and hand them over.
+
+        The outputs go to the sender task and the batch to the committer, so the
+        next batch is decided while these are sent. Returns at once while stopping:
+        records not handed over are read again after a restart.
         """
         if self.stopping:
             return
@@ -96,13 +126,9 @@ class BatchRouter:
         outputs, routed, tally = self._decide(records, now)
         held = {a.event_id: a.digest for a in routed}
         committer.hold(held)  # before any await: the next batch must see them
-        try:
-            acks = await self._send(outputs)
-        except KafkaError as e:
-            if generation == committer.generation:
-                committer.rewind(e)
-            await asyncio.sleep(1.0)  # do not spin while the broker recovers
-            return
+        sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        sent.add_done_callback(_observe)
+        self._outbox.put_nowait(_Parcel(generation, outputs, sent))
 
         def acked() -> None:
             # Counted only now, so a batch routed again after a broker error counts once.
@@ -116,7 +142,7 @@ class BatchRouter:
             self.stats.last_finished = time.time()
 
         await committer.submit(
-            Flight(generation, acks, _next_offsets(records), held, acked)
+            Flight(generation, [sent], _next_offsets(records), held, acked)
         )
 
     def _decide(
@@ -183,6 +209,36 @@ class BatchRouter:
         routed.append(item)
         tally[("accepted", *self._labels(item.source, item.event_type))] += 1
         return outputs
+
+    async def _send_in_order(self) -> None:
+        """Send parcels one after another, so each partition keeps its input order.
+
+        Parcels that queued up meanwhile go out together: fewer, larger record
+        batches, which is what the broker's time depends on.
+        """
+        while True:
+            parcels = [await self._outbox.get()]
+            while not self._outbox.empty():
+                parcels.append(self._outbox.get_nowait())
+            current = [p for p in parcels if p.generation == self.committer.generation]
+            for parcel in parcels:
+                if parcel.generation != self.committer.generation:
+                    parcel.sent.set_exception(OutputsDroppedError("dropped by a rewind"))
+            if not current:
+                continue
+            try:
+                acks = await self._send([o for p in current for o in p.outputs])
+            except KafkaError as e:
+                error: BaseException = e
+            except Exception as e:  # noqa: BLE001 - a dead sender would stall routing
+                error = OutputsDroppedError(f"outputs not sent: {type(e).__name__}")
+            else:
+                gathered = asyncio.gather(*acks)
+                for parcel in current:
+                    gathered.add_done_callback(partial(_relay, parcel.sent))
+                continue
+            for parcel in current:
+                parcel.sent.set_exception(error)
 
     async def _send(self, outputs: list[Output]) -> list[asyncio.Future[Any]]:
         """Hand every output to the producer, one record batch per partition.
@@ -284,6 +340,33 @@ def _inbound(record: Any) -> Inbound:
         record.value,
         record.timestamp,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Parcel:
+    """A batch's outputs on their way to the sender task."""
+
+    generation: int
+    outputs: list[Output]
+    sent: asyncio.Future[None]  # resolves once every output was acknowledged
+
+
+def _relay(target: asyncio.Future[None], acks: asyncio.Future[list[Any]]) -> None:
+    if target.done():
+        return
+    if acks.cancelled():
+        target.set_exception(OutputsDroppedError("acknowledgements cancelled"))
+    elif (error := acks.exception()) is not None:
+        target.set_exception(error)
+    else:
+        target.set_result(None)
+
+
+def _observe(future: asyncio.Future[None]) -> None:
+    # Dropped batches' failures are expected; mark them retrieved so asyncio does
+    # not report them as lost.
+    if not future.cancelled():
+        future.exception()
 
 
 def _next_offsets(records: Sequence[Any]) -> dict[TopicPartition, int]:
