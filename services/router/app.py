@@ -47,15 +47,15 @@ class RouterService:
         self.metrics = HubMetrics(registry)
         self.store = DedupeStore(settings.dedupe_file)
         self.producer = AIOKafkaProducer(
-            **{
-                **producer_config(settings.kafka, "puente-router"),
+            **producer_config(
+                settings.kafka,
+                "puente-router",
                 # The router builds whole record batches itself (send_batch), so
-                # lingering only delays them.
-                "linger_ms": 0,
-                # The broker's cost is per record batch: let a batch take every
-                # output a partition gets from one send.
-                "max_batch_size": ROUTER_BATCH_BYTES,
-            }
+                # lingering only delays them; the broker's cost is per record batch,
+                # so a batch may take every output a partition gets from one send.
+                linger_ms=0,
+                max_batch_size=ROUTER_BATCH_BYTES,
+            )
         )
         limits = Limits(
             settings.max_event_bytes, timedelta(seconds=settings.future_skew_seconds)

@@ -68,8 +68,14 @@ def crc32_partitioner(
     return all_partitions[zlib.crc32(key) % len(all_partitions)]
 
 
-def producer_config(settings: KafkaSettings, client_id: str) -> dict[str, Any]:
-    """AIOKafkaProducer keyword arguments (acks=all: acks=0 breaks the embedded one)."""
+def producer_config(
+    settings: KafkaSettings, client_id: str, **tuning: Any
+) -> dict[str, Any]:
+    """AIOKafkaProducer keyword arguments (acks=all: acks=0 breaks the embedded one).
+
+    ``tuning`` overrides batching options (``linger_ms``, ``max_batch_size``) for
+    producers that build their own record batches.
+    """
     return {
         "bootstrap_servers": bootstrap(settings),
         "client_id": client_id,
@@ -80,6 +86,7 @@ def producer_config(settings: KafkaSettings, client_id: str) -> dict[str, Any]:
         "request_timeout_ms": settings.request_timeout_ms,
         "partitioner": crc32_partitioner,
         **security(settings),
+        **tuning,
     }
 
 
