@@ -1,10 +1,11 @@
 """The outbox relay: unsent rows, in order, to ``hub.in.<source>.<event_type>``.
 
-Each round reads the oldest unsent rows, sends them all without awaiting each
-(aiokafka keeps per-partition order), awaits every acknowledgement, and only then
-marks the rows sent. A failed round is retried whole with exponential backoff, so a
-broker error can publish a row twice (at-least-once; the router dedupes by
-``event_id``) but never loses or reorders one.
+Each round reads the oldest unsent rows and sends them as whole record batches,
+every partition at once and each partition's batches one after another; a row is
+marked sent only once its batch was acknowledged and its topic still exists. A
+failed partition is sent again from its first unsent row with exponential backoff,
+so a broker error can publish a row twice (at-least-once; the router dedupes by
+``event_id``) but never loses one or puts a later row of a partition ahead of it.
 
 The producer is aiokafka's, not FastStream's: measured on the embedded broker with
 1.5 KB records, aiokafka sent 15-16k records/s, FastStream's ``publish`` 12k/s and
@@ -32,14 +33,14 @@ from tenacity import (
 
 from services.contracts.errors import PuenteError
 from services.gateway.metrics import GatewayMetrics
-from services.gateway.outbox import Outbox
+from services.gateway.outbox import Outbox, Pending
+from services.runtime import batches
 from services.runtime import topics as topic_admin
 from services.runtime.kafka import producer_config
 from services.runtime.settings import KafkaSettings, TopicSettings
 
 log = logging.getLogger(__name__)
 
-_FAILURES: Final = (KafkaError, OSError, TimeoutError, topic_admin.TopicBootstrapError)
 _IDLE_WAIT_S: Final = 0.5
 _PRUNE_EVERY_S: Final = 60.0
 
@@ -48,6 +49,19 @@ class RelayError(PuenteError):
     """The relay could not hand rows to the broker (retried with backoff)."""
 
     retriable = True
+
+
+class TopicsLostError(RelayError):
+    """Topics of a round were gone after its acks: the broker restarted empty."""
+
+
+_FAILURES: Final = (
+    KafkaError,
+    OSError,
+    TimeoutError,
+    topic_admin.TopicBootstrapError,
+    TopicsLostError,
+)
 
 
 class Relay:
@@ -72,6 +86,7 @@ class Relay:
         self._backoff_max = backoff_max_s
         self._retention = retention_s
         self._producer: AIOKafkaProducer | None = None
+        self._known: batches.Partitions | None = None
         self._ready_topics: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._last_prune = 0.0
@@ -122,18 +137,39 @@ class Relay:
             return 0
         producer = await self._ensure_producer()
         await self._ensure_topics(r.topic for r in rows)
-        futures = [
-            await producer.send(r.topic, r.value, key=r.key, headers=r.headers)
-            for r in rows
+        groups = await batches.by_partition(rows, self._partitions(producer))
+        results = await asyncio.gather(
+            *(self._send_in_order(producer, tp, group) for tp, group in groups.items()),
+            return_exceptions=True,
+        )
+        stored = [
+            group
+            for group, result in zip(groups.values(), results, strict=True)
+            if not isinstance(result, BaseException)
         ]
-        results = await asyncio.gather(*futures, return_exceptions=True)
+        stored = await self._confirm_topics(producer, stored)
+        sent = [row.seq for group in stored for row in group]
+        if sent:
+            await self._outbox.mark_sent(sent)
+            self._metrics.relay_published.inc(len(sent))
         failed = next((r for r in results if isinstance(r, BaseException)), None)
         if failed is not None:
             raise failed
-        await self._outbox.mark_sent([r.seq for r in rows])
-        self._metrics.relay_published.inc(len(rows))
+        if len(stored) < len(groups):
+            raise TopicsLostError(
+                "topics were missing after their writes were acknowledged"
+            )
         self.connected = True
-        return len(rows)
+        return len(sent)
+
+    async def _send_in_order(
+        self, producer: AIOKafkaProducer, where: tuple[str, int], rows: list[Pending]
+    ) -> None:
+        # One record batch at a time: a batch is stored whole or not at all, so a
+        # failure leaves no later row of the partition ahead of an earlier one.
+        topic, partition = where
+        for batch in batches.fill(producer, rows):
+            await (await producer.send_batch(batch, topic, partition=partition))
 
     async def _idle(self) -> None:
         self._outbox.appended.clear()
@@ -169,7 +205,26 @@ class Relay:
             )
             self._ready_topics |= missing
 
+    @staticmethod
+    async def _confirm_topics(
+        producer: AIOKafkaProducer, groups: list[list[Pending]]
+    ) -> list[list[Pending]]:
+        # The embedded broker, restarted empty, acknowledges writes to topics it no
+        # longer has and drops them (Kafka refuses such writes). So rows count as
+        # stored only if their topic still exists after the acks: one metadata
+        # request per round (at most `batch` rows).
+        if not groups:
+            return groups
+        existing = (await producer.client.fetch_all_metadata()).topics()
+        return [group for group in groups if group[0].topic in existing]
+
+    def _partitions(self, producer: AIOKafkaProducer) -> batches.Partitions:
+        if self._known is None:
+            self._known = batches.Partitions(producer)
+        return self._known
+
     async def _close_producer(self) -> None:
+        self._known = None
         producer, self._producer = self._producer, None
         if producer is not None:
             with contextlib.suppress(*_FAILURES):
@@ -179,6 +234,8 @@ class Relay:
         self.connected = False
         self._metrics.relay_errors.inc()
         self._ready_topics.clear()
+        if self._known is not None:
+            self._known.forget()
         error: Any = state.outcome.exception() if state.outcome else None
         delay = state.next_action.sleep if state.next_action else 0.0
         log.warning(
