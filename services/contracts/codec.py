@@ -17,6 +17,7 @@ from services.contracts.catalog import MAGIC, Catalog, SchemaEntry
 from services.contracts.errors import (
     BadMagicError,
     BodyMismatchError,
+    DecodeError,
     EmptyMessageError,
     RecordInvalidError,
     TruncatedMessageError,
@@ -24,7 +25,7 @@ from services.contracts.errors import (
 
 HEADER_SIZE: Final = 10
 # Garbage can make fastavro fail in many ways; all of them mean "body does not match".
-_READ_FAILURES: Final = (
+READ_FAILURES: Final = (
     EOFError,
     IndexError,
     KeyError,
@@ -35,7 +36,7 @@ _READ_FAILURES: Final = (
     UnicodeDecodeError,
     struct.error,
 )
-_WRITE_FAILURES: Final = (ValueError, TypeError, KeyError, AttributeError, OverflowError)
+WRITE_FAILURES: Final = (ValueError, TypeError, KeyError, AttributeError, OverflowError)
 
 
 def fingerprint_of(data: bytes) -> int:
@@ -67,7 +68,7 @@ def encode(
     try:
         schema = entry.plain if plain else entry.parsed
         schemaless_writer(buffer, schema, datum, strict_allow_default=True)
-    except _WRITE_FAILURES as e:
+    except WRITE_FAILURES as e:
         raise _explain(entry, datum, e) from e
     return buffer.getvalue()
 
@@ -99,20 +100,30 @@ def read_body(
         schemas = (writer.parsed, reader.parsed if reader else None)
     try:
         datum = schemaless_reader(body, *schemas)
-    except EOFError as e:
-        raise TruncatedMessageError(
+    except READ_FAILURES as e:
+        raise explain_read(writer, e) from e
+    check_fully_read(writer, body.tell(), len(data))
+    return datum
+
+
+def explain_read(writer: SchemaEntry, error: Exception) -> DecodeError:
+    """The named error for a body fastavro could not read."""
+    if isinstance(error, EOFError):
+        return TruncatedMessageError(
             f"body ends early for {writer.name} v{writer.version}"
-        ) from e
-    except _READ_FAILURES as e:
+        )
+    return BodyMismatchError(
+        f"body does not match {writer.name} v{writer.version}: {type(error).__name__}"
+    )
+
+
+def check_fully_read(writer: SchemaEntry, position: int, size: int) -> None:
+    """Raise `BodyMismatchError` if bytes are left after the record."""
+    if position != size:
         raise BodyMismatchError(
-            f"body does not match {writer.name} v{writer.version}: {type(e).__name__}"
-        ) from e
-    if body.tell() != len(data):
-        raise BodyMismatchError(
-            f"{len(data) - body.tell()} bytes left over after a "
+            f"{size - position} bytes left over after a "
             f"{writer.name} v{writer.version} record"
         )
-    return datum
 
 
 def decode_as(catalog: Catalog, data: bytes, reader: SchemaEntry) -> Any:

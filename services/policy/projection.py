@@ -84,6 +84,12 @@ class Projection:
     grants: tuple[str, ...]
     removes: tuple[str, ...]
     _apply: Apply = field(repr=False, compare=False)
+    # Whether ``apply`` hands the source's payload through untouched and the
+    # projected schema writes it as the source does: its bytes can be reused.
+    payload_verbatim: bool = False
+    # Projections of one source with equal keys build equal payloads (and schemas
+    # for them), so one encoding serves every delivery of an event among them.
+    payload_key: tuple[Any, ...] = ()
 
     def apply(self, datum: Mapping[str, Any], subject_key: str | None) -> dict[str, Any]:
         """The projected datum, ready for ``codec.encode(self.entry, ...)``.
@@ -145,6 +151,7 @@ def build(
         entry = source  # nothing dropped: deliveries use the event's own schema
     else:
         entry = make_entry(name, source.version, project_schema(source.schema, kept))
+    payload = frozenset(tree.subtree("payload"))
     return Projection(
         name=name,
         view=view,
@@ -154,6 +161,11 @@ def build(
         grants=grants,
         removes=removes,
         _apply=compile_apply(tree, kept, view),
+        payload_verbatim=bool(payload)
+        and payload <= kept
+        and view != "PSEUDO"
+        and _ReferralFixup.of(tree, kept, view) is None,
+        payload_key=(source.fingerprint, view == "PSEUDO", kept & payload),
     )
 
 

@@ -1,9 +1,10 @@
 """Audit entries encoded from cached segments.
 
 An Avro record's binary form is its fields' encodings one after another, so an
-entry is written as three sub-records with fastavro: the decision id, the part
-shared by every decision on one event, and the part fixed per rule outcome (its
-60-odd disclosed field paths were most of the cost), which is cached. Tests check
+entry is written in three parts: the decision id (one Avro string, written here),
+and two sub-records written with fastavro, the part shared by every decision on one
+event and the part fixed per rule outcome (its 60-odd disclosed field paths were
+most of the cost), which is cached. Tests check
 the bytes equal a whole-record encode.
 """
 
@@ -51,7 +52,12 @@ class AuditEncoder:
                 "encodes them in; update services/router/audit.py"
             )
         self.entry = entry
-        self._head = _segment(fields[:1], "AuditHead")
+        head = fields[0]["type"]
+        if (head.get("type") if isinstance(head, dict) else head) != "string":
+            raise SchemaCatalogError(
+                f"audit_entry v{entry.version}: audit_id is no longer a plain string; "
+                "update services/router/audit.py"
+            )
         self._event = _segment(fields[1:6], "AuditEvent")
         self._rule = _segment(fields[6:], "AuditRule")
         self._cache: dict[tuple[Any, ...], bytes] = {}
@@ -88,14 +94,19 @@ class AuditEncoder:
             values["disclosed_fields"] = list(values["disclosed_fields"])
             tail = _write(self._rule, values)
             self._cache[key] = tail
-        return b"".join(
-            (
-                self.entry.header,
-                _write(self._head, {"audit_id": audit_id}),
-                event_part,
-                tail,
-            )
-        )
+        return b"".join((self.entry.header, avro_string(audit_id), event_part, tail))
+
+
+def avro_string(text: str) -> bytes:
+    """An Avro ``string``: zig-zag varint length, then UTF-8 (the whole head segment)."""
+    data = text.encode()
+    size = len(data) << 1  # zig-zag of a non-negative length
+    prefix = bytearray()
+    while size > 0x7F:
+        prefix.append((size & 0x7F) | 0x80)
+        size >>= 7
+    prefix.append(size)
+    return bytes(prefix) + data
 
 
 def _segment(fields: list[Any], name: str) -> Any:

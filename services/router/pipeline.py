@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal, Protocol
 
-from services.contracts import codec, headers, topics
+from services.contracts import codec, headers, segments, topics
 from services.contracts.catalog import Catalog, SchemaEntry
 from services.contracts.errors import ContractError, DecodeError
 from services.contracts.natural import format_timestamp
@@ -22,6 +22,7 @@ from services.router.audit import AuditEncoder
 
 OutputKind = Literal["delivery", "rejection", "audit"]
 AUDIT_NAMESPACE: Final = uuid.UUID("5a8e3c1e-2f4b-4c1d-9a57-0b1de1e5a001")
+_NAMESPACE_BYTES: Final = AUDIT_NAMESPACE.bytes
 _RELAXED_VIEWS: Final = frozenset({"FULL", "IDENT"})
 
 
@@ -29,7 +30,10 @@ class Projection(Protocol):
     """What the router needs of a policy projection."""
 
     entry: SchemaEntry
+    source: SchemaEntry
     field_paths: tuple[str, ...]
+    payload_verbatim: bool
+    payload_key: tuple[Any, ...]
 
     def apply(self, datum: Mapping[str, Any], subject_key: str | None) -> Any:
         """The projected datum."""
@@ -115,6 +119,7 @@ class Accepted:
     event_id: str
     digest: bytes
     recorded_at_ms: int
+    payload: bytes = b""  # the payload's bytes as published (empty: not split)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,9 +153,18 @@ class Pipeline:
     _audit: AuditEncoder = field(init=False)
     _rejection: SchemaEntry = field(init=False)
 
+    _stamped: tuple[datetime, str] | None = field(init=False, default=None)
+    _split: dict[int, segments.Segments | None] = field(init=False, default_factory=dict)
+
     def __post_init__(self) -> None:
         self._audit = AuditEncoder(self.catalog.get("audit_entry", 1))
         self._rejection = self.catalog.get("rejection", 1)
+
+    def _stamp(self, now: datetime) -> str:
+        # Every output of a batch shares one `now`: format it once.
+        if self._stamped is None or self._stamped[0] != now:
+            self._stamped = (now, format_timestamp(now))
+        return self._stamped[1]
 
     def inspect(self, record: Inbound, now: datetime) -> Accepted | Rejected:
         """Decode ``record`` and check it against the contract and the policy."""
@@ -171,7 +185,7 @@ class Pipeline:
                 f"{self.limits.max_event_bytes}",
             )
         try:
-            entry, datum = codec.decode(self.catalog, value, plain=True)
+            entry, datum, payload = self._decode(value)
         except DecodeError as e:
             return Rejected(record, source, event_type, e.reason, str(e))
         event_id = str(datum.get("envelope", {}).get("event_id", "")) or None
@@ -187,7 +201,24 @@ class Pipeline:
             str(event_id),
             hashlib.sha256(value).digest()[:16],
             datum["envelope"]["recorded_at"],
+            payload,
         )
+
+    def _decode(self, value: bytes) -> tuple[SchemaEntry, Any, bytes]:
+        entry = self.catalog.by_fingerprint(codec.fingerprint_of(value))
+        parts = self._parts(entry)
+        if parts is None:
+            return entry, codec.read_body(entry, value, plain=True), b""
+        datum, starts = segments.read(parts, value)
+        return entry, datum, value[starts[1] : starts[2]]
+
+    def _parts(self, entry: SchemaEntry) -> segments.Segments | None:
+        """``entry`` split into envelope and payload; None for other records."""
+        if entry.fingerprint not in self._split:
+            names = tuple(f["name"] for f in entry.schema.get("fields", ()))
+            split = names == ("envelope", "payload")
+            self._split[entry.fingerprint] = segments.split(entry) if split else None
+        return self._split[entry.fingerprint]
 
     def _check(
         self, entry: SchemaEntry, datum: Any, source: str, event_type: str, now: datetime
@@ -224,9 +255,12 @@ class Pipeline:
             accepted.event_id, event_type, accepted.source, subject_key, _epoch_ms(now)
         )
         outputs: list[Output] = []
+        payloads: dict[tuple[Any, ...], bytes] = {}
         for decision in self.policy.decide(event_type, datum, accepted.entry.version):
             if decision.delivered:
-                outputs.append(self._delivery(accepted, decision, subject_key, cloud))
+                outputs.append(
+                    self._delivery(accepted, decision, subject_key, cloud, payloads)
+                )
             outputs.append(self._audit_entry(accepted, decision, event_part, now))
         return outputs
 
@@ -236,14 +270,12 @@ class Pipeline:
         decision: Decision,
         subject_key: str | None,
         cloud: headers.CloudEvent,
+        payloads: dict[tuple[Any, ...], bytes],
     ) -> Output:
         key = subject_key
         if subject_key is not None and decision.view not in _RELAXED_VIEWS:
             key = self.keys.rekey(decision.recipient, subject_key)
-        projection = decision.projection
-        value = codec.encode(
-            projection.entry, projection.apply(accepted.datum, key), plain=True
-        )
+        value = self._encode(accepted, decision.projection, key, payloads)
         extensions = {
             headers.VIEW: decision.view,
             headers.RULE: decision.rule_id,
@@ -267,14 +299,36 @@ class Pipeline:
             accepted.event_id,
         )
 
+    def _encode(
+        self,
+        accepted: Accepted,
+        projection: Projection,
+        key: str | None,
+        payloads: dict[tuple[Any, ...], bytes],
+    ) -> bytes:
+        """The delivery's bytes: a fresh envelope, the payload reused where it can be.
+
+        The payload is the publisher's own bytes when the projection passes it
+        through, else one encoding per distinct payload projection of the event.
+        """
+        projected = projection.apply(accepted.datum, key)
+        parts = self._parts(projection.entry) if accepted.payload else None
+        if parts is None:
+            return codec.encode(projection.entry, projected, plain=True)
+        if projection.payload_verbatim and projection.source is accepted.entry:
+            payload = accepted.payload
+        else:
+            cached = payloads.get(projection.payload_key)
+            payload = cached or segments.write(parts, 1, projected["payload"])
+            payloads[projection.payload_key] = payload
+        envelope = segments.write(parts, 0, projected["envelope"])
+        return b"".join((projection.entry.header, envelope, payload))
+
     def _audit_entry(
         self, accepted: Accepted, decision: Decision, event_part: bytes, now: datetime
     ) -> Output:
-        audit_id = str(
-            uuid.uuid5(
-                AUDIT_NAMESPACE,
-                f"{accepted.event_id}|{decision.recipient}|{decision.rule_id}|{self.policy.version}",
-            )
+        audit_id = audit_uuid(
+            f"{accepted.event_id}|{decision.recipient}|{decision.rule_id}|{self.policy.version}"
         )
         rule = (
             self.policy.version,
@@ -287,9 +341,7 @@ class Pipeline:
             decision.legal_basis,
             tuple(decision.projection.field_paths) if decision.delivered else (),
         )
-        event = headers.CloudEvent(
-            audit_id, "puente", "audit_entry", format_timestamp(now)
-        )
+        event = headers.CloudEvent(audit_id, "puente", "audit_entry", self._stamp(now))
         return Output(
             "audit",
             topics.AUDIT,
@@ -306,11 +358,7 @@ class Pipeline:
         original = record.value
         if original is not None and len(original) > self.limits.max_event_bytes:
             original = None
-        rejection_id = str(
-            uuid.uuid5(
-                AUDIT_NAMESPACE, f"{record.topic}|{record.partition}|{record.offset}"
-            )
-        )
+        rejection_id = audit_uuid(f"{record.topic}|{record.partition}|{record.offset}")
         datum = {
             "rejection_id": rejection_id,
             "reason": rejected.reason,
@@ -325,9 +373,7 @@ class Pipeline:
             "rejected_at": _epoch_ms(now),
             "original_value": original,
         }
-        event = headers.CloudEvent(
-            rejection_id, "puente", "rejection", format_timestamp(now)
-        )
+        event = headers.CloudEvent(rejection_id, "puente", "rejection", self._stamp(now))
         return Output(
             "rejection",
             topics.rejected(rejected.source),
@@ -335,6 +381,17 @@ class Pipeline:
             codec.encode(self._rejection, datum, plain=True),
             headers.build(event),
         )
+
+
+def audit_uuid(name: str) -> str:
+    """``str(uuid.uuid5(AUDIT_NAMESPACE, name))``, without the UUID objects (hot path)."""
+    digest = bytearray(
+        hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False).digest()
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = digest[:16].hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def _epoch_ms(moment: datetime) -> int:

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.contracts import codec
 from services.contracts.catalog import Catalog, SchemaEntry
 from services.contracts.natural import codec_for
-from services.router.pipeline import Accepted, Inbound, Limits, Pipeline, Rejected
+from services.router.pipeline import (
+    AUDIT_NAMESPACE,
+    Accepted,
+    Inbound,
+    Limits,
+    Pipeline,
+    Rejected,
+    audit_uuid,
+)
 from tests.samples import minimal
 
 NOW = datetime(2026, 11, 2, 15, 0, tzinfo=UTC)
@@ -22,6 +33,12 @@ NOW = datetime(2026, 11, 2, 15, 0, tzinfo=UTC)
 class WholeRecord:
     entry: SchemaEntry
     field_paths: tuple[str, ...] = ("payload",)
+    payload_verbatim: bool = True
+    payload_key: tuple[Any, ...] = ("whole",)
+
+    @property
+    def source(self) -> SchemaEntry:
+        return self.entry
 
     def apply(self, datum: Mapping[str, Any], subject_key: str | None) -> Any:
         envelope = dict(datum["envelope"], subject_key=subject_key)
@@ -226,3 +243,8 @@ def test_a_rejection_returns_the_original_bytes_and_position(
         3,
         b"garbage",
     )
+
+
+@given(st.text(max_size=80))
+def test_audit_ids_are_the_uuid5_of_their_name(name: str) -> None:
+    assert audit_uuid(name) == str(uuid.uuid5(AUDIT_NAMESPACE, name))
