@@ -85,6 +85,7 @@ class RouterService:
             # (and of every batch before it) was acknowledged.
             ack_policy=AckPolicy.MANUAL,
             listener=_Rebalance(self.router.committer),
+            decoder=_skip_bodies,  # the router reads the raw records itself
             **subscriber_options(settings.kafka),
         )
         self.subscriber(self._handle)
@@ -93,7 +94,7 @@ class RouterService:
         )
         self._running = False
 
-    async def _handle(self, body: list[bytes], msg: KafkaMessage) -> None:
+    async def _handle(self, body: None, msg: KafkaMessage) -> None:
         del body  # the raw records carry topic, offset and timestamp too
         raw: Any = msg.raw_message
         await self.router.route(raw if isinstance(raw, tuple) else (raw,), msg.consumer)
@@ -151,6 +152,11 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         # Positions now come from the group's committed offsets.
         self.committer.forget(assigned)
+
+
+async def _skip_bodies(msg: KafkaMessage) -> None:
+    # FastStream would copy every record's value into a list first.
+    del msg
 
 
 def _quiet_logger() -> logging.Logger:
