@@ -86,7 +86,9 @@ class RouterService:
             ack_policy=AckPolicy.MANUAL,
             listener=_Rebalance(self.router.committer),
             decoder=_skip_bodies,  # the router reads the raw records itself
-            **subscriber_options(settings.kafka),
+            **subscriber_options(
+                settings.kafka, fetch_max_wait_ms=settings.fetch_max_wait_ms
+            ),
         )
         self.subscriber(self._handle)
         self.ops = OpsServer(

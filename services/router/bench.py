@@ -37,6 +37,7 @@ from services.sim.traffic import SimEvent, Traffic
 
 Echo = Callable[[str], None]
 RAW_SINK = "bench.raw.out"
+WATCHER_FETCH_WAIT_MS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +160,9 @@ async def _create_topics(
     wanted = runtime_topics.plan(
         TopicSettings(), policy.publish_rights, policy.receive_rights
     )
+    partitions = TopicSettings().inbound_partitions
     for event in inputs:  # bad inputs may target topics no right creates
-        wanted.setdefault(event.topic, TopicSettings().inbound_partitions)
+        wanted.setdefault(event.topic, partitions)
     wanted[RAW_SINK] = 4
     await runtime_topics.create(kafka, wanted)
 
@@ -292,7 +294,9 @@ class _Watcher:
     """A recipient-side consumer of every hub.out topic, noting first arrivals."""
 
     def __init__(self, kafka: KafkaSettings, policy: Policy) -> None:
-        self.consumer = AIOKafkaConsumer(**consumer_config(kafka, None, "bench-watcher"))
+        # A recipient that wants low latency fetches with a short wait, as the router.
+        quick = kafka.model_copy(update={"fetch_max_wait_ms": WATCHER_FETCH_WAIT_MS})
+        self.consumer = AIOKafkaConsumer(**consumer_config(quick, None, "bench-watcher"))
         self.policy = policy
         self.seen: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None

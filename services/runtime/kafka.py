@@ -155,12 +155,16 @@ def broker_options(settings: KafkaSettings, client_id: str) -> dict[str, Any]:
     }
 
 
-def subscriber_options(settings: KafkaSettings) -> dict[str, Any]:
-    """Subscriber keyword arguments: earliest offsets, short fetch wait, quick joins."""
+def subscriber_options(settings: KafkaSettings, **tuning: Any) -> dict[str, Any]:
+    """Subscriber keyword arguments: earliest offsets, short fetch wait, quick joins.
+
+    ``tuning`` overrides options for one subscriber (e.g. its ``fetch_max_wait_ms``).
+    """
     return {
         "auto_offset_reset": "earliest",
         "session_timeout_ms": settings.session_timeout_ms,
         "heartbeat_interval_ms": settings.heartbeat_interval_ms,
         "fetch_max_wait_ms": settings.fetch_max_wait_ms,
         "max_partition_fetch_bytes": max(settings.max_request_size, 1_048_576),
+        **tuning,
     }
