@@ -32,7 +32,7 @@ def up() -> None:
         if embedded is None:
             asyncio.run(_serve(hub.available(), None))
             return
-        with hub.ephemeral_state(HubSettings().state_dir, "embedded"):
+        with hub.ephemeral_state(HubSettings().state_dir, hub.EMBEDDED_STATE):
             asyncio.run(_serve(hub.available(), bootstrap))
 
 
@@ -54,6 +54,8 @@ def endpoints_table(built: list[hub.Built], embedded: str | None) -> Table:
     table = Table("service", "endpoints", title="Puente is up")
     if embedded:
         table.add_row("kafka (embedded)", f"PUENTE_KAFKA_BOOTSTRAP_SERVERS={embedded}")
+        ledger = hub.embedded_ledger(HubSettings().state_dir)
+        table.add_row("audit ledger", f"{ledger} (puente audit finds it)")
     for item in built:
         table.add_row(item.spec.name, "  ".join(item.endpoints))
     return table

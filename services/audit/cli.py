@@ -17,6 +17,7 @@ from services.audit.api import VerifyResult, reading, verify_ledger
 from services.audit.keys import key_id, parse_public_key, public_pem, read_key_file
 from services.audit.queries import QueryError
 from services.audit.settings import AuditSettings
+from services.runtime import hub
 from services.runtime.cli import PuenteGroup
 
 _SHOWN_PROBLEMS: Final = 20
@@ -29,18 +30,31 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 LedgerOption = Annotated[
     Path | None,
     typer.Option(
-        "--ledger", help="Ledger file [default: PUENTE_AUDIT_LEDGER_PATH or state dir]"
+        "--ledger",
+        metavar="FILE",
+        help="Ledger file (default: PUENTE_AUDIT_LEDGER_PATH, else the state dir's; "
+        "else the one `puente up` writes on the embedded broker)",
+        show_default=False,
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")]
 
 
 def _ledger(path: Path | None) -> Path:
-    return path or AuditSettings().ledger_file
+    if path is not None:
+        return path
+    settings = AuditSettings()
+    found = settings.ledger_file
+    embedded = hub.embedded_ledger(settings.hub.state_dir)
+    if settings.ledger_path is None and not found.exists() and embedded.exists():
+        err.print(f"using the ledger of `puente up` on the embedded broker: {embedded}")
+        return embedded
+    return found
 
 
 def _print_json(model: BaseModel) -> None:
@@ -66,6 +80,7 @@ def verify(
         list[Path] | None,
         typer.Option(
             "--public-key",
+            metavar="FILE",
             help="Pinned public key file (PEM or base64 raw, one key per file); repeat "
             "for rotated keys. "
             "Checkpoints must verify with one of these instead of the stored keys.",

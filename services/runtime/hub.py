@@ -24,6 +24,13 @@ STATE_ENV: Final = {
     "PUENTE_ROUTER_DEDUPE_PATH": "router-dedupe.sqlite",
     "PUENTE_AUDIT_LEDGER_PATH": "audit-ledger.sqlite",
 }
+# Where `puente up` keeps broker-bound state when it runs the embedded broker.
+EMBEDDED_STATE: Final = "embedded"
+
+
+def embedded_ledger(state_dir: Path) -> Path:
+    """The audit ledger a `puente up` on the embedded broker writes."""
+    return state_dir / EMBEDDED_STATE / STATE_ENV["PUENTE_AUDIT_LEDGER_PATH"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,10 +135,11 @@ async def read(
     )
     try:
         await consumer.start()
-        partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            await consumer.stop()
+        # Fresh metadata; the await also lets aiokafka start its internal task,
+        # which a stop right after start would otherwise fail on.
+        if topic not in await consumer.topics():
             raise ContractError(f"topic {topic} does not exist")
+        partitions = consumer.partitions_for_topic(topic) or set()
         assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(assigned)
         if last is not None:

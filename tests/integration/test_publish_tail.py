@@ -142,3 +142,13 @@ def test_publishing_as_another_institution_than_the_envelope_is_refused(
     )
     assert result.returncode == 1
     assert "publisher's identity" in result.stderr
+
+
+def test_tailing_a_topic_that_does_not_exist_says_so_in_one_line(
+    kafka: KafkaSettings, unique: str
+) -> None:
+    result = puente(kafka, "tail", f"hub.out.nobody_{unique}.return_arrival")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: topic hub.out.nobody_{unique}.return_arrival does not exist"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
@@ -13,6 +14,7 @@ from services.audit.checkpoints import sign
 from services.audit.cli import app
 from services.audit.keys import key_id, public_pem, raw_public
 from services.audit.ledger import Ledger
+from services.runtime import hub
 from tests.unit.audit.support import T0
 from tests.unit.audit.tamper import entry_bytes, rewrite_and_rehash, tamper
 
@@ -207,3 +209,19 @@ def test_the_cli_prints_the_stored_public_key_as_pem_for_pinning(
         app, ["verify", "--ledger", str(path), "--public-key", str(pinned)]
     )
     assert check.exit_code == 0, check.output
+
+
+def test_the_cli_finds_the_ledger_puente_up_writes_on_the_embedded_broker(
+    ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "state"
+    embedded = hub.embedded_ledger(state)
+    embedded.parent.mkdir(parents=True)
+    closed(ledger).rename(embedded)
+    monkeypatch.setenv("PUENTE_STATE_DIR", str(state))
+    monkeypatch.delenv("PUENTE_AUDIT_LEDGER_PATH", raising=False)
+    result = runner.invoke(app, ["verify"])
+    assert result.exit_code == 0, result.output
+    assert f"using the ledger of `puente up` on the embedded broker: {embedded}" in (
+        result.output
+    )
