@@ -1,11 +1,16 @@
-"""Build the audit service: a batch consumer of hub.audit into the ledger, plus its API.
+"""Build the audit service: a FastStream batch subscriber of hub.audit into the ledger.
 
-Consumption uses manual assignment of every partition of the audit topic, not a
-group subscription: the ledger is one file with one writer, so no second member
-may ever take a partition over, and positions come from the ledger itself (stored
-in the same transaction as the entries), not from Kafka's committed offsets. The
-group id is still used to commit offsets after each batch, so lag monitoring that
-reads committed offsets works.
+The subscriber is assigned every partition of the audit topic explicitly rather
+than joining a group: the ledger is one file with one writer, so no second member
+may ever take a partition over. Positions come from the ledger itself (stored in
+the same transaction as the entries), not from Kafka's committed offsets: each
+batch keeps only the records the ledger lacks and seeks any partition that is not
+where the ledger left off (`services.audit.cursor`), so every record is appended
+exactly once. The group id is still used to commit offsets after each batch, so
+lag monitoring that reads committed offsets works.
+
+A batch the ledger cannot take is read again (its partitions are sought back to
+the ledger's positions), logged and counted; `run_until` ends with that error.
 """
 
 from __future__ import annotations
@@ -13,30 +18,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any, Final
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka import TopicPartition as SubscribedPartition
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import CollectorRegistry
 
 from services.audit.api import audit_app
 from services.audit.checkpoints import CHECKPOINT_SCHEMA, Schedule
+from services.audit.cursor import Consumer, Cursor
 from services.audit.handlers import Checkpointer, Ingestor
 from services.audit.keys import development_key, parse_private_key, read_key_file
-from services.audit.ledger import Ledger
+from services.audit.ledger import Ledger, LedgerError, Position
 from services.audit.metrics import AuditMetrics
 from services.audit.settings import AuditSettings
 from services.contracts.catalog import Catalog
 from services.contracts.errors import PuenteError
 from services.runtime import topics as runtime_topics
-from services.runtime.kafka import consumer_config, producer_config
+from services.runtime.kafka import broker_options, producer_config, subscriber_options
 from services.runtime.ops import OpsServer
 
 log = logging.getLogger(__name__)
 CLIENT_ID: Final = "puente-audit"
-_POLL_MS: Final = 250
+# How often time-based checkpoints are considered while no batch arrives.
+_TICK_SECONDS: Final = 0.25
+# How long a stop waits for the batch in hand (FastStream's graceful timeout).
 _STOP_TIMEOUT: Final = 30.0
+# Pause after a failed batch before it is read again, doubling up to the maximum.
+_RETRY_SECONDS: Final = 1.0
+_MAX_RETRY_SECONDS: Final = 30.0
 
 
 class AuditTopicMissingError(PuenteError):
@@ -64,24 +81,37 @@ class AuditService:
         self.key = signing_key(settings)
         self.metrics = AuditMetrics(registry)
         self.schedule = Schedule(settings.checkpoint_every, settings.checkpoint_seconds)
+        # Made once: its faststream_* series live on this service's registry.
+        self.prometheus = KafkaPrometheusMiddleware(registry=registry, app_name="audit")
         app = audit_app(settings.ledger_file, registry, self.health)
         self.ops = OpsServer(app, settings.port, settings.host)
         self.ledger: Ledger | None = None
-        self.consumer: AIOKafkaConsumer | None = None
+        self.broker: KafkaBroker | None = None
         self.producer: AIOKafkaProducer | None = None
         self.checkpointer: Checkpointer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
+        self.cursor: Cursor | None = None
+        self.ingestor: Ingestor | None = None
+        self._task: asyncio.Task[None] | None = None  # time-based checkpoints
+        # One ledger writer: batches, checkpoints and closing take turns.
+        self._ledger_turn = asyncio.Lock()
+        self._halt = asyncio.Event()
+        self._failed = asyncio.Event()
+        self._error: BaseException | None = None
+        self._failures = 0  # consecutive failed batches
+        self._producing = False
+        self._running = False
+        self._closing = False
         self._head_seq = 0
 
     def health(self) -> dict[str, Any]:
         """Readiness for /health: running, and the ledger's progress."""
-        running = self._task is not None and not self._task.done()
+        ticking = self._task is not None and not self._task.done()
+        ok = self._running and ticking and self._failures == 0
         last = self.checkpointer.last_seq if self.checkpointer else 0
-        return {"ok": running, "entries": self._head_seq, "last_checkpoint_seq": last}
+        return {"ok": ok, "entries": self._head_seq, "last_checkpoint_seq": last}
 
     async def start(self) -> None:
-        """Create topics, open the ledger, resume at its positions, start ingesting."""
+        """Create topics, open the ledger, subscribe at its positions, start ingesting."""
         try:
             await self._start()
         except BaseException:
@@ -91,6 +121,9 @@ class AuditService:
 
     async def _start(self) -> None:
         s = self.settings
+        self._halt.clear()
+        self._failed.clear()
+        self._error, self._failures, self._closing = None, 0, False
         await runtime_topics.create(
             s.kafka, {s.topic: s.topics.audit_partitions, s.checkpoint_topic: 1}
         )
@@ -100,56 +133,136 @@ class AuditService:
         self.checkpointer = Checkpointer(
             self.ledger, self.key, self.schedule, self.checkpoint_entry, self.metrics
         )
+        self.cursor = Cursor(self.ledger.positions())
+        self.ingestor = Ingestor(self.ledger, self.catalog, self.metrics)
         await self.ops.start()
         self.producer = AIOKafkaProducer(**producer_config(s.kafka, CLIENT_ID))
         await self.producer.start()
-        self.consumer = AIOKafkaConsumer(
-            **consumer_config(s.kafka, s.group_id, CLIENT_ID)
-        )
-        await self.consumer.start()
-        await self._resume(self.consumer, self.ledger)
+        self._producing = True
         await self._publish_checkpoints()
-        self._stopping.clear()
-        ingestor = Ingestor(self.ledger, self.catalog, self.metrics)
+        self.broker = self._subscribe(await self._partitions(self.producer))
+        await self.broker.start()
+        self._running = True
         self._task = asyncio.create_task(
-            self._run(self.consumer, self.checkpointer, ingestor), name="audit-ingest"
+            self._tick(self.checkpointer), name="audit-checkpoints"
         )
         self._task.add_done_callback(_report_failure)
         log.info("audit ledger at seq %d, consuming %s", self._head_seq, s.topic)
 
-    async def _resume(self, consumer: AIOKafkaConsumer, ledger: Ledger) -> None:
-        await consumer.topics()  # loads metadata so partitions_for_topic answers
-        numbers = sorted(consumer.partitions_for_topic(self.settings.topic) or ())
+    async def _partitions(self, producer: AIOKafkaProducer) -> list[int]:
+        """Every partition the audit topic has on the broker.
+
+        The broker's count, not the configured one: a topic that existed before
+        with more partitions must not have some of them left unread.
+        """
+        try:
+            numbers = sorted(await producer.partitions_for(self.settings.topic))
+        except KafkaError as e:
+            raise AuditTopicMissingError(
+                f"topic {self.settings.topic} has no partitions: {e}"
+            ) from e
         if not numbers:
             raise AuditTopicMissingError(f"topic {self.settings.topic} has no partitions")
-        partitions = [TopicPartition(self.settings.topic, n) for n in numbers]
-        consumer.assign(partitions)
-        stored = ledger.positions()
-        for tp in partitions:
-            offset = stored.get((tp.topic, tp.partition))
-            if offset is None:
-                await consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, offset)
+        return numbers
 
-    async def _run(
-        self, consumer: AIOKafkaConsumer, checkpointer: Checkpointer, ingestor: Ingestor
+    def _subscribe(self, partitions: Sequence[int]) -> KafkaBroker:
+        s = self.settings
+        broker = KafkaBroker(
+            **broker_options(s.kafka, CLIENT_ID),
+            consumer_only=True,  # checkpoints go through the service's own producer
+            middlewares=[self.prometheus],
+            logger=_quiet_logger(),
+            log_level=logging.DEBUG,  # FastStream logs every batch; keep that out of INFO
+            graceful_timeout=_STOP_TIMEOUT,
+        )
+        subscriber = broker.subscriber(
+            # Created above with its final partition count; never auto-created.
+            partitions=[
+                SubscribedPartition(s.topic, n, declare=False) for n in partitions
+            ],
+            group_id=s.group_id,
+            batch=True,
+            max_records=s.max_batch,
+            # Nothing is acknowledged on FastStream's terms: the ledger's positions,
+            # stored with the entries, are the truth; offsets are committed after the
+            # ledger's transaction only to report lag. A failed batch is sought back.
+            ack_policy=AckPolicy.MANUAL,
+            decoder=_skip_bodies,  # the ingestor decodes the raw records itself
+            **subscriber_options(s.kafka),
+        )
+        subscriber(self._handle)
+        return broker
+
+    async def _handle(self, body: None, msg: KafkaMessage) -> None:
+        """One fetched batch into the ledger; a failure is re-raised for FastStream."""
+        del body  # the raw records carry topic, partition and offset too
+        raw: Any = msg.raw_message
+        records: Sequence[Any] = raw if isinstance(raw, tuple) else (raw,)
+        # Shielded: a stop that outwaits the graceful timeout cancels this handler,
+        # but a ledger transaction in hand must end before the ledger is closed.
+        work = asyncio.ensure_future(self._consume(records, msg.consumer))
+        work.add_done_callback(_retrieve)
+        try:
+            await asyncio.shield(work)
+        except Exception:
+            # Do not read the batch again at once: the ledger's disk may need a moment.
+            pause = min(_RETRY_SECONDS * 2 ** (self._failures - 1), _MAX_RETRY_SECONDS)
+            await self._halted_within(pause)
+            raise  # FastStream logs it and counts it in faststream_*_exceptions_total
+
+    async def _consume(self, records: Sequence[Any], consumer: Any) -> None:
+        async with self._ledger_turn:
+            cursor, ingestor, ledger = self.cursor, self.ingestor, self.ledger
+            if self._closing or cursor is None or ingestor is None or ledger is None:
+                return  # never stored, never committed: read again on the next start
+            try:
+                await self._ingest(cursor, ingestor, records, consumer)
+            except Exception as e:
+                await self._rewind(cursor, ledger, records, consumer, e)
+                raise
+            self._failures = 0
+
+    async def _ingest(
+        self, cursor: Cursor, ingestor: Ingestor, records: Sequence[Any], consumer: Any
     ) -> None:
-        while not self._stopping.is_set():
-            batches = await consumer.getmany(
-                timeout_ms=_POLL_MS, max_records=self.settings.max_batch
-            )
-            records = [r for rs in batches.values() for r in rs]
-            if records:
-                result = await ingestor.ingest(records)
-                self._head_seq = result.head.seq
-                await _commit(consumer, batches)
-            await self._update_lag(consumer)
-            if checkpointer.due(self._head_seq):
-                await asyncio.to_thread(checkpointer.take)
-                await self._publish_checkpoints()
+        fresh = await cursor.admit(records, consumer)
+        if fresh:
+            result = await ingestor.ingest(fresh)
+            self._head_seq = result.head.seq
+            cursor.advance(fresh)
+        seen = {(r.topic, r.partition) for r in records}
+        await _commit(consumer, cursor.positions, seen)
+        await self._update_lag(consumer)
+        await self._checkpoint_if_due()
 
-    async def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
+    async def _rewind(
+        self,
+        cursor: Cursor,
+        ledger: Ledger,
+        records: Sequence[Any],
+        consumer: Consumer,
+        error: BaseException,
+    ) -> None:
+        """Seek the failed batch's partitions back to what the ledger really holds."""
+        self._failures += 1
+        self.metrics.failures.inc()
+        if self._error is None:
+            self._error = error
+        self._failed.set()
+        log.error(
+            "audit batch not stored (%s: %s); read again from the ledger's positions",
+            type(error).__name__, error,
+        )  # fmt: skip
+        try:
+            stored: dict[Position, int] | None = ledger.positions()
+        except LedgerError:
+            stored = None  # the cursor advances only after a stored batch: still right
+        # Should a seek fail, the cursor still sees the partition ahead of the ledger
+        # on its next records and seeks it back then.
+        partitions = {(r.topic, r.partition) for r in records}
+        await cursor.rewind(consumer, partitions, stored)
+
+    async def _update_lag(self, consumer: Any) -> None:
         # highwater(), not end_offsets(): the latter is wrong on the embedded broker.
         lag = 0
         for tp in consumer.assignment():
@@ -157,6 +270,29 @@ class AuditService:
             if high is not None:
                 lag += max(high - await consumer.position(tp), 0)
         self.metrics.lag.set(lag)
+
+    async def _tick(self, checkpointer: Checkpointer) -> None:
+        """Take time-based checkpoints while no batch comes to do it."""
+        # Ends when halted rather than being cancelled: a checkpoint being signed in
+        # a thread must be stored before the ledger is closed.
+        while not await self._halted_within(_TICK_SECONDS):
+            if not checkpointer.due(self._head_seq):
+                continue
+            async with self._ledger_turn:
+                if self._closing:
+                    return
+                await self._checkpoint_if_due()
+
+    async def _halted_within(self, seconds: float) -> bool:
+        """Wait ``seconds``, or less if the service is stopping; whether it is."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._halt.wait(), seconds)
+        return self._halt.is_set()
+
+    async def _checkpoint_if_due(self) -> None:
+        if self.checkpointer is not None and self.checkpointer.due(self._head_seq):
+            await asyncio.to_thread(self.checkpointer.take)
+            await self._publish_checkpoints()
 
     async def _publish_checkpoints(self) -> None:
         if self.checkpointer is None or self.producer is None:
@@ -166,26 +302,46 @@ class AuditService:
                 self.producer, self.settings.checkpoint_topic
             )
         except KafkaError as e:
-            # Stored already; publishing is retried after the next batch or checkpoint.
+            # Stored already; publishing is retried after the next checkpoint.
             log.warning("could not publish audit checkpoints yet: %s", e)
 
     async def stop(self) -> None:
         """Finish the batch in hand, sign a last checkpoint, then close everything."""
-        self._stopping.set()
+        self._running = False
+        self._closing = True  # a batch not yet begun is left for the next start
+        self._halt.set()
+        if self.broker is not None:
+            # Waits up to the graceful timeout for the handler, then cancels it.
+            await self.broker.stop()
         if self._task is not None:
-            # Its failure, if any, was logged when it ended; stopping goes on regardless.
-            with contextlib.suppress(
-                asyncio.CancelledError, TimeoutError, PuenteError, KafkaError
-            ):
-                await asyncio.wait_for(self._task, _STOP_TIMEOUT)
-        await self._last_checkpoint()
-        for client in (self.consumer, self.producer):
-            if client is not None:
-                await client.stop()
+            # Halted, it ends after a checkpoint in hand; its failure was logged.
+            await asyncio.wait({self._task}, timeout=_STOP_TIMEOUT)
+            self._task.cancel()
+        writing = not await self._ledger_idle()
+        if writing:
+            log.error(
+                "a ledger write did not end within %.0f s; no final checkpoint",
+                _STOP_TIMEOUT,
+            )
+        else:
+            await self._last_checkpoint()
+        if self.producer is not None:
+            await self.producer.stop()
         await self.ops.stop()
-        if self.ledger is not None:
+        if self.ledger is not None and not writing:
             self.ledger.close()
-        self.consumer = self.producer = self.ledger = self.checkpointer = None
+        self.broker = self.producer = self.ledger = self.checkpointer = None
+        self.cursor = self.ingestor = None
+        self._producing = False
+
+    async def _ledger_idle(self) -> bool:
+        """Wait for a batch or checkpoint still in hand; False if it does not end."""
+        try:
+            await asyncio.wait_for(self._ledger_turn.acquire(), _STOP_TIMEOUT)
+        except TimeoutError:
+            return False
+        self._ledger_turn.release()
+        return True
 
     async def _last_checkpoint(self) -> None:
         if self.checkpointer is None:
@@ -195,40 +351,73 @@ class AuditService:
         except PuenteError as e:
             log.warning("no final checkpoint: %s", e)
             return
-        if taken is not None and self.producer is not None and self._task is not None:
+        if taken is not None and self._producing:
             await self._publish_checkpoints()
 
     async def run_until(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; raise if ingestion fails first."""
         await self.start()
         task = self._task
+        waiters = [asyncio.create_task(e.wait()) for e in (stop, self._failed)]
         try:
-            waiter = asyncio.create_task(stop.wait())
-            watched: set[asyncio.Future[Any]] = (
-                {waiter} if task is None else {waiter, task}
-            )
+            watched: set[asyncio.Future[Any]] = {*waiters}
+            if task is not None:
+                watched.add(task)
             await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
+            if self._error is not None:
+                raise self._error
             if task is not None and task.done() and not task.cancelled():
-                task.result()  # re-raises the ingestion failure
+                task.result()  # re-raises a checkpointing failure
         finally:
+            for waiter in waiters:
+                waiter.cancel()
             await self.stop()
 
 
 async def _commit(
-    consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Any]]
+    consumer: Any, positions: dict[Position, int], seen: set[Position]
 ) -> None:
     # Progress report for lag monitoring only: the ledger's positions are the truth.
-    offsets = {tp: rs[-1].offset + 1 for tp, rs in batches.items() if rs}
+    offsets = {TopicPartition(*w): positions[w] for w in seen if w in positions}
+    if not offsets:
+        return
     try:
         await consumer.commit(offsets)
     except KafkaError as e:
         log.debug("offset commit for lag monitoring failed: %s", e)
 
 
+async def _skip_bodies(msg: KafkaMessage) -> None:
+    # FastStream would decode every record's value into a list first.
+    del msg
+
+
+def _quiet_logger() -> logging.Logger:
+    # FastStream logs every batch at INFO; operators need its warnings only.
+    logger = logging.getLogger("puente.audit.faststream")
+    logger.setLevel(logging.WARNING)
+    if not any(isinstance(f, _NoTopicCreationNotice) for f in logger.filters):
+        logger.addFilter(_NoTopicCreationNotice())
+    return logger
+
+
+class _NoTopicCreationNotice(logging.Filter):
+    """Drops FastStream's warning that it will not create topics: the service does."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for that one notice."""
+        return not record.getMessage().startswith("Auto create topics is disabled")
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    # A batch whose handler was cancelled at stop still ends; its error was logged.
+    if not task.cancelled():
+        task.exception()
+
+
 def _report_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and (error := task.exception()) is not None:
-        log.error("audit ingestion stopped: %s: %s", type(error).__name__, error)
+        log.error("audit checkpointing stopped: %s: %s", type(error).__name__, error)
 
 
 def build_service(settings: AuditSettings, registry: CollectorRegistry) -> AuditService:

@@ -343,6 +343,11 @@ class Ledger:
                 raise
             self.db.execute("COMMIT")
         except sqlite3.Error as e:
+            # A failed COMMIT may leave the transaction open; roll it back so the
+            # batch can be appended again (it is read again from the positions).
+            if self.db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
             raise LedgerError(f"cannot write ledger {self.path}: {e}") from e
 
     def _one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:

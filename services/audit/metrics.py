@@ -29,6 +29,11 @@ class AuditMetrics:
         self.entries = Gauge(
             "puente_audit_ledger_entries", "Entries in the ledger", registry=registry
         )
+        self.failures = Counter(
+            "puente_audit_ingest_failures",
+            "Batches the ledger could not take; they are read again from its positions",
+            registry=registry,
+        )
         self.lag = Gauge(
             "puente_audit_consumer_lag",
             "Audit records not yet in the ledger (high-water minus position)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -14,11 +15,12 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.audit.api import reading, verify_ledger
 from services.audit.app import AuditService, AuditTopicMissingError, build_service
 from services.audit.checkpoints import from_datum
-from services.audit.ledger import Ledger
+from services.audit.ledger import Ledger, LedgerError
 from services.audit.settings import AuditSettings
 from services.contracts import codec
 from services.contracts.catalog import Catalog
@@ -59,6 +61,16 @@ async def until(check: Callable[[], bool], within: float = 30.0) -> None:
 
 def count(service: AuditService) -> int:
     return int(service.health()["entries"])
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels``."""
+    return sum(
+        s.value
+        for family in registry.collect()
+        for s in family.samples
+        if s.name == name and labels.items() <= s.labels.items()
+    )
 
 
 async def test_entries_are_appended_once_each_and_checkpoints_are_published(
@@ -102,6 +114,23 @@ async def test_entries_are_appended_once_each_and_checkpoints_are_published(
     for point in points:
         assert point.valid_under(point.public_key)
         assert point.head == heads[point.seq]
+
+
+async def test_a_quiet_ledger_is_checkpointed_once_checkpoint_seconds_passed(
+    kafka: KafkaSettings, catalog: Catalog, state_dir: Path, unique: str
+) -> None:
+    settings = settings_for(
+        kafka, state_dir, unique, checkpoint_every=1000, checkpoint_seconds=1.0
+    )
+    await runtime_topics.create(kafka, {settings.topic: 1})
+    await send(kafka, settings.topic, [encoded(catalog, d) for d in many(5)])
+    service = build_service(settings, CollectorRegistry())
+    await service.start()
+    try:
+        # No batch arrives after the first: the time-based checkpoint comes anyway.
+        await until(lambda: service.health()["last_checkpoint_seq"] == 5, within=10)
+    finally:
+        await service.stop()
 
 
 async def committed_offset(kafka: KafkaSettings, group: str, topic: str) -> int | None:
@@ -169,6 +198,15 @@ async def test_the_running_service_answers_queries_health_and_metrics(
     assert verified["ok"] is True
     assert "puente_audit_ledger_entries 6.0" in metrics
     assert "puente_audit_consumer_lag 0.0" in metrics
+    # FastStream's own consumer series, on the audit service's registry.
+    received = {
+        s.labels.get("handler"): s.value
+        for family in text_string_to_metric_families(metrics)
+        for s in family.samples
+        if s.name == "faststream_received_messages_total"
+        and s.labels.get("app_name") == "audit"
+    }
+    assert received == {settings.topic: 6.0}
 
 
 async def test_a_failed_start_releases_the_ledger_and_the_port(
@@ -180,10 +218,136 @@ async def test_a_failed_start_releases_the_ledger_and_the_port(
     async def no_partitions(*_: object) -> None:
         raise AuditTopicMissingError("simulated")
 
-    monkeypatch.setattr(service, "_resume", no_partitions)
+    monkeypatch.setattr(service, "_partitions", no_partitions)
     with pytest.raises(AuditTopicMissingError):
         await service.start()
     Ledger.open_writer(settings.ledger_file).close()  # not locked any more
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", settings.port))  # the ops port was released
     assert service.health()["ok"] is False
+
+
+def ledger_files(ledger: Path) -> list[Path]:
+    return sorted(ledger.parent.glob(ledger.name + "*"))
+
+
+async def test_a_ledger_behind_kafkas_committed_offset_is_caught_up_with_no_gap(
+    kafka: KafkaSettings, catalog: Catalog, state_dir: Path, unique: str, tmp_path: Path
+) -> None:
+    settings = settings_for(kafka, state_dir, unique)
+    await runtime_topics.create(kafka, {settings.topic: 1})
+    datums = many(45)
+    values = [encoded(catalog, d) for d in datums]
+    backup = tmp_path / "backup"
+    backup.mkdir()
+
+    async def run_until_count(entries: int) -> CollectorRegistry:
+        registry = CollectorRegistry()
+        service = build_service(
+            settings.model_copy(update={"port": free_port()}), registry
+        )
+        await service.start()
+        try:
+            await until(lambda: count(service) == entries)
+            await asyncio.sleep(0.5)  # anything appended twice would show up now
+        finally:
+            await service.stop()
+        return registry
+
+    await send(kafka, settings.topic, values[:15])
+    await run_until_count(15)
+    for path in ledger_files(settings.ledger_file):
+        shutil.copy2(path, backup / path.name)
+    await send(kafka, settings.topic, values[15:30])
+    await run_until_count(30)
+    assert await committed_offset(kafka, settings.group_id, settings.topic) == 30
+    # The ledger file is replaced by its older copy: Kafka's offset is ahead of it.
+    for path in ledger_files(settings.ledger_file):
+        path.unlink()
+    for path in backup.iterdir():
+        shutil.copy2(path, settings.ledger_file.parent / path.name)
+    await send(kafka, settings.topic, values[30:])
+    registry = await run_until_count(45)
+
+    assert registry.get_sample_value("puente_audit_entries_appended_total") == 30
+    assert registry.get_sample_value("puente_audit_duplicates_skipped_total") == 0
+    with reading(settings.ledger_file) as ledger:
+        rows = list(ledger.rows())
+    assert [r.seq for r in rows] == list(range(1, 46))
+    assert [r.audit_id for r in rows] == [str(d["audit_id"]) for d in datums]
+    assert verify_ledger(settings.ledger_file).ok
+
+
+def fail_appends(monkeypatch: pytest.MonkeyPatch, times: int | None) -> list[int]:
+    """Make the ledger refuse its next ``times`` batches (None: every batch)."""
+    original = Ledger.append
+    refused: list[int] = []
+
+    def append(self: Ledger, *args: Any) -> Any:
+        if times is None or len(refused) < times:
+            refused.append(len(args[0]))
+            raise LedgerError("simulated: the disk is full")
+        return original(self, *args)
+
+    monkeypatch.setattr(Ledger, "append", append)
+    return refused
+
+
+async def test_a_batch_the_ledger_refuses_is_read_again_and_stored_once(
+    kafka: KafkaSettings,
+    catalog: Catalog,
+    state_dir: Path,
+    unique: str,
+    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = settings_for(kafka, state_dir, unique)
+    await runtime_topics.create(kafka, {settings.topic: 1})
+    refused = fail_appends(monkeypatch, times=1)
+    await send(kafka, settings.topic, [encoded(catalog, d) for d in many(20)])
+    service = build_service(settings, registry)
+    await service.start()
+    try:
+        await until(lambda: count(service) == 20)
+        assert service.health()["ok"] is True  # healthy again once a batch is stored
+    finally:
+        await service.stop()
+    assert len(refused) == 1
+    assert registry.get_sample_value("puente_audit_ingest_failures_total") == 1
+    failed = "faststream_received_processed_messages_exceptions_total"
+    assert sample(registry, failed, app_name="audit", exception_type="LedgerError") == 1
+    assert registry.get_sample_value("puente_audit_entries_appended_total") == 20
+    assert registry.get_sample_value("puente_audit_duplicates_skipped_total") == 0
+    result = verify_ledger(settings.ledger_file)
+    assert result.ok, result.problems
+    assert result.entries == 20
+
+
+async def test_run_until_ends_with_the_ledgers_error_and_the_next_run_loses_nothing(
+    kafka: KafkaSettings,
+    catalog: Catalog,
+    state_dir: Path,
+    unique: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = settings_for(kafka, state_dir, unique)
+    await runtime_topics.create(kafka, {settings.topic: 1})
+    fail_appends(monkeypatch, times=None)
+    await send(kafka, settings.topic, [encoded(catalog, d) for d in many(8)])
+    service = build_service(settings, CollectorRegistry())
+    with pytest.raises(LedgerError, match="simulated"):
+        await asyncio.wait_for(service.run_until(asyncio.Event()), 60)
+    assert service.health()["ok"] is False
+    # Nothing was stored, so nothing was committed either.
+    assert await committed_offset(kafka, settings.group_id, settings.topic) in (None, -1)
+
+    monkeypatch.undo()
+    again = build_service(
+        settings.model_copy(update={"port": free_port()}), CollectorRegistry()
+    )
+    await again.start()
+    try:
+        await until(lambda: count(again) == 8)
+    finally:
+        await again.stop()
+    assert verify_ledger(settings.ledger_file).entries == 8
