@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -68,7 +68,7 @@ class Committer:
 
     def __init__(
         self,
-        remember: Callable[[Iterable[tuple[str, bytes]]], None],
+        remember: Callable[[Iterable[tuple[str, bytes]]], Awaitable[None]],
         *,
         depth: int = DEFAULT_DEPTH,
         on_failure: Callable[[BaseException], None] = lambda e: None,
@@ -210,7 +210,7 @@ class Committer:
             while ready < len(self._flights) and _acked(self._flights[ready]):
                 ready += 1
             flights = [self._flights[i] for i in range(ready)]
-            self._remember(p for f in flights for p in f.routed.items())
+            await self._remember([p for f in flights for p in f.routed.items()])
         except (KafkaError, PuenteError) as e:
             if generation == self.generation:
                 self.rewind(e)

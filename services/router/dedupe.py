@@ -2,12 +2,19 @@
 
 An id is remembered only after every output of its event was acknowledged, so a
 crash before that re-routes the event (at-least-once) instead of losing it.
+
+Writes go through their own connection on their own thread: a write that triggers
+a WAL checkpoint waits for fsync (measured here: p99 8 ms, up to 115 ms), which on
+the event loop would stall routing. Lookups read on the loop through a second
+connection; in WAL mode a reader never waits for the writer or a checkpoint.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from services.contracts.errors import PuenteError
@@ -32,15 +39,13 @@ class DedupeStore:
     def __init__(self, path: Path) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                path, isolation_level=None, check_same_thread=False
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode survives a process crash, which is what kill -9 is.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(_SCHEMA)
+            self._writer = _connect(path)
+            self._writer.execute("PRAGMA journal_mode=WAL")
+            self._writer.execute(_SCHEMA)
+            self._db = _connect(path)
         except sqlite3.Error as e:
             raise DedupeStoreError(f"cannot open de-duplication store {path}: {e}") from e
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="puente-dedupe")
 
     def lookup(self, event_ids: Iterable[str]) -> dict[str, bytes]:
         """The stored content hash of each of ``event_ids`` that was routed before."""
@@ -56,19 +61,31 @@ class DedupeStore:
             found.update(rows)
         return found
 
-    def remember(self, routed: Iterable[tuple[str, bytes]], now: float) -> None:
-        """Record routed events in one transaction."""
+    async def remember(self, routed: Iterable[tuple[str, bytes]], now: float) -> None:
+        """Record routed events in one transaction, off the event loop."""
+        rows = [(event_id, digest, now) for event_id, digest in routed]
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._write, rows)
+
+    def _write(self, rows: list[tuple[str, bytes, float]]) -> None:
+        db = self._writer
         try:
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT OR IGNORE INTO seen VALUES (?, ?, ?)",
-                ((event_id, digest, now) for event_id, digest in routed),
-            )
-            self._db.execute("COMMIT")
+            db.execute("BEGIN")
+            db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?, ?)", rows)
+            db.execute("COMMIT")
         except sqlite3.Error as e:
-            self._db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise DedupeStoreError(f"cannot record routed events: {e}") from e
 
     def close(self) -> None:
-        """Close the database."""
+        """Finish pending writes and close the database."""
+        self._thread.shutdown(wait=True)
+        self._writer.close()
         self._db.close()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # NORMAL in WAL mode survives a process crash, which is what kill -9 is.
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db

@@ -53,7 +53,7 @@ class FakeConsumer:
 class Memory:
     remembered: list[tuple[str, bytes]] = field(default_factory=list)
 
-    def __call__(self, routed: Iterable[tuple[str, bytes]]) -> None:
+    async def __call__(self, routed: Iterable[tuple[str, bytes]]) -> None:
         self.remembered.extend(routed)
 
 
