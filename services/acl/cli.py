@@ -10,6 +10,8 @@ from typing import Annotated
 import typer
 
 from services.acl import formats
+from services.acl.admin import AclAdminError, KafkaAcls, summarize
+from services.acl.diff import HubScope, describe, diff
 from services.acl.plan import ServicePrincipals, plan
 from services.acl.settings import AclSettings
 from services.audit.settings import AuditSettings
@@ -80,27 +82,53 @@ def plan_command(  # noqa: PLR0917 - one parameter per option
 
 @app.command()
 def apply(
-    bootstrap_server: BootstrapServer = "localhost:9092",
-    command_config: CommandConfig = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Read the broker's ACLs, print what would be created"
+        ),
+    ] = False,
     policy_dir: PolicyDir = None,
     schemas_dir: SchemasDir = None,
 ) -> None:
-    """Apply the bindings through the Kafka admin API, where the client supports it.
+    """Create the planned ACL bindings the broker lacks (PUENTE_KAFKA_*, admin principal).
 
-    aiokafka's admin client has no CreateAcls call yet, so this prints the
-    equivalent kafka-acls.sh commands and exits 1: run them with an admin
-    principal (the compose kafka-init job does).
+    Prints `created N, already present M`; --dry-run only reads the broker's bindings.
+
+    Never removes one: hub principals' bindings the plan lacks are warnings (README).
+
+    Needs a broker with an authorizer: the embedded broker has no ACLs.
     """
-    bindings = plan(_policy(policy_dir, schemas_dir), principals())
-    connection = formats.AdminConnection(bootstrap_server, command_config)
-    _emit(formats.kafka_acls(bindings, connection), None)
-    typer.echo(
-        "error: ACLs were not applied: aiokafka's admin client cannot create ACLs. "
-        "Run the kafka-acls.sh commands above as an admin principal "
-        "(docker compose run --rm kafka-init does).",
-        err=True,
-    )
-    raise typer.Exit(1)
+    policy = _policy(policy_dir, schemas_dir)
+    services = principals()
+    bindings = plan(policy, services)
+    scope = HubScope.of(services, policy.institutions)
+    with KafkaAcls(AclSettings().kafka) as acls:
+        change = diff(bindings, acls.describe(), scope)
+        for binding in change.stale:
+            typer.echo(
+                f"warning: not in the plan, remove by hand (README): {describe(binding)}",
+                err=True,
+            )
+        if dry_run:
+            for binding in change.missing:
+                typer.echo(f"would create {describe(binding)}")
+            typer.echo(
+                f"would create {len(change.missing)}, already present "
+                f"{len(change.present)} (dry run: nothing created)"
+            )
+            return
+        failures = acls.create(change.missing)
+    refused = {f.binding for f in failures}
+    created = [b for b in change.missing if b not in refused]
+    for binding in created:
+        typer.echo(f"created {describe(binding)}")
+    typer.echo(f"created {len(created)}, already present {len(change.present)}")
+    if failures:
+        raise AclAdminError(
+            f"{len(failures)} of {len(change.missing)} bindings were not created: "
+            f"{summarize(failures)}; `puente acl apply --dry-run` lists them"
+        )
 
 
 @app.command("topics")

@@ -14,6 +14,9 @@ _RESOURCE_FLAGS: Final[Mapping[ResourceType, str]] = {
     "TOPIC": "--topic",
     "GROUP": "--group",
     "CLUSTER": "--cluster",
+    "TRANSACTIONAL_ID": "--transactional-id",
+    "DELEGATION_TOKEN": "--delegation-token",
+    "USER": "--user-principal",
 }
 
 

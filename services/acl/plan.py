@@ -19,11 +19,16 @@ from services.contracts.errors import ConfigurationError
 from services.contracts.ids import check_institution_id
 
 Permission = Literal["ALLOW", "DENY"]
+# Kafka's whole ACL vocabulary, not only what the plan grants: `puente acl apply` reads
+# the broker's bindings back into this type to report the ones the plan lacks.
 Operation = Literal[
     "ALL", "READ", "WRITE", "CREATE", "DELETE", "ALTER", "DESCRIBE",
     "CLUSTER_ACTION", "DESCRIBE_CONFIGS", "ALTER_CONFIGS", "IDEMPOTENT_WRITE",
+    "CREATE_TOKENS", "DESCRIBE_TOKENS",
 ]  # fmt: skip
-ResourceType = Literal["TOPIC", "GROUP", "CLUSTER"]
+ResourceType = Literal[
+    "TOPIC", "GROUP", "CLUSTER", "TRANSACTIONAL_ID", "DELEGATION_TOKEN", "USER"
+]  # fmt: skip
 PatternType = Literal["LITERAL", "PREFIXED"]
 
 IN_PREFIX: Final = "hub.in."

@@ -23,7 +23,13 @@ from services.runtime.kafka import (
 from services.runtime.settings import REPO_ROOT, KafkaSettings
 from tests.unit.deploy.support import SETTINGS
 
-CLIENTS = {"AIOKafkaProducer", "AIOKafkaConsumer", "AIOKafkaAdminClient", "KafkaBroker"}
+CLIENTS = {
+    "AIOKafkaProducer",
+    "AIOKafkaConsumer",
+    "AIOKafkaAdminClient",
+    "KafkaAdminClient",
+    "KafkaBroker",
+}
 HELPERS = {"producer_config", "consumer_config", "admin_config", "broker_options"}
 
 
