@@ -318,16 +318,21 @@ class Outbox:
         now = time.time()
         db.execute("BEGIN IMMEDIATE")
         try:
-            cursor = db.executemany(
-                "UPDATE outbox SET sent_at = ? WHERE seq = ? AND sent_at IS NULL",
-                [(now, s) for s in seqs],
+            # Relayed rows are mostly consecutive: one UPDATE per run of seqs.
+            done = sum(
+                db.execute(
+                    "UPDATE outbox SET sent_at = ? WHERE seq BETWEEN ? AND ?"
+                    " AND sent_at IS NULL",
+                    (now, first, last),
+                ).rowcount
+                for first, last in _runs(seqs)
             )
             db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             raise
-        return int(cursor.rowcount)
+        return int(done)
 
     def _prune(self, before: float) -> int:
         db = self._conn()
@@ -335,3 +340,14 @@ class Outbox:
             "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?", (before,)
         )
         return int(cursor.rowcount)
+
+
+def _runs(seqs: Sequence[int]) -> list[tuple[int, int]]:
+    """``seqs`` as (first, last) runs of consecutive numbers: 1,2,3,7 -> (1,3), (7,7)."""
+    runs: list[tuple[int, int]] = []
+    for seq in sorted(set(seqs)):
+        if runs and seq == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], seq)
+        else:
+            runs.append((seq, seq))
+    return runs

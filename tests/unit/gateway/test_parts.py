@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from services.contracts.errors import InvalidIdError
 from services.gateway.cli import app as cli
 from services.gateway.deliveries import CursorError, decode_cursor, encode_cursor
-from services.gateway.outbox import Entry, Outbox, OutboxFullError, Outcome
+from services.gateway.outbox import Entry, Outbox, OutboxFullError, Outcome, _runs
 from services.gateway.tokens import TokenNotFoundError, TokenStore, institution_of
 
 
@@ -172,3 +172,8 @@ def test_a_cursor_round_trips_and_garbage_is_refused() -> None:
     for bad in ["!!", "eyJhIjogMX0", encode_cursor({0: 1}) + "AAAA", "x" * 5000]:
         with pytest.raises(CursorError):
             decode_cursor(bad)
+
+
+def test_sent_rows_are_marked_in_runs_of_consecutive_seqs() -> None:
+    assert _runs([7, 1, 3, 2, 2, 9, 8]) == [(1, 3), (7, 9)]
+    assert _runs([]) == []
