@@ -34,6 +34,7 @@ from tenacity import (
 from services.contracts.errors import PuenteError
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.outbox import Outbox, Pending
+from services.gateway.readback import ReadBack
 from services.runtime import batches
 from services.runtime import topics as topic_admin
 from services.runtime.kafka import producer_config
@@ -42,6 +43,8 @@ from services.runtime.settings import KafkaSettings, TopicSettings
 log = logging.getLogger(__name__)
 
 _IDLE_WAIT_S: Final = 0.5
+# A round whose acks took longer than this may have spanned a broker restart.
+_SUSPECT_ROUND_S: Final = 0.25
 _PRUNE_EVERY_S: Final = 60.0
 
 
@@ -87,6 +90,7 @@ class Relay:
         self._retention = retention_s
         self._producer: AIOKafkaProducer | None = None
         self._known: batches.Partitions | None = None
+        self._checker = ReadBack(kafka)
         self._ready_topics: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._last_prune = 0.0
@@ -104,6 +108,7 @@ class Relay:
                 await self._task
             self._task = None
         await self._close_producer()
+        await self._checker.close()
 
     async def _run(self) -> None:
         while True:
@@ -138,16 +143,18 @@ class Relay:
         producer = await self._ensure_producer()
         await self._ensure_topics(r.topic for r in rows)
         groups = await batches.by_partition(rows, self._partitions(producer))
+        started = time.monotonic()
         results = await asyncio.gather(
             *(self._send_in_order(producer, tp, group) for tp, group in groups.items()),
             return_exceptions=True,
         )
-        stored = [
-            group
-            for group, result in zip(groups.values(), results, strict=True)
+        acked = {
+            where: (group, result)
+            for (where, group), result in zip(groups.items(), results, strict=True)
             if not isinstance(result, BaseException)
-        ]
-        stored = await self._confirm_topics(producer, stored)
+        }
+        slow = time.monotonic() - started > _SUSPECT_ROUND_S
+        stored = await self._confirm(producer, acked, read_back=slow)
         sent = [row.seq for group in stored for row in group]
         if sent:
             await self._outbox.mark_sent(sent)
@@ -156,20 +163,52 @@ class Relay:
         if failed is not None:
             raise failed
         if len(stored) < len(groups):
-            raise TopicsLostError(
-                "topics were missing after their writes were acknowledged"
-            )
+            raise TopicsLostError("acknowledged writes were not found on the broker")
         self.connected = True
         return len(sent)
 
     async def _send_in_order(
         self, producer: AIOKafkaProducer, where: tuple[str, int], rows: list[Pending]
-    ) -> None:
+    ) -> int:
+        """Send ``rows`` to one partition; return the offset its first row got."""
         # One record batch at a time: a batch is stored whole or not at all, so a
         # failure leaves no later row of the partition ahead of an earlier one.
         topic, partition = where
+        first: int | None = None
         for batch in batches.fill(producer, rows):
-            await (await producer.send_batch(batch, topic, partition=partition))
+            metadata = await (
+                await producer.send_batch(batch, topic, partition=partition)
+            )
+            first = metadata.offset if first is None else first
+        return first if first is not None else -1
+
+    async def _confirm(
+        self,
+        producer: AIOKafkaProducer,
+        acked: dict[tuple[str, int], tuple[list[Pending], int]],
+        *,
+        read_back: bool,
+    ) -> list[list[Pending]]:
+        """The acknowledged groups that are really on the broker.
+
+        The embedded broker, restarted empty, acknowledges writes to topics it no
+        longer has and drops them (Kafka refuses them). So a group counts only if
+        its topic exists after the acks (one metadata request per round); and after
+        a slow round (a broker restart may have happened under it) only if its
+        first row reads back at the offset it was acknowledged at.
+        """
+        if not acked:
+            return []
+        existing = (await producer.client.fetch_all_metadata()).topics()
+        present = {w: a for w, a in acked.items() if w[0] in existing}
+        if read_back and present:
+            found = await self._checker.ids_at({w: o for w, (_, o) in present.items()})
+            present = {
+                w: (group, offset)
+                for w, (group, offset) in present.items()
+                if found.get(w) == _event_id(group[0])
+            }
+        return [group for group, _ in present.values()]
 
     async def _idle(self) -> None:
         self._outbox.appended.clear()
@@ -205,19 +244,6 @@ class Relay:
             )
             self._ready_topics |= missing
 
-    @staticmethod
-    async def _confirm_topics(
-        producer: AIOKafkaProducer, groups: list[list[Pending]]
-    ) -> list[list[Pending]]:
-        # The embedded broker, restarted empty, acknowledges writes to topics it no
-        # longer has and drops them (Kafka refuses such writes). So rows count as
-        # stored only if their topic still exists after the acks: one metadata
-        # request per round (at most `batch` rows).
-        if not groups:
-            return groups
-        existing = (await producer.client.fetch_all_metadata()).topics()
-        return [group for group in groups if group[0].topic in existing]
-
     def _partitions(self, producer: AIOKafkaProducer) -> batches.Partitions:
         if self._known is None:
             self._known = batches.Partitions(producer)
@@ -247,3 +273,7 @@ class Relay:
         )
         if state.attempt_number % 5 == 0:
             await self._close_producer()
+
+
+def _event_id(row: Pending) -> str | None:
+    return next((v.decode() for k, v in row.headers if k == "ce_id"), None)
