@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from services.contracts.errors import PuenteError
+
 app = typer.Typer(
     help="Benchmarks on a fresh embedded broker; they print figures.",
     no_args_is_help=True,
@@ -30,16 +32,20 @@ def router(
     """Router vs a raw aiokafka pipe (events/s), and latency at an offered rate."""
     from services.router import bench  # noqa: PLC0415 - heavy imports only when run
 
-    figures = asyncio.run(
-        bench.run(
-            events,
-            rate=rate,
-            duration=duration,
-            seed=seed,
-            echo=typer.echo,
-            workers=workers,
+    try:
+        figures = asyncio.run(
+            bench.run(
+                events,
+                rate=rate,
+                duration=duration,
+                seed=seed,
+                echo=typer.echo,
+                workers=workers,
+            )
         )
-    )
+    except (PuenteError, TimeoutError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
     typer.echo(
         f"\nrouter bench ({figures.events} events, {figures.outputs} outputs):\n"
         f"  router, 1 process {figures.router_eps:>8,.0f} events/s\n"

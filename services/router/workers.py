@@ -16,9 +16,14 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from services.contracts.errors import PuenteError
 from services.router.app import build_service
 from services.router.settings import RouterSettings
 from services.runtime.embedded import free_port
+
+
+class WorkersError(PuenteError):
+    """The benchmark's router processes died or did not get their work done."""
 
 
 @dataclass
@@ -112,10 +117,15 @@ class Workers:
     async def _until(self, done: Any, limit: float) -> None:
         deadline = time.monotonic() + limit
         while not done():
-            if time.monotonic() > deadline or not all(
-                p.is_alive() for p in self._processes
-            ):
-                raise TimeoutError("router workers did not get there in time")
+            dead = [p.exitcode for p in self._processes if not p.is_alive()]
+            if dead:
+                raise WorkersError(f"a router process exited with code {dead[0]}")
+            if time.monotonic() > deadline:
+                held = [s.assigned.value for s in self._shared]
+                raise WorkersError(
+                    f"router processes not done within {limit:.0f} s "
+                    f"(partitions held: {held})"
+                )
             await asyncio.sleep(0.05)
 
 
