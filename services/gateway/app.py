@@ -21,6 +21,7 @@ from services.gateway.handlers import Gateway, json_response
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.models import REF_TEMPLATE, component_schemas, event_models
 from services.gateway.outbox import Outbox
+from services.gateway.preparing import Preparer
 from services.gateway.problems import ProblemError
 from services.gateway.relay import Relay
 from services.gateway.rights import PublishRights, load_rights
@@ -56,6 +57,7 @@ def build_gateway(
         outbox=outbox,
         reader=TopicReader(settings.kafka, wait_ms=settings.deliveries_wait_ms),
         metrics=metrics,
+        preparer=Preparer(catalog, settings.hub.schemas_dir, settings.prepare_workers),
     )
 
 

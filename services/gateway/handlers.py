@@ -5,6 +5,8 @@ Nothing here logs request content; problem details name field paths, never value
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -29,9 +31,10 @@ from services.gateway.deliveries import (
     encode_cursor,
     record_headers,
 )
-from services.gateway.ingest import event_type_of, prepare
+from services.gateway.ingest import prepare
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.outbox import Entry, Outbox, OutboxError, OutboxFullError, Outcome
+from services.gateway.preparing import Preparer
 from services.gateway.problems import ProblemError
 from services.gateway.rights import PublishRights
 from services.gateway.settings import GatewaySettings
@@ -63,6 +66,7 @@ class Gateway:
         outbox: Outbox,
         reader: TopicReader,
         metrics: GatewayMetrics,
+        preparer: Preparer,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -71,19 +75,18 @@ class Gateway:
         self.outbox = outbox
         self.reader = reader
         self.metrics = metrics
-        self.event_types = {
-            name: catalog.get(name)
-            for name in catalog.names
-            if catalog.get(name).is_event
-        }
+        self.preparer = preparer
+        self.event_types = preparer.types
         self._rejection = catalog.get("rejection")
 
     async def start(self) -> None:
-        """Open the outbox."""
+        """Open the outbox and start the batch workers."""
         await self.outbox.start()
+        self.preparer.start()
 
     async def stop(self) -> None:
         """Close the outbox, committing what is queued (the app may start it again)."""
+        await asyncio.to_thread(self.preparer.stop)
         await self.outbox.stop()
 
     # --- authentication and request reading ---
@@ -160,10 +163,13 @@ class Gateway:
             )
         if len(events) > self.settings.batch_max:
             raise problems.too_many_events(len(events), self.settings.batch_max)
+        allowed = frozenset(
+            t for t in self.event_types if self.rights.may_publish(caller, t)
+        )
+        outcomes = await self.preparer.prepare(caller, allowed, events)
         results: list[dict[str, Any]] = [{} for _ in events]
         ready: list[tuple[int, Entry]] = []
-        for index, item in enumerate(events):
-            outcome = self._prepare_item(caller, index, item)
+        for index, outcome in enumerate(outcomes):
             if isinstance(outcome, Entry):
                 ready.append((index, outcome))
             else:
@@ -172,27 +178,6 @@ class Gateway:
         for (index, _), result in zip(ready, stored, strict=True):
             results[index] = _item_result(index, result)
         return json_response(_summary(results))
-
-    def _prepare_item(self, caller: str, index: int, item: Any) -> Entry | dict[str, Any]:
-        path = f"events[{index}]"
-        try:
-            return prepare(self._item_entry(caller, item), caller, item)
-        except RecordInvalidError as e:
-            nested = RecordInvalidError(
-                f"{path}.{e.path}" if e.path else path, e.expected, e.got
-            )
-            return {"index": index, **problems.invalid(nested).document()}
-        except ProblemError as e:
-            return {"index": index, **e.document()}
-
-    def _item_entry(self, caller: str, item: Any) -> SchemaEntry:
-        event_type = event_type_of(item)
-        if event_type is None:
-            raise RecordInvalidError("envelope.event_type", "an event type id")
-        entry = self.entry_for(event_type)
-        if not self.rights.may_publish(caller, event_type):
-            raise problems.not_allowed_to_publish(caller, event_type)
-        return entry
 
     async def _append(self, entries: list[Entry]) -> list[Any]:
         try:
@@ -291,7 +276,9 @@ class Gateway:
         return {**base, **natural}
 
 
+@functools.lru_cache(maxsize=64)
 def _rfc3339(epoch: float) -> str:
+    # Cached: every event of one group commit shares its acceptance time.
     return format_timestamp(datetime.fromtimestamp(epoch, UTC))
 
 
