@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
@@ -44,11 +45,22 @@ class NaturalCodec:
 
     def __init__(self, schema: Schema) -> None:
         self._to_datum = _Compiler(natural_to_datum=True).compile(schema, None)
+        self._to_plain = _Compiler(natural_to_datum=True, plain=True).compile(
+            schema, None
+        )
         self._to_natural = _Compiler(natural_to_datum=False).compile(schema, None)
 
     def to_datum(self, value: Any) -> Any:
         """Natural JSON (parsed) -> Avro datum; raises `RecordInvalidError`."""
         return self._to_datum(value, "")
+
+    def to_plain_datum(self, value: Any) -> Any:
+        """Like `to_datum`, with logical-type values plain (epoch ms, days, uuid text).
+
+        Checked exactly as `to_datum`; encoded with ``plain=True`` the bytes are the
+        same, without building datetime and UUID objects first.
+        """
+        return self._to_plain(value, "")
 
     def to_natural(self, datum: Any) -> Any:
         """Avro datum (as fastavro reads it) -> natural JSON-compatible value."""
@@ -75,8 +87,9 @@ def _join(path: str, name: str) -> str:
 
 
 class _Compiler:
-    def __init__(self, *, natural_to_datum: bool) -> None:
+    def __init__(self, *, natural_to_datum: bool, plain: bool = False) -> None:
         self.inbound = natural_to_datum
+        self.plain = plain
         self.named: dict[str, Convert] = {}
         self.kinds: dict[str, str] = {}
 
@@ -205,7 +218,9 @@ class _Compiler:
         return convert
 
     def _primitive(self, kind: str, logical: str | None) -> Convert:
-        table = _INBOUND if self.inbound else _OUTBOUND
+        table = _OUTBOUND
+        if self.inbound:
+            table = _INBOUND_PLAIN if self.plain else _INBOUND
         return table.get((kind, logical)) or table[(kind, None)]
 
 
@@ -326,6 +341,38 @@ _INBOUND: Final[dict[tuple[str, str | None], Convert]] = {
     ("string", "uuid"): _to_uuid,
     ("int", "date"): _to_date,
     ("long", "timestamp-millis"): _to_timestamp,
+}
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_DAY: Final = date(1970, 1, 1)
+_CANONICAL_UUID: Final = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+)
+
+
+def _to_epoch_ms(value: Any, path: str) -> int:
+    # The same arithmetic as fastavro's timestamp-millis writer, so bytes match.
+    moment: datetime = _to_timestamp(value, path)
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def _to_epoch_day(value: Any, path: str) -> int:
+    return int((_to_date(value, path) - _EPOCH_DAY).days)
+
+
+def _to_uuid_text(value: Any, path: str) -> str:
+    # fastavro writes a UUID as its canonical text; most callers send exactly that.
+    if isinstance(value, str) and _CANONICAL_UUID.fullmatch(value):
+        return value
+    return str(_to_uuid(value, path))
+
+
+_INBOUND_PLAIN: Final[dict[tuple[str, str | None], Convert]] = {
+    **_INBOUND,
+    ("string", "uuid"): _to_uuid_text,
+    ("int", "date"): _to_epoch_day,
+    ("long", "timestamp-millis"): _to_epoch_ms,
 }
 
 _OUTBOUND: Final[dict[tuple[str, str | None], Convert]] = {

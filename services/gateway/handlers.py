@@ -34,7 +34,7 @@ from services.gateway.deliveries import (
 from services.gateway.ingest import prepare
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.outbox import Entry, Outbox, OutboxError, OutboxFullError, Outcome
-from services.gateway.preparing import Preparer
+from services.gateway.preparing import Preparer, Refusal
 from services.gateway.problems import ProblemError
 from services.gateway.rights import PublishRights
 from services.gateway.settings import GatewaySettings
@@ -107,8 +107,8 @@ class Gateway:
             raise problems.unknown_event_type(sorted(self.event_types))
         return entry
 
-    async def read_json(self, request: Request) -> Any:
-        """The parsed JSON body: 415, 413 or 400 problems for what is not."""
+    async def read_body(self, request: Request) -> bytes:
+        """The request body: 415 or 413 problems for what may not be read."""
         media = request.headers.get("content-type", JSON).split(";")[0].strip().lower()
         if media != JSON and not media.endswith("+json"):
             raise problems.unsupported_media_type(media)
@@ -123,8 +123,13 @@ class Gateway:
             if size > limit:
                 raise problems.too_large(limit)
             chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def read_json(self, request: Request) -> Any:
+        """The parsed JSON body: 415, 413 or 400 problems for what is not."""
+        body = await self.read_body(request)
         try:
-            return orjson.loads(b"".join(chunks))
+            return orjson.loads(body)
         except orjson.JSONDecodeError as e:
             raise problems.malformed_json(f"{e.msg} at byte {e.pos}") from e
 
@@ -153,21 +158,15 @@ class Gateway:
 
     async def publish_batch(self, caller: str, request: Request) -> Response:
         """``POST /v1/events:batch``: up to ``batch_max`` events, one result each."""
-        body = await self.read_json(request)
-        events = body.get("events") if isinstance(body, dict) else None
-        if not isinstance(events, list) or (
-            isinstance(body, dict) and body.keys() - {"events"}
-        ):
-            raise problems.invalid(
-                RecordInvalidError("events", 'an object {"events": [...]}')
-            )
-        if len(events) > self.settings.batch_max:
-            raise problems.too_many_events(len(events), self.settings.batch_max)
+        body = await self.read_body(request)
         allowed = frozenset(
             t for t in self.event_types if self.rights.may_publish(caller, t)
         )
-        outcomes = await self.preparer.prepare(caller, allowed, events)
-        results: list[dict[str, Any]] = [{} for _ in events]
+        limit = self.settings.batch_max
+        outcomes = await self.preparer.prepare(caller, allowed, body, limit)
+        if isinstance(outcomes, Refusal):
+            raise _refusal_problem(outcomes, limit)
+        results: list[dict[str, Any]] = [{} for _ in outcomes]
         ready: list[tuple[int, Entry]] = []
         for index, outcome in enumerate(outcomes):
             if isinstance(outcome, Entry):
@@ -280,6 +279,14 @@ class Gateway:
 def _rfc3339(epoch: float) -> str:
     # Cached: every event of one group commit shares its acceptance time.
     return format_timestamp(datetime.fromtimestamp(epoch, UTC))
+
+
+def _refusal_problem(refusal: Refusal, limit: int) -> ProblemError:
+    if refusal.kind == "malformed_json":
+        return problems.malformed_json(refusal.detail)
+    if refusal.kind == "too_many":
+        return problems.too_many_events(refusal.count, limit)
+    return problems.invalid(RecordInvalidError("events", 'an object {"events": [...]}'))
 
 
 def _item_result(index: int, result: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ def prepare(entry: SchemaEntry, caller: str, body: Any) -> Entry:
     Raises `RecordInvalidError` when the event does not match its schema, and a 403
     `ProblemError` when its envelope names another institution as the source.
     """
-    datum = codec_for(entry).to_datum(body)
+    datum = codec_for(entry).to_plain_datum(body)
     envelope = datum["envelope"]
     if envelope["event_type"] != entry.name:
         raise RecordInvalidError(
@@ -27,7 +27,7 @@ def prepare(entry: SchemaEntry, caller: str, body: Any) -> Entry:
         )
     if envelope["source_institution_id"] != caller:
         raise problems.source_mismatch(caller)
-    value = codec.encode(entry, datum)
+    value = codec.encode(entry, datum, plain=True)
     event_id = str(envelope["event_id"])
     return Entry(
         source=caller,

@@ -15,8 +15,11 @@ import multiprocessing as mp
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
+
+import orjson
 
 from services.contracts.catalog import Catalog, SchemaEntry
 from services.contracts.errors import RecordInvalidError
@@ -27,8 +30,8 @@ from services.gateway.problems import ProblemError
 
 log = logging.getLogger(__name__)
 
-# Smaller batches are prepared in place: the round trip to a worker costs more.
-POOL_FROM_ITEMS: Final = 32
+# Smaller bodies are prepared in place: the round trip to a worker costs more.
+POOL_FROM_BYTES: Final = 16 * 1024
 
 Outcome = Entry | dict[str, Any]  # the entry, or the item's problem document
 
@@ -36,6 +39,43 @@ Outcome = Entry | dict[str, Any]  # the entry, or the item's problem document
 def event_types(catalog: Catalog) -> dict[str, SchemaEntry]:
     """The latest schema of every event type, by name."""
     return {n: catalog.get(n) for n in catalog.names if catalog.get(n).is_event}
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a whole batch body was refused (the gateway turns it into a problem)."""
+
+    kind: Literal["malformed_json", "not_events", "too_many"]
+    detail: str = ""
+    count: int = 0
+
+
+def parse_batch(body: bytes, batch_max: int) -> list[Any] | Refusal:
+    """The events of a batch body ``{"events": [...]}``, or why it is refused."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        return Refusal("malformed_json", f"{e.msg} at byte {e.pos}")
+    events = parsed.get("events") if isinstance(parsed, dict) else None
+    if not isinstance(events, list) or parsed.keys() - {"events"}:
+        return Refusal("not_events")
+    if len(events) > batch_max:
+        return Refusal("too_many", count=len(events))
+    return events
+
+
+def prepare_batch(
+    types: Mapping[str, SchemaEntry],
+    caller: str,
+    allowed: frozenset[str],
+    body: bytes,
+    batch_max: int,
+) -> list[Outcome] | Refusal:
+    """Parse a batch body and prepare each of its events (see `prepare_items`)."""
+    events = parse_batch(body, batch_max)
+    if isinstance(events, Refusal):
+        return events
+    return prepare_items(types, caller, allowed, events)
 
 
 def prepare_items(
@@ -111,16 +151,20 @@ class Preparer:
             pool.shutdown(wait=wait, cancel_futures=True)
 
     async def prepare(
-        self, caller: str, allowed: frozenset[str], events: Sequence[Any]
-    ) -> list[Outcome]:
-        """One outcome per item, in order (see `prepare_items`)."""
+        self, caller: str, allowed: frozenset[str], body: bytes, batch_max: int
+    ) -> list[Outcome] | Refusal:
+        """The outcome of every event of a batch body, in order; or its refusal.
+
+        Parsing happens in the worker too: the body travels as bytes, which is
+        cheaper than parsed JSON.
+        """
         pool = self._pool
-        if pool is None or len(events) < POOL_FROM_ITEMS:
-            return prepare_items(self.types, caller, allowed, events)
+        if pool is None or len(body) < POOL_FROM_BYTES:
+            return prepare_batch(self.types, caller, allowed, body, batch_max)
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(
-                pool, _prepare_in_worker, caller, allowed, list(events)
+                pool, _prepare_in_worker, caller, allowed, body, batch_max
             )
         except BrokenProcessPool:
             # A worker died (killed, out of memory): serve this batch in place and
@@ -128,7 +172,7 @@ class Preparer:
             log.warning("batch preparation worker died; restarting the pool")
             self.stop(wait=False)
             self.start()
-            return prepare_items(self.types, caller, allowed, events)
+            return prepare_batch(self.types, caller, allowed, body, batch_max)
 
 
 _TYPES: dict[str, SchemaEntry] = {}
@@ -139,6 +183,6 @@ def _load(schemas_dir: str) -> None:
 
 
 def _prepare_in_worker(
-    caller: str, allowed: frozenset[str], events: list[Any]
-) -> list[Outcome]:
-    return prepare_items(_TYPES, caller, allowed, events)
+    caller: str, allowed: frozenset[str], body: bytes, batch_max: int
+) -> list[Outcome] | Refusal:
+    return prepare_batch(_TYPES, caller, allowed, body, batch_max)

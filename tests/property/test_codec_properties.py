@@ -56,6 +56,31 @@ def test_natural_json_round_trips(name: str, data: st.DataObject) -> None:
     assert codec_for(entry).to_datum(natural) == datum
 
 
+@pytest.mark.parametrize("name", NAMES)
+@FAST
+@given(data=st.data(), upper=st.booleans())
+def test_natural_json_to_plain_datums_encodes_to_the_same_bytes(
+    name: str, data: st.DataObject, upper: bool
+) -> None:
+    entry = CATALOG.get(name)
+    natural: Any = codec_for(entry).to_natural(data.draw(datums(entry.schema)))
+    if upper:  # uuids in another accepted spelling
+        natural = _upper_uuids(natural)
+    logical = codec.encode(entry, codec_for(entry).to_datum(natural))
+    plain = codec.encode(entry, codec_for(entry).to_plain_datum(natural), plain=True)
+    assert plain == logical
+
+
+def _upper_uuids(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _upper_uuids(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_upper_uuids(v) for v in value]
+    if isinstance(value, str) and len(value) == 36 and value.count("-") == 4:
+        return value.upper()
+    return value
+
+
 @settings(max_examples=300, deadline=None)
 @given(garbage=st.binary(max_size=400), name=st.sampled_from(NAMES))
 def test_garbage_after_a_valid_header_raises_only_decode_errors(
