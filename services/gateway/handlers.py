@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections import Counter as TallyCounter
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -192,9 +193,13 @@ class Gateway:
                 "the gateway cannot store events right now; retry later",
                 headers={"Retry-After": str(self.settings.retry_after_s)},
             ) from e
-        for entry, result in zip(entries, results, strict=True):
-            if result.outcome is Outcome.ACCEPTED:
-                self.metrics.accepted.labels(entry.source, entry.event_type).inc()
+        accepted = TallyCounter(
+            (entry.source, entry.event_type)
+            for entry, result in zip(entries, results, strict=True)
+            if result.outcome is Outcome.ACCEPTED
+        )
+        for labels, count in accepted.items():
+            self.metrics.accepted.labels(*labels).inc(count)
         return results
 
     # --- pull delivery ---

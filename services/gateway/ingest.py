@@ -10,7 +10,7 @@ from services.contracts.catalog import SchemaEntry
 from services.contracts.errors import RecordInvalidError
 from services.contracts.natural import codec_for
 from services.gateway import problems
-from services.gateway.outbox import Entry
+from services.gateway.outbox import Entry, encode_headers
 
 
 def prepare(entry: SchemaEntry, caller: str, body: Any) -> Entry:
@@ -36,7 +36,7 @@ def prepare(entry: SchemaEntry, caller: str, body: Any) -> Entry:
         topic=topics.inbound(caller, entry.name),
         key=record_key(entry.name, datum, event_id).encode("utf-8"),
         value=value,
-        headers=headers.build(headers.for_envelope(envelope)),
+        headers=encode_headers(headers.build(headers.for_envelope(envelope))),
         content_hash=hashlib.sha256(value).digest(),
     )
 

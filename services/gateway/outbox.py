@@ -85,8 +85,13 @@ class Entry(NamedTuple):
     topic: str
     key: bytes | None
     value: bytes
-    headers: KafkaHeaders
+    headers: bytes  # as stored: `encode_headers` of the Kafka headers
     content_hash: bytes
+
+
+def encode_headers(headers: KafkaHeaders) -> bytes:
+    """Kafka headers as the outbox stores them (JSON pairs of UTF-8 text)."""
+    return orjson.dumps([[k, v.decode("utf-8")] for k, v in headers])
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,7 +385,6 @@ def _stored(
 
 
 def _row(e: Entry, now: float) -> tuple[Any, ...]:
-    headers = orjson.dumps([[k, v.decode("utf-8")] for k, v in e.headers])
     return (
         e.source,
         e.event_id,
@@ -388,7 +392,7 @@ def _row(e: Entry, now: float) -> tuple[Any, ...]:
         e.topic,
         e.key,
         e.value,
-        headers,
+        e.headers,
         e.content_hash,
         now,
     )

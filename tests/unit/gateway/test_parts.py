@@ -12,7 +12,14 @@ from typer.testing import CliRunner
 from services.contracts.errors import InvalidIdError
 from services.gateway.cli import app as cli
 from services.gateway.deliveries import CursorError, decode_cursor, encode_cursor
-from services.gateway.outbox import Entry, Outbox, OutboxFullError, Outcome, _runs
+from services.gateway.outbox import (
+    Entry,
+    Outbox,
+    OutboxFullError,
+    Outcome,
+    _runs,
+    encode_headers,
+)
 from services.gateway.tokens import TokenNotFoundError, TokenStore, institution_of
 
 
@@ -101,7 +108,7 @@ def test_the_cli_creates_lists_and_revokes_without_ever_listing_the_token(
 def entry(event_id: str, value: bytes = b"v") -> Entry:
     return Entry(
         "dgme", "referral", event_id, "hub.in.dgme.referral", b"k", value,
-        [("ce_id", event_id.encode())], hashlib.sha256(value).digest(),
+        encode_headers([("ce_id", event_id.encode())]), hashlib.sha256(value).digest(),
     )  # fmt: skip
 
 
