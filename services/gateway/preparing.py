@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing as mp
+import os
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -176,10 +179,24 @@ class Preparer:
 
 
 _TYPES: dict[str, SchemaEntry] = {}
+# How often a worker checks that the gateway that started it still runs.
+_ORPHAN_CHECK_S: Final = 1.0
 
 
 def _load(schemas_dir: str) -> None:
-    _TYPES.update(event_types(Catalog.load(Path(schemas_dir))))
+    if not _TYPES:
+        _TYPES.update(event_types(Catalog.load(Path(schemas_dir))))
+        threading.Thread(
+            target=_exit_when_orphaned, args=(os.getppid(),), daemon=True
+        ).start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    # A gateway killed with SIGKILL cannot stop its pool: its workers would idle
+    # forever. When the parent is gone the worker is re-parented; then it leaves.
+    while os.getppid() == parent:
+        time.sleep(_ORPHAN_CHECK_S)
+    os._exit(0)
 
 
 def _prepare_in_worker(

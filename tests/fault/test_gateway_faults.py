@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
@@ -149,6 +150,28 @@ def _metric(text: str, name: str) -> float:
     return 0.0
 
 
+def _children(pid: int) -> set[int]:
+    """Processes whose parent is ``pid`` (Linux /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    """The ones still running (zombies, which nobody may reap here, count as gone)."""
+    running = set()
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError):
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state != "Z":
+                running.add(pid)
+    return running
+
+
 def _start(state: Path, port: int, bootstrap: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -200,6 +223,7 @@ async def test_a_gateway_killed_right_after_a_burst_of_202s_loses_nothing(
             responses = await asyncio.gather(
                 *(http.post("/v1/events/return_arrival", json=e) for e in events)
             )
+            workers = _children(process.pid)
             process.send_signal(signal.SIGKILL)
             process.wait(10)
         finally:
@@ -218,6 +242,9 @@ async def test_a_gateway_killed_right_after_a_burst_of_202s_loses_nothing(
             ).fetchone()
         assert accepted <= stored
         assert unsent == len(accepted)
+        # Its batch workers (and multiprocessing's tracker) do not outlive it.
+        assert workers
+        assert await wait_for(lambda: _async(not _alive(workers)), 10), _alive(workers)
 
         restarted = _start(tmp_path, port, embedded_broker.bootstrap_servers)
         try:
