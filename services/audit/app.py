@@ -41,6 +41,7 @@ from services.audit.metrics import AuditMetrics
 from services.audit.settings import AuditSettings
 from services.contracts.catalog import Catalog
 from services.contracts.errors import PuenteError
+from services.runtime import subscribers
 from services.runtime import topics as runtime_topics
 from services.runtime.kafka import broker_options, producer_config, subscriber_options
 from services.runtime.ops import OpsServer
@@ -171,7 +172,7 @@ class AuditService:
             **broker_options(s.kafka, CLIENT_ID),
             consumer_only=True,  # checkpoints go through the service's own producer
             middlewares=[self.prometheus],
-            logger=_quiet_logger(),
+            logger=subscribers.quiet_logger("audit"),
             log_level=logging.DEBUG,  # FastStream logs every batch; keep that out of INFO
             graceful_timeout=_STOP_TIMEOUT,
         )
@@ -187,7 +188,7 @@ class AuditService:
             # stored with the entries, are the truth; offsets are committed after the
             # ledger's transaction only to report lag. A failed batch is sought back.
             ack_policy=AckPolicy.MANUAL,
-            decoder=_skip_bodies,  # the ingestor decodes the raw records itself
+            decoder=subscribers.skip_bodies,  # the ingestor decodes the raw records
             **subscriber_options(s.kafka),
         )
         subscriber(self._handle)
@@ -385,28 +386,6 @@ async def _commit(
         await consumer.commit(offsets)
     except KafkaError as e:
         log.debug("offset commit for lag monitoring failed: %s", e)
-
-
-async def _skip_bodies(msg: KafkaMessage) -> None:
-    # FastStream would decode every record's value into a list first.
-    del msg
-
-
-def _quiet_logger() -> logging.Logger:
-    # FastStream logs every batch at INFO; operators need its warnings only.
-    logger = logging.getLogger("puente.audit.faststream")
-    logger.setLevel(logging.WARNING)
-    if not any(isinstance(f, _NoTopicCreationNotice) for f in logger.filters):
-        logger.addFilter(_NoTopicCreationNotice())
-    return logger
-
-
-class _NoTopicCreationNotice(logging.Filter):
-    """Drops FastStream's warning that it will not create topics: the service does."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """False for that one notice."""
-        return not record.getMessage().startswith("Auto create topics is disabled")
 
 
 def _retrieve(task: asyncio.Future[None]) -> None:

@@ -24,6 +24,7 @@ from services.router.dedupe import DedupeStore
 from services.router.handlers import BatchRouter
 from services.router.pipeline import Limits, Pipeline
 from services.router.settings import RouterSettings
+from services.runtime import subscribers
 from services.runtime import topics as runtime_topics
 from services.runtime.kafka import broker_options, producer_config, subscriber_options
 from services.runtime.metrics import HubMetrics
@@ -73,7 +74,7 @@ class RouterService:
             **broker_options(settings.kafka, "puente-router"),
             consumer_only=True,  # outputs go through our own producer, sent in bulk
             middlewares=[KafkaPrometheusMiddleware(registry=registry, app_name="router")],
-            logger=_quiet_logger(),
+            logger=subscribers.quiet_logger("router"),
             log_level=logging.DEBUG,  # FastStream logs every batch; keep that out of INFO
         )
         self.subscriber = self.broker.subscriber(
@@ -85,7 +86,7 @@ class RouterService:
             # (and of every batch before it) was acknowledged.
             ack_policy=AckPolicy.MANUAL,
             listener=_Rebalance(self.router.committer),
-            decoder=_skip_bodies,  # the router reads the raw records itself
+            decoder=subscribers.skip_bodies,  # the router reads the raw records itself
             **subscriber_options(
                 settings.kafka, fetch_max_wait_ms=settings.fetch_max_wait_ms
             ),
@@ -154,19 +155,6 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         # Positions now come from the group's committed offsets.
         self.committer.forget(assigned)
-
-
-async def _skip_bodies(msg: KafkaMessage) -> None:
-    # FastStream would copy every record's value into a list first.
-    del msg
-
-
-def _quiet_logger() -> logging.Logger:
-    # FastStream logs every batch and each partition assignment (hundreds of
-    # partitions) at INFO; operators need its warnings only.
-    logger = logging.getLogger("puente.router.faststream")
-    logger.setLevel(logging.WARNING)
-    return logger
 
 
 def build_service(settings: RouterSettings, registry: CollectorRegistry) -> RouterService:
