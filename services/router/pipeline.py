@@ -155,10 +155,27 @@ class Pipeline:
 
     _stamped: tuple[datetime, str] | None = field(init=False, default=None)
     _split: dict[int, segments.Segments | None] = field(init=False, default_factory=dict)
+    _ext_cache: dict[tuple[str, str], headers.KafkaHeaders] = field(
+        init=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         self._audit = AuditEncoder(self.catalog.get("audit_entry", 1))
         self._rejection = self.catalog.get("rejection", 1)
+
+    def _extensions(self, view: str, rule_id: str) -> headers.KafkaHeaders:
+        # The same three headers for every delivery under one rule: encoded once.
+        found = self._ext_cache.get((view, rule_id))
+        if found is None:
+            found = headers.extensions(
+                {
+                    headers.VIEW: view,
+                    headers.RULE: rule_id,
+                    headers.POLICY_VERSION: self.policy.version,
+                }
+            )
+            self._ext_cache[(view, rule_id)] = found
+        return found
 
     def _stamp(self, now: datetime) -> str:
         # Every output of a batch shares one `now`: format it once.
@@ -251,6 +268,7 @@ class Pipeline:
         datum["envelope"]["subject_key"] = subject_key
         datum["envelope"]["subject_key_basis"] = basis
         cloud = headers.for_envelope(datum["envelope"])
+        base = headers.attributes(cloud.id, cloud.source, cloud.type, cloud.time)
         event_part = self._audit.event_part(
             accepted.event_id, event_type, accepted.source, subject_key, _epoch_ms(now)
         )
@@ -259,7 +277,7 @@ class Pipeline:
         for decision in self.policy.decide(event_type, datum, accepted.entry.version):
             if decision.delivered:
                 outputs.append(
-                    self._delivery(accepted, decision, subject_key, cloud, payloads)
+                    self._delivery(accepted, decision, subject_key, base, payloads)
                 )
             outputs.append(self._audit_entry(accepted, decision, event_part, now))
         return outputs
@@ -269,21 +287,13 @@ class Pipeline:
         accepted: Accepted,
         decision: Decision,
         subject_key: str | None,
-        cloud: headers.CloudEvent,
+        base: headers.KafkaHeaders,
         payloads: dict[tuple[Any, ...], bytes],
     ) -> Output:
         key = subject_key
         if subject_key is not None and decision.view not in _RELAXED_VIEWS:
             key = self.keys.rekey(decision.recipient, subject_key)
         value = self._encode(accepted, decision.projection, key, payloads)
-        extensions = {
-            headers.VIEW: decision.view,
-            headers.RULE: decision.rule_id,
-            headers.POLICY_VERSION: self.policy.version,
-        }
-        event = headers.CloudEvent(
-            cloud.id, cloud.source, cloud.type, cloud.time, extensions
-        )
         if accepted.event_type == "referral":
             partition_key = str(accepted.datum["payload"]["referral_id"])
         else:
@@ -293,7 +303,7 @@ class Pipeline:
             topics.outbound(decision.recipient, accepted.event_type),
             partition_key.encode(),
             value,
-            headers.build(event),
+            base + self._extensions(decision.view, decision.rule_id),
             decision.recipient,
             decision.view,
             accepted.event_id,
@@ -341,13 +351,13 @@ class Pipeline:
             decision.legal_basis,
             tuple(decision.projection.field_paths) if decision.delivered else (),
         )
-        event = headers.CloudEvent(audit_id, "puente", "audit_entry", self._stamp(now))
+        cloud = headers.attributes(audit_id, "puente", "audit_entry", self._stamp(now))
         return Output(
             "audit",
             topics.AUDIT,
             accepted.event_id.encode(),
             self._audit.encode(audit_id, event_part, rule),
-            headers.build(event),
+            cloud,
             decision.recipient,
             decision.view,
         )
