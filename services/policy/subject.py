@@ -15,8 +15,8 @@ from ever being mistaken for a hub key (e.g. in a subject-report query).
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
+import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
@@ -143,12 +143,15 @@ def normalise_number(value: Any) -> str:
     """Uppercase letters and digits only (``01234567-8`` -> ``012345678``)."""
     if not isinstance(value, str):
         return ""
-    text = unicodedata.normalize("NFKC", value).upper()
-    return "".join(ch for ch in text if ch.isascii() and ch.isalnum())
+    # After upper(), the ASCII letters and digits are exactly A-Z and 0-9.
+    return _NOT_ALNUM.sub("", unicodedata.normalize("NFKC", value).upper())
+
+
+_NOT_ALNUM: Final = re.compile("[^A-Z0-9]+")
 
 
 def _mac(key: bytes, message: str) -> bytes:
-    return hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
+    return hmac.digest(key, message.encode("utf-8"), "sha256")
 
 
 def _encode(prefix: str, digest: bytes) -> str:

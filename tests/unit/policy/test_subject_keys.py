@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import re
 import stat
+import unicodedata
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from services.contracts.catalog import Catalog
 from services.policy import KeyMaterialError, SubjectKeys
 from services.policy.keys import load_hub_key, subject_keys
 from services.policy.settings import PolicySettings
+from services.policy.subject import normalise_number
 from services.runtime.settings import HubSettings
 from tests.unit.policy.conftest import TEST_HUB_KEY
 from tests.unit.policy.records import identity, profile, record
@@ -231,3 +237,20 @@ def test_a_development_key_is_generated_once_with_owner_only_access(
         "minsal", "k1:x"
     )
     assert [p.name for p in path.parent.iterdir()] == ["hub.key"]
+
+
+@given(st.text(max_size=40))
+def test_document_numbers_keep_exactly_their_ascii_letters_and_digits(text: str) -> None:
+    upper = unicodedata.normalize("NFKC", text).upper()
+    expected = "".join(ch for ch in upper if ch.isascii() and ch.isalnum())
+    assert normalise_number(text) == expected
+
+
+def test_subject_keys_are_the_documented_hmac() -> None:
+    key = bytes(range(32))
+    datum = {"payload": {"person_identity": {"documents": [
+        {"document_type": "DUI", "document_number": "01234567-8", "issuing_country": "SV"}
+    ]}}}  # fmt: skip
+    digest = hmac.new(key, b"DUI:012345678", hashlib.sha256).digest()
+    expected = "k1:" + base64.b32encode(digest).decode().rstrip("=").lower()
+    assert SubjectKeys(key).subject_key("return_arrival", datum) == (expected, "DUI")
