@@ -78,6 +78,11 @@ def extensions(values: Mapping[str, str]) -> KafkaHeaders:
     return [(k, v.encode()) for k, v in values.items()]
 
 
+def event_id_of(headers: Iterable[tuple[str, bytes | None]]) -> str | None:
+    """The ``ce_id`` of a record's headers, without parsing the rest."""
+    return next(((v or b"").decode() for k, v in headers if k == "ce_id"), None)
+
+
 def parse(headers: Iterable[tuple[str, bytes | None]]) -> CloudEvent:
     """Read CloudEvents attributes from Kafka headers; raise `HeaderError` if absent."""
     values: dict[str, str] = {}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
 from typing import Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from services.contracts import headers
 from services.runtime.kafka import consumer_config
 from services.runtime.settings import KafkaSettings
 
@@ -40,7 +40,7 @@ class ReadBack:
                 where = (tp.topic, tp.partition)
                 for record in records:
                     if where in waiting and record.offset == offsets[where]:
-                        found[where] = _ce_id(record.headers)
+                        found[where] = headers.event_id_of(record.headers)
                         waiting.discard(where)
                     elif where in waiting and record.offset > offsets[where]:
                         waiting.discard(where)  # the offset holds nothing now
@@ -61,7 +61,3 @@ class ReadBack:
             await consumer.start()
             self._consumer = consumer
         return self._consumer
-
-
-def _ce_id(headers: Sequence[tuple[str, bytes]]) -> str | None:
-    return next((v.decode() for k, v in headers if k == "ce_id"), None)

@@ -31,6 +31,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from services.contracts import headers
 from services.contracts.errors import PuenteError
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.outbox import Outbox, Pending
@@ -206,7 +207,7 @@ class Relay:
             present = {
                 w: (group, offset)
                 for w, (group, offset) in present.items()
-                if found.get(w) == _event_id(group[0])
+                if found.get(w) == headers.event_id_of(group[0].headers)
             }
         return [group for group, _ in present.values()]
 
@@ -273,7 +274,3 @@ class Relay:
         )
         if state.attempt_number % 5 == 0:
             await self._close_producer()
-
-
-def _event_id(row: Pending) -> str | None:
-    return next((v.decode() for k, v in row.headers if k == "ce_id"), None)

@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from services.contracts.catalog import Catalog
+from services.contracts.headers import event_id_of
 from services.contracts.natural import codec_for
 from services.policy import Policy, load_policy
 from services.router.app import build_service
@@ -326,9 +327,9 @@ class _Watcher:
             now = time.perf_counter()
             for records in batch.values():
                 for record in records:
-                    for key, value in record.headers:
-                        if key == "ce_id":
-                            self.seen.setdefault(value.decode(), now)
+                    event_id = event_id_of(record.headers)
+                    if event_id is not None:
+                        self.seen.setdefault(event_id, now)
 
     async def collect(self, wanted: set[str | None], seconds: float) -> dict[str, float]:
         deadline = time.monotonic() + seconds
