@@ -48,6 +48,13 @@ def settings_for(
     )
 
 
+async def with_topic(kafka: KafkaSettings, state_dir: Path, unique: str) -> AuditSettings:
+    """The test's settings, with its audit topic created (one partition)."""
+    settings = settings_for(kafka, state_dir, unique)
+    await runtime_topics.create(kafka, {settings.topic: 1})
+    return settings
+
+
 async def send(kafka: KafkaSettings, topic: str, values: list[bytes]) -> None:
     await produce(kafka, [(topic, b"k", v, []) for v in values])
 
@@ -174,8 +181,7 @@ async def test_a_restart_resumes_at_the_ledgers_positions_not_kafkas(
 async def test_the_running_service_answers_queries_health_and_metrics(
     kafka: KafkaSettings, catalog: Catalog, state_dir: Path, unique: str
 ) -> None:
-    settings = settings_for(kafka, state_dir, unique)
-    await runtime_topics.create(kafka, {settings.topic: 1})
+    settings = await with_topic(kafka, state_dir, unique)
     datums = many(6)
     await send(kafka, settings.topic, [encoded(catalog, d) for d in datums])
     service = build_service(settings, CollectorRegistry())
@@ -234,8 +240,7 @@ def ledger_files(ledger: Path) -> list[Path]:
 async def test_a_ledger_behind_kafkas_committed_offset_is_caught_up_with_no_gap(
     kafka: KafkaSettings, catalog: Catalog, state_dir: Path, unique: str, tmp_path: Path
 ) -> None:
-    settings = settings_for(kafka, state_dir, unique)
-    await runtime_topics.create(kafka, {settings.topic: 1})
+    settings = await with_topic(kafka, state_dir, unique)
     datums = many(45)
     values = [encoded(catalog, d) for d in datums]
     backup = tmp_path / "backup"
@@ -301,8 +306,7 @@ async def test_a_batch_the_ledger_refuses_is_read_again_and_stored_once(
     registry: CollectorRegistry,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    settings = settings_for(kafka, state_dir, unique)
-    await runtime_topics.create(kafka, {settings.topic: 1})
+    settings = await with_topic(kafka, state_dir, unique)
     refused = fail_appends(monkeypatch, times=1)
     await send(kafka, settings.topic, [encoded(catalog, d) for d in many(20)])
     service = build_service(settings, registry)
@@ -330,8 +334,7 @@ async def test_run_until_ends_with_the_ledgers_error_and_the_next_run_loses_noth
     unique: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    settings = settings_for(kafka, state_dir, unique)
-    await runtime_topics.create(kafka, {settings.topic: 1})
+    settings = await with_topic(kafka, state_dir, unique)
     fail_appends(monkeypatch, times=None)
     await send(kafka, settings.topic, [encoded(catalog, d) for d in many(8)])
     service = build_service(settings, CollectorRegistry())
