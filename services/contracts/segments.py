@@ -26,6 +26,7 @@ from services.contracts.codec import (
 )
 from services.contracts.errors import RecordInvalidError, SchemaCatalogError
 from services.contracts.schema_json import index_named, inline, strip_logical_types
+from services.contracts.writers import Encode, compile_writer
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,7 @@ class Segments:
     entry: SchemaEntry
     names: tuple[str, ...]
     parsed: tuple[Any, ...]
+    writers: tuple[Encode | None, ...]  # compiled once; None: fastavro writes it
 
 
 def split(entry: SchemaEntry) -> Segments:
@@ -54,7 +56,9 @@ def split(entry: SchemaEntry) -> Segments:
                 f"field {spec['name']} of {entry.name} v{entry.version} does not "
                 f"parse on its own: {e}"
             ) from e
-    return Segments(entry, tuple(f["name"] for f in schema["fields"]), tuple(parsed))
+    names = tuple(f["name"] for f in schema["fields"])
+    writers = tuple(compile_writer(p) for p in parsed)
+    return Segments(entry, names, tuple(parsed), writers)
 
 
 def read(segments: Segments, data: bytes) -> tuple[dict[str, Any], list[int]]:
@@ -83,8 +87,11 @@ def write(segments: Segments, index: int, value: Any) -> bytes:
     Not strict (a third of the cost): values come from a decoder or a compiled
     projection of the same schema, and only fields the schema names are written.
     """
-    buffer = io.BytesIO()
+    writer = segments.writers[index]
     try:
+        if writer is not None:
+            return writer(value)
+        buffer = io.BytesIO()
         schemaless_writer(buffer, segments.parsed[index], value)
     except WRITE_FAILURES as e:
         name = segments.names[index]

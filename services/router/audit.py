@@ -2,9 +2,9 @@
 
 An Avro record's binary form is its fields' encodings one after another, so an
 entry is written in three parts: the decision id (one Avro string, written here),
-and two sub-records written with fastavro, the part shared by every decision on one
-event and the part fixed per rule outcome (its 60-odd disclosed field paths were
-most of the cost), which is cached. Tests check
+and two sub-records written by compiled writers (`contracts.writers`): the part
+shared by every decision on one event, and the part fixed per rule outcome (its
+60-odd disclosed field paths were most of the cost), which is cached. Tests check
 the bytes equal a whole-record encode.
 """
 
@@ -19,6 +19,7 @@ from fastavro import schemaless_writer
 from services.contracts.catalog import SchemaEntry
 from services.contracts.errors import SchemaCatalogError
 from services.contracts.schema_json import strip_logical_types
+from services.contracts.writers import Encode, compile_writer
 
 HEAD: Final = ("audit_id",)
 PER_EVENT: Final = (
@@ -58,8 +59,8 @@ class AuditEncoder:
                 f"audit_entry v{entry.version}: audit_id is no longer a plain string; "
                 "update services/router/audit.py"
             )
-        self._event = _segment(fields[1:6], "AuditEvent")
-        self._rule = _segment(fields[6:], "AuditRule")
+        self._event = _writer(_segment(fields[1:6], "AuditEvent"))
+        self._rule = _writer(_segment(fields[6:], "AuditRule"))
         self._cache: dict[tuple[Any, ...], bytes] = {}
 
     def event_part(
@@ -71,8 +72,7 @@ class AuditEncoder:
         decided_at_ms: int,
     ) -> bytes:
         """The bytes shared by every decision on one event."""
-        return _write(
-            self._event,
+        return self._event(
             {
                 "event_id": event_id,
                 "event_type": event_type,
@@ -92,7 +92,7 @@ class AuditEncoder:
         if tail is None:
             values = dict(zip(PER_RULE, rule, strict=True))
             values["disclosed_fields"] = list(values["disclosed_fields"])
-            tail = _write(self._rule, values)
+            tail = self._rule(values)
             self._cache[key] = tail
         return b"".join((self.entry.header, avro_string(audit_id), event_part, tail))
 
@@ -122,7 +122,14 @@ def _segment(fields: list[Any], name: str) -> Any:
         raise SchemaCatalogError(f"audit_entry segment {name} does not parse: {e}") from e
 
 
-def _write(schema: Any, datum: dict[str, Any]) -> bytes:
-    buffer = io.BytesIO()
-    schemaless_writer(buffer, schema, datum)
-    return buffer.getvalue()
+def _writer(schema: Any) -> Encode:
+    compiled = compile_writer(schema)
+    if compiled is not None:
+        return compiled
+
+    def write(datum: Any) -> bytes:
+        buffer = io.BytesIO()
+        schemaless_writer(buffer, schema, datum)
+        return buffer.getvalue()
+
+    return write
