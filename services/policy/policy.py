@@ -52,6 +52,9 @@ class Policy:
         self.receive_rights: Mapping[str, frozenset[str]] = MappingProxyType(
             {k: frozenset(v) for k, v in sorted(receive.items())}
         )
+        # Decisions for member recipients, made once: a few per record on the hot
+        # path, from a bounded set (rules x members x reasons x versions).
+        self._decisions: dict[tuple[str, str, str | None, int | None], Decision] = {}
 
     def knows(self, institution: str) -> bool:
         """Whether ``institution`` is a member of the Mechanism."""
@@ -116,10 +119,19 @@ class Policy:
                     )
                 continue
             reason = _consent_check(rule, datum)
-            decisions.append(_decision(rule, recipient, reason, version))
+            decisions.append(self._decided(rule, recipient, reason, version))
             if reason is None:
                 served.add(recipient)
         return decisions
+
+    def _decided(
+        self, rule: Rule, recipient: str, reason: str | None, version: int | None
+    ) -> Decision:
+        key = (rule.id, recipient, reason, version)
+        decision = self._decisions.get(key)
+        if decision is None:
+            decision = self._decisions[key] = _decision(rule, recipient, reason, version)
+        return decision
 
 
 def _decision(

@@ -86,6 +86,7 @@ class BatchRouter:
         self._sender: asyncio.Task[None] | None = None
         self._lag: dict[tuple[str, int], int] = {}
         self._partitions = batches.Partitions(producer)
+        self._latency: dict[str, Any] = {}  # latency histograms by event type
         self.stats = RouteStats()
 
     def start(self) -> None:
@@ -276,6 +277,7 @@ class BatchRouter:
         done_ms = time.time() * 1000
         recorded = {a.event_id: a for a in routed}
         deliveries: TallyCounter[tuple[str, str, str]] = TallyCounter()
+        latency = self._latency
         for output in outputs:
             if output.kind == "delivery":
                 event_type = output.topic.rsplit(".", 1)[1]
@@ -284,7 +286,9 @@ class BatchRouter:
                 event = recorded.get(output.event_id or "")
                 if event is not None:
                     seconds = (done_ms - event.recorded_at_ms) / 1000
-                    self.metrics.latency.labels(event_type).observe(max(seconds, 0.0))
+                    if event_type not in latency:
+                        latency[event_type] = self.metrics.latency.labels(event_type)
+                    latency[event_type].observe(max(seconds, 0.0))
         for labels, count in deliveries.items():
             self.metrics.deliveries.labels(*labels).inc(count)
 
