@@ -34,7 +34,11 @@ from services.runtime.service import tune_gc
 log = logging.getLogger(__name__)
 # How long a rebalance waits for outputs in the air before giving partitions up.
 REVOKE_SETTLE_SECONDS = 5.0
-ROUTER_BATCH_BYTES = 256 * 1024
+# The producer puts one batch per partition into each request, and every decision
+# of a batch of records lands in the one hub.audit partition: batches this large
+# take a whole batch's audit entries in one request (256 KiB needed three, one
+# after another). Below Apache Kafka's default message.max.bytes (1,048,588).
+ROUTER_BATCH_BYTES = 1_000_000
 
 
 class RouterService:

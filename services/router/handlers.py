@@ -237,6 +237,10 @@ class BatchRouter:
                 gathered = asyncio.gather(*acks)
                 for parcel in current:
                     gathered.add_done_callback(partial(_relay, parcel.sent))
+                # The producer has one request in the air per broker and takes one
+                # batch per partition into it; parcels that arrive meanwhile are
+                # merged into one batch per partition instead of queueing behind it.
+                await asyncio.wait([gathered])
                 continue
             for parcel in current:
                 parcel.sent.set_exception(error)
