@@ -33,6 +33,7 @@ from services.router.workers import Workers
 from services.runtime import topics as runtime_topics
 from services.runtime.embedded import EmbeddedBroker, free_port
 from services.runtime.kafka import consumer_config, producer_config
+from services.runtime.service import tune_gc
 from services.runtime.settings import HubSettings, KafkaSettings, TopicSettings
 from services.sim.traffic import SimEvent, Traffic
 
@@ -273,6 +274,9 @@ async def _offer(
         (e.event_id, e.topic, e.value(catalog), (e.event_id or "").encode(), e.headers())
         for e in offered
     ]
+    # The measuring process must not pause either: unfrozen, its full collections
+    # over the prepared events took up to 150 ms and showed up as latency.
+    tune_gc()
     producer = AIOKafkaProducer(**producer_config(kafka, "bench-offered"))
     await producer.start()
     sent: dict[str | None, float] = {}
