@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
+
 from services.contracts.errors import PuenteError
 
 _SCHEMA = """
@@ -40,8 +42,7 @@ class DedupeStore:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = _connect(path)
-            self._writer.execute("PRAGMA journal_mode=WAL")
-            self._writer.execute(_SCHEMA)
+            _prepare(self._writer)
             self._db = _connect(path)
         except sqlite3.Error as e:
             raise DedupeStoreError(f"cannot open de-duplication store {path}: {e}") from e
@@ -82,6 +83,23 @@ class DedupeStore:
         self._thread.shutdown(wait=True)
         self._writer.close()
         self._db.close()
+
+
+def _locked(error: BaseException) -> bool:
+    return isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
+
+
+# Routers on one host share the file; two opening it at once can find it locked
+# while the other switches it to WAL (SQLite does not wait in that case).
+@retry(
+    retry=retry_if_exception(_locked),
+    wait=wait_random_exponential(multiplier=0.05, max=1),
+    stop=stop_after_delay(30),
+    reraise=True,
+)
+def _prepare(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(_SCHEMA)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
