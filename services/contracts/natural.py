@@ -309,11 +309,12 @@ def _to_timestamp(value: Any, path: str) -> Any:
     if isinstance(value, str) and len(value) >= 20 and value[10] in "Tt ":
         try:
             parsed = datetime.fromisoformat(value)
-        except ValueError:
-            parsed = None
-        if parsed is not None and parsed.utcoffset() is not None:
-            parsed = parsed.astimezone(UTC)
-            return parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)
+            # In UTC it may fall outside years 1-9999 (0001-01-01T00:00:00+00:01).
+            moment = parsed.astimezone(UTC) if parsed.utcoffset() is not None else None
+        except (ValueError, OverflowError):
+            moment = None
+        if moment is not None:
+            return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
     raise _fail(
         path, "an RFC 3339 timestamp with offset, e.g. 2026-11-02T14:05:00Z", value
     )

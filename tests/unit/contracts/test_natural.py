@@ -66,6 +66,20 @@ def test_a_timestamp_without_an_offset_is_refused(catalog: Catalog, arrival: Any
     assert "offset" in error.expected
 
 
+@pytest.mark.parametrize(
+    "moment", ["0001-01-01T00:00:00+00:01", "9999-12-31T23:59:00-01:00"]
+)
+@pytest.mark.parametrize("plain", [False, True])
+def test_a_timestamp_outside_the_calendar_in_utc_is_refused_with_its_path(
+    catalog: Catalog, arrival: Any, moment: str, plain: bool
+) -> None:
+    arrival["envelope"]["recorded_at"] = moment
+    natural = codec_for(catalog.get("return_arrival"))
+    with pytest.raises(RecordInvalidError) as caught:
+        (natural.to_plain_datum if plain else natural.to_datum)(arrival)
+    assert caught.value.path == "envelope.recorded_at"
+
+
 def test_a_missing_required_field_is_named(catalog: Catalog, arrival: Any) -> None:
     del arrival["payload"]["person_profile"]["is_minor"]
     error = failure(catalog, arrival)
