@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import fastavro
-from fastavro import schemaless_reader, schemaless_writer
+from fastavro import schemaless_reader
 
 from services.contracts.catalog import SchemaEntry
 from services.contracts.codec import (
@@ -26,7 +26,7 @@ from services.contracts.codec import (
 )
 from services.contracts.errors import RecordInvalidError, SchemaCatalogError
 from services.contracts.schema_json import index_named, inline, strip_logical_types
-from services.contracts.writers import Encode, compile_writer
+from services.contracts.writers import Encode, writer_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +36,7 @@ class Segments:
     entry: SchemaEntry
     names: tuple[str, ...]
     parsed: tuple[Any, ...]
-    writers: tuple[Encode | None, ...]  # compiled once; None: fastavro writes it
+    writers: tuple[Encode, ...]  # one per field, built once
 
 
 def split(entry: SchemaEntry) -> Segments:
@@ -57,7 +57,7 @@ def split(entry: SchemaEntry) -> Segments:
                 f"parse on its own: {e}"
             ) from e
     names = tuple(f["name"] for f in schema["fields"])
-    writers = tuple(compile_writer(p) for p in parsed)
+    writers = tuple(writer_for(p) for p in parsed)
     return Segments(entry, names, tuple(parsed), writers)
 
 
@@ -87,15 +87,10 @@ def write(segments: Segments, index: int, value: Any) -> bytes:
     Not strict (a third of the cost): values come from a decoder or a compiled
     projection of the same schema, and only fields the schema names are written.
     """
-    writer = segments.writers[index]
     try:
-        if writer is not None:
-            return writer(value)
-        buffer = io.BytesIO()
-        schemaless_writer(buffer, segments.parsed[index], value)
+        return segments.writers[index](value)
     except WRITE_FAILURES as e:
         name = segments.names[index]
         raise RecordInvalidError(
             name, f"a {name} of {segments.entry.name}", type(e).__name__
         ) from e
-    return buffer.getvalue()

@@ -10,9 +10,12 @@ fall back to fastavro. Tests hold its bytes equal to fastavro's for every schema
 
 from __future__ import annotations
 
+import io
 import struct
 from collections.abc import Callable, Mapping
 from typing import Any, Final
+
+from fastavro import schemaless_writer
 
 Write = Callable[[Any, bytearray], None]
 Encode = Callable[[Any], bytes]
@@ -42,6 +45,20 @@ def compile_writer(parsed: Any) -> Encode | None:
         out = bytearray()
         write(datum, out)
         return bytes(out)
+
+    return encode
+
+
+def writer_for(parsed: Any) -> Encode:
+    """The compiled writer of ``parsed``, or fastavro's (non-strict) where it has none."""
+    compiled = compile_writer(parsed)
+    if compiled is not None:
+        return compiled
+
+    def encode(datum: Any) -> bytes:
+        buffer = io.BytesIO()
+        schemaless_writer(buffer, parsed, datum)
+        return buffer.getvalue()
 
     return encode
 

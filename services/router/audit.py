@@ -10,16 +10,14 @@ the bytes equal a whole-record encode.
 
 from __future__ import annotations
 
-import io
 from typing import Any, Final
 
 import fastavro
-from fastavro import schemaless_writer
 
 from services.contracts.catalog import SchemaEntry
 from services.contracts.errors import SchemaCatalogError
 from services.contracts.schema_json import strip_logical_types
-from services.contracts.writers import Encode, compile_writer
+from services.contracts.writers import writer_for
 
 HEAD: Final = ("audit_id",)
 PER_EVENT: Final = (
@@ -59,8 +57,8 @@ class AuditEncoder:
                 f"audit_entry v{entry.version}: audit_id is no longer a plain string; "
                 "update services/router/audit.py"
             )
-        self._event = _writer(_segment(fields[1:6], "AuditEvent"))
-        self._rule = _writer(_segment(fields[6:], "AuditRule"))
+        self._event = writer_for(_segment(fields[1:6], "AuditEvent"))
+        self._rule = writer_for(_segment(fields[6:], "AuditRule"))
         self._cache: dict[tuple[Any, ...], bytes] = {}
 
     def event_part(
@@ -120,16 +118,3 @@ def _segment(fields: list[Any], name: str) -> Any:
         return fastavro.parse_schema(strip_logical_types(schema))
     except (fastavro.schema.SchemaParseException, KeyError, TypeError, ValueError) as e:
         raise SchemaCatalogError(f"audit_entry segment {name} does not parse: {e}") from e
-
-
-def _writer(schema: Any) -> Encode:
-    compiled = compile_writer(schema)
-    if compiled is not None:
-        return compiled
-
-    def write(datum: Any) -> bytes:
-        buffer = io.BytesIO()
-        schemaless_writer(buffer, schema, datum)
-        return buffer.getvalue()
-
-    return write
