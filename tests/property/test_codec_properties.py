@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.contracts import codec
-from services.contracts.catalog import Catalog
+from services.contracts.catalog import Catalog, SchemaEntry
 from services.contracts.errors import DecodeError
 from services.contracts.natural import codec_for
 from services.contracts.writers import compile_writer
@@ -42,8 +42,7 @@ def test_plain_and_logical_encodings_are_the_same_bytes(
     name: str, data: st.DataObject
 ) -> None:
     entry = CATALOG.get(name)
-    data_bytes = codec.encode(entry, data.draw(datums(entry.schema)))
-    _, plain = codec.decode(CATALOG, data_bytes, plain=True)
+    data_bytes, plain = _encoded_and_plain(entry, data)
     assert codec.encode(entry, plain, plain=True) == data_bytes
 
 
@@ -79,11 +78,17 @@ def test_compiled_writers_write_the_bytes_fastavro_writes(
     name: str, data: st.DataObject
 ) -> None:
     entry = CATALOG.get(name)
-    data_bytes = codec.encode(entry, data.draw(datums(entry.schema)))
-    _, plain = codec.decode(CATALOG, data_bytes, plain=True)
+    data_bytes, plain = _encoded_and_plain(entry, data)
     writer = compile_writer(entry.plain)
     assert writer is not None  # every shipped schema is covered
     assert entry.header + writer(plain) == data_bytes
+
+
+def _encoded_and_plain(entry: SchemaEntry, data: st.DataObject) -> tuple[bytes, Any]:
+    """A drawn record's single-object bytes, and the plain datum they decode to."""
+    data_bytes = codec.encode(entry, data.draw(datums(entry.schema)))
+    _, plain = codec.decode(CATALOG, data_bytes, plain=True)
+    return data_bytes, plain
 
 
 def _upper_uuids(value: Any) -> Any:
