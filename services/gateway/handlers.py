@@ -35,7 +35,7 @@ from services.gateway.deliveries import (
 from services.gateway.ingest import prepare
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.outbox import Entry, Outbox, OutboxError, OutboxFullError, Outcome
-from services.gateway.preparing import Preparer, Refusal
+from services.gateway.preparing import Preparer, Refusal, entry_of
 from services.gateway.problems import ProblemError
 from services.gateway.rights import PublishRights
 from services.gateway.settings import GatewaySettings
@@ -103,10 +103,7 @@ class Gateway:
 
     def entry_for(self, event_type: str) -> SchemaEntry:
         """The latest schema of an event type; a 404 problem for anything else."""
-        entry = self.event_types.get(event_type)
-        if entry is None:
-            raise problems.unknown_event_type(sorted(self.event_types))
-        return entry
+        return entry_of(self.event_types, event_type)
 
     async def read_body(self, request: Request) -> bytes:
         """The request body: 415 or 413 problems for what may not be read."""

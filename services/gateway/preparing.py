@@ -44,6 +44,14 @@ def event_types(catalog: Catalog) -> dict[str, SchemaEntry]:
     return {n: catalog.get(n) for n in catalog.names if catalog.get(n).is_event}
 
 
+def entry_of(types: Mapping[str, SchemaEntry], event_type: str) -> SchemaEntry:
+    """The latest schema of an event type; a 404 problem for anything else."""
+    entry = types.get(event_type)
+    if entry is None:
+        raise problems.unknown_event_type(sorted(types))
+    return entry
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """Why a whole batch body was refused (the gateway turns it into a problem)."""
@@ -116,9 +124,7 @@ def _item_entry(
     event_type = event_type_of(item)
     if event_type is None:
         raise RecordInvalidError("envelope.event_type", "an event type id")
-    entry = types.get(event_type)
-    if entry is None:
-        raise problems.unknown_event_type(sorted(types))
+    entry = entry_of(types, event_type)
     if event_type not in allowed:
         raise problems.not_allowed_to_publish(caller, event_type)
     return entry
