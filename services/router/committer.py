@@ -121,24 +121,27 @@ class Committer:
         before a rewind: its records are dropped and it is sought back once more.
         """
         self._consumer = consumer
-        first: dict[TopicPartition, int] = {}
-        last: dict[TopicPartition, int] = {}
+        # Keyed by plain tuples: a TopicPartition per record cost more than the rest.
+        first: dict[tuple[str, int], int] = {}
+        last: dict[tuple[str, int], int] = {}
         for record in records:
-            tp = TopicPartition(record.topic, record.partition)
-            first.setdefault(tp, record.offset)
-            last[tp] = record.offset
+            key = (record.topic, record.partition)
+            if key not in first:
+                first[key] = record.offset
+            last[key] = record.offset
         stale = set()
-        for tp, offset in first.items():
+        for key, offset in first.items():
+            tp = TopicPartition(*key)
             expected = self._expected.get(tp)
             if expected is not None and offset > expected:
-                stale.add(tp)
+                stale.add(key)
                 consumer.seek(tp, expected)
                 continue
             self._committed.setdefault(tp, offset)
-            self._expected[tp] = last[tp] + 1
+            self._expected[tp] = last[key] + 1
         if not stale:
             return list(records)
-        return [r for r in records if TopicPartition(r.topic, r.partition) not in stale]
+        return [r for r in records if (r.topic, r.partition) not in stale]
 
     def in_flight(self, event_ids: Iterable[str]) -> dict[str, bytes]:
         """The digest of each of ``event_ids`` routed in a batch not yet committed."""
@@ -147,6 +150,11 @@ class Committer:
     def hold(self, routed: dict[str, bytes]) -> None:
         """Count ``routed`` as seen from now on, before their outputs are acked."""
         self._ids.update(routed)
+
+    def release(self, event_ids: Iterable[str]) -> None:
+        """Stop counting ``event_ids`` as seen (held, then not routed after all)."""
+        for event_id in event_ids:
+            self._ids.pop(event_id, None)
 
     async def submit(self, flight: Flight) -> bool:
         """Hand ``flight`` over for commit; waits while ``depth`` flights are in the air.

@@ -12,11 +12,11 @@ import contextlib
 import logging
 import time
 from collections import Counter as TallyCounter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -37,6 +37,13 @@ from services.runtime import batches
 from services.runtime.metrics import HubMetrics, bounded
 
 log = logging.getLogger(__name__)
+
+# Records decided between two turns of the event loop (about 5 ms of work).
+SLICE = 32
+T = TypeVar("T")
+_Decided = tuple[
+    list[Output], list[Accepted], TallyCounter[tuple[str, ...]], dict[str, bytes]
+]
 
 
 class OutputsDroppedError(PuenteError):
@@ -124,48 +131,78 @@ class BatchRouter:
             records = committer.admit(records, consumer)
         generation = committer.generation
         now = datetime.now(UTC)
-        outputs, routed, tally = self._decide(records, now)
-        held = {a.event_id: a.digest for a in routed}
-        committer.hold(held)  # before any await: the next batch must see them
+        decided = await self._decide(records, now, generation)
+        if decided is None or self.stopping:
+            return  # a rewind or a stop while deciding: these records are read again
+        outputs, routed, tally, held = decided
         sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         sent.add_done_callback(_observe)
         self._outbox.put_nowait(_Parcel(generation, outputs, sent))
+
+        next_offsets = _next_offsets(records)
 
         def acked() -> None:
             # Counted only now, so a batch routed again after a broker error counts once.
             self._count(tally)
             self._count_outputs(outputs, routed)
-            self._update_lag(records, consumer)
+            self._update_lag(next_offsets, consumer)
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
             self.stats.records += len(records)
             self.stats.outputs += len(outputs)
             self.stats.batches += 1
             self.stats.last_finished = time.time()
 
-        await committer.submit(
-            Flight(generation, [sent], _next_offsets(records), held, acked)
-        )
+        await committer.submit(Flight(generation, [sent], next_offsets, held, acked))
 
-    def _decide(
-        self, records: Sequence[Any], now: datetime
-    ) -> tuple[list[Output], list[Accepted], TallyCounter[tuple[str, ...]]]:
-        inspected = [self.pipeline.inspect(_inbound(r), now) for r in records]
+    async def _decide(
+        self, records: Sequence[Any], now: datetime, generation: int
+    ) -> _Decided | None:
+        """Every output of ``records``, deciding a slice at a time.
+
+        Between slices the event loop turns, so the producer writes and reads
+        while a large batch is decided: without it, a 1 MB produce request went
+        out a socket buffer per batch and its acks came several batches late,
+        stalling the router on its flights. None if a rewind happened meanwhile.
+        """
+        inspected: list[Accepted | Rejected] = []
+        for chunk in _slices(records):
+            inspected.extend(self.pipeline.inspect(_inbound(r), now) for r in chunk)
+            await asyncio.sleep(0)
+        if generation != self.committer.generation:
+            return None
         ids = [a.event_id for a in inspected if isinstance(a, Accepted)]
         seen = self.store.lookup(ids)
         seen.update(self.committer.in_flight(ids))
+        tally: TallyCounter[tuple[str, ...]] = TallyCounter()
+        kept = [(item, self._classify(item, seen, tally)) for item in inspected]
+        accepted = {d.event_id: d.digest for _, d in kept if isinstance(d, Accepted)}
+        # Held before the next await: a later batch must find them in the air.
+        self.committer.hold(accepted)
         outputs: list[Output] = []
         routed: list[Accepted] = []
-        tally: TallyCounter[tuple[str, ...]] = TallyCounter()
-        for item in inspected:
-            decided: Accepted | Rejected | None = item
-            if isinstance(item, Accepted):
-                decided = self._deduplicate(item, seen, tally)
-            if isinstance(decided, Rejected):
-                outputs.append(self.pipeline.reject(decided, now))
-                tally[self._rejection_labels(decided)] += 1
-            elif decided is not None:
-                outputs.extend(self._deliver(decided, now, routed, tally))
-        return outputs, routed, tally
+        for chunk in _slices(kept):
+            for _, decided in chunk:
+                if isinstance(decided, Rejected):
+                    outputs.append(self.pipeline.reject(decided, now))
+                    tally[self._rejection_labels(decided)] += 1
+                elif decided is not None:
+                    outputs.extend(self._deliver(decided, now, routed, tally))
+            await asyncio.sleep(0)
+        held = {a.event_id: a.digest for a in routed}
+        # An event the hub failed to route is not remembered: sent again, it is
+        # routed again.
+        self.committer.release(accepted.keys() - held.keys())
+        return outputs, routed, tally, held
+
+    def _classify(
+        self,
+        item: Accepted | Rejected,
+        seen: dict[str, bytes],
+        tally: TallyCounter[tuple[str, ...]],
+    ) -> Accepted | Rejected | None:
+        if isinstance(item, Accepted):
+            return self._deduplicate(item, seen, tally)
+        return item
 
     def _deduplicate(
         self, item: Accepted, seen: dict[str, bytes], tally: TallyCounter[tuple[str, ...]]
@@ -278,37 +315,43 @@ class BatchRouter:
             counters[kind].labels(*labels).inc(count)
 
     def _count_outputs(self, outputs: list[Output], routed: list[Accepted]) -> None:
-        done_ms = time.time() * 1000
-        recorded = {a.event_id: a for a in routed}
-        deliveries: TallyCounter[tuple[str, str, str]] = TallyCounter()
-        latency = self._latency
+        raw: TallyCounter[tuple[str | None, str, str | None]] = TallyCounter()
+        delivered: set[str | None] = set()
         for output in outputs:
             if output.kind == "delivery":
-                event_type = output.topic.rsplit(".", 1)[1]
-                recipient = bounded(output.recipient, self.institutions)
-                deliveries[(recipient, event_type, str(output.view))] += 1
-                event = recorded.get(output.event_id or "")
-                if event is not None:
-                    seconds = (done_ms - event.recorded_at_ms) / 1000
-                    if event_type not in latency:
-                        latency[event_type] = self.metrics.latency.labels(event_type)
-                    latency[event_type].observe(max(seconds, 0.0))
-        for labels, count in deliveries.items():
-            self.metrics.deliveries.labels(*labels).inc(count)
+                raw[(output.recipient, output.topic, output.view)] += 1
+                delivered.add(output.event_id)
+        for (recipient, topic, view), count in raw.items():
+            event_type = topic.rsplit(".", 1)[1]
+            named = bounded(recipient, self.institutions)
+            self.metrics.deliveries.labels(named, event_type, str(view)).inc(count)
+        # Once per event: all deliveries of an event are acknowledged together.
+        done_ms = time.time() * 1000
+        latency = self._latency
+        for event in routed:
+            if event.event_id in delivered:
+                histogram = latency.get(event.event_type)
+                if histogram is None:
+                    histogram = self.metrics.latency.labels(event.event_type)
+                    latency[event.event_type] = histogram
+                histogram.observe(max((done_ms - event.recorded_at_ms) / 1000, 0.0))
 
     def _labels(self, source: str, event_type: str | None) -> tuple[str, str]:
         return bounded(source, self.institutions), bounded(event_type, EVENT_TYPES)
 
-    def _update_lag(self, records: Sequence[Any], consumer: Any) -> None:
+    def _update_lag(self, next_offsets: dict[TopicPartition, int], consumer: Any) -> None:
         if consumer is None:
             return
-        for record in records:
-            high = consumer.highwater(_tp(record))
+        for tp, offset in next_offsets.items():
+            high = consumer.highwater(tp)
             if high is not None:
-                self._lag[(record.topic, record.partition)] = max(
-                    0, high - record.offset - 1
-                )
+                self._lag[(tp.topic, tp.partition)] = max(0, high - offset)
         self.metrics.lag.labels(self.group).set(sum(self._lag.values()))
+
+
+def _slices(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), SLICE):
+        yield items[start : start + SLICE]
 
 
 def _inbound(record: Any) -> Inbound:
@@ -351,11 +394,7 @@ def _observe(future: asyncio.Future[None]) -> None:
 
 def _next_offsets(records: Sequence[Any]) -> dict[TopicPartition, int]:
     """Per partition, the offset after the last of ``records`` (what to commit)."""
-    offsets: dict[TopicPartition, int] = {}
+    last: dict[tuple[str, int], int] = {}
     for record in records:
-        offsets[_tp(record)] = record.offset + 1
-    return offsets
-
-
-def _tp(record: Any) -> TopicPartition:
-    return TopicPartition(record.topic, record.partition)
+        last[(record.topic, record.partition)] = record.offset
+    return {TopicPartition(*tp): offset + 1 for tp, offset in last.items()}

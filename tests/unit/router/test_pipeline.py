@@ -3,106 +3,24 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from services.contracts import codec
-from services.contracts.catalog import Catalog, SchemaEntry
+from services.contracts.catalog import Catalog
 from services.contracts.natural import codec_for
 from services.router.pipeline import (
     AUDIT_NAMESPACE,
     Accepted,
     Inbound,
-    Limits,
     Pipeline,
     Rejected,
     audit_uuid,
 )
 from tests.samples import minimal
-
-NOW = datetime(2026, 11, 2, 15, 0, tzinfo=UTC)
-
-
-@dataclass
-class WholeRecord:
-    entry: SchemaEntry
-    field_paths: tuple[str, ...] = ("payload",)
-    payload_verbatim: bool = True
-    payload_key: tuple[Any, ...] = ("whole",)
-
-    @property
-    def source(self) -> SchemaEntry:
-        return self.entry
-
-    def apply(self, datum: Mapping[str, Any], subject_key: str | None) -> Any:
-        envelope = dict(datum["envelope"], subject_key=subject_key)
-        return {**datum, "envelope": envelope}
-
-
-@dataclass
-class StandInDecision:
-    rule_id: str
-    recipient: str
-    view: str
-    projection: WholeRecord
-    delivered: bool = True
-    withheld_reason: str | None = None
-    purpose: str = "CHILD_PROTECTION"
-    legal_basis: str = "BEST_INTEREST_OF_CHILD"
-
-
-class StandInPolicy:
-    version = "sha256:test"
-
-    def __init__(self, catalog: Catalog) -> None:
-        self.catalog = catalog
-
-    def may_publish(self, source: str, event_type: str) -> bool:
-        return source == "dgme"
-
-    def knows(self, institution: str) -> bool:
-        return institution in {"dgme", "conapina", "minsal"}
-
-    def decide(
-        self, event_type: str, datum: Mapping[str, Any], version: int | None = None
-    ) -> list[Any]:
-        whole = WholeRecord(self.catalog.get(event_type))
-        return [
-            StandInDecision("child", "conapina", "FULL", whole),
-            StandInDecision("stats", "minsal", "PSEUDO", whole),
-            StandInDecision(
-                "jobs", "mtps", "IDENT", whole, False, "consent_scope_missing"
-            ),
-        ]
-
-
-class StandInKeys:
-    def subject_key(
-        self, event_type: str, datum: Mapping[str, Any]
-    ) -> tuple[str | None, str]:
-        return "k1:hub", "DUI"
-
-    def rekey(self, recipient: str, subject_key: str) -> str:
-        return f"{subject_key}:{recipient}"
-
-
-@pytest.fixture
-def pipeline(catalog: Catalog) -> Pipeline:
-    limits = Limits(max_event_bytes=4096, future_skew=timedelta(minutes=5))
-    return Pipeline(catalog, StandInPolicy(catalog), StandInKeys(), limits)
-
-
-def record(catalog: Catalog, topic: str, **envelope: Any) -> Inbound:
-    entry = catalog.get("return_arrival")
-    natural = minimal(entry, source_institution_id="dgme", **envelope)
-    value = codec.encode(entry, codec_for(entry).to_datum(natural))
-    return Inbound(topic, 0, 7, None, value, 1_700_000_000_000)
+from tests.unit.router.standins import NOW, record
 
 
 def raw(topic: str, value: bytes) -> Inbound:
