@@ -3,7 +3,8 @@
 1. Publish N realistic mixed events (simulated ministries, 2 % bad) to hub.in.*.
 2. Router: consume them all; events/s from its first batch to its last.
 3. Raw pipe: the same inputs, writing as many output messages as the router did
-   (bytes copied, no decode or policy); events/s the same way.
+   (bytes copied, no decode or policy); events/s the same way. Steps 2 and 3 are
+   repeated in rounds, each ratio taken from runs back to back.
 4. Latency: the router caught up, events offered at R/s for S seconds; per event,
    from send to the first delivery seen by a recipient-side consumer.
 """
@@ -43,19 +44,12 @@ WATCHER_FETCH_WAIT_MS = 10
 
 
 @dataclass(frozen=True, slots=True)
-class Figures:
-    """What the benchmark measured."""
+class Pair:
+    """One round: the router, then the raw pipe right after it."""
 
-    events: int
-    outputs: int
     router_eps: float
-    workers: int
-    workers_eps: float
     raw_eps: float
-    latency_events: int
-    offered_rate: float
-    p50_ms: float
-    p99_ms: float
+    outputs: int
 
     @property
     def ratio(self) -> float:
@@ -63,8 +57,49 @@ class Figures:
         return self.router_eps / self.raw_eps if self.raw_eps else 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """What the benchmark measured."""
+
+    events: int
+    outputs: int
+    workers: int
+    workers_eps: float
+    pairs: tuple[Pair, ...]
+    latency_events: int
+    offered_rate: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def router_eps(self) -> float:
+        """The single-process router's events/s, median over the rounds."""
+        return statistics.median(p.router_eps for p in self.pairs)
+
+    @property
+    def raw_eps(self) -> float:
+        """The raw pipe's events/s, median over the rounds."""
+        return statistics.median(p.raw_eps for p in self.pairs)
+
+    @property
+    def ratio(self) -> float:
+        """Median over the rounds of router / raw pipe measured side by side.
+
+        This machine's speed drifts by up to a factor of two within minutes, so
+        each ratio compares runs taken back to back, not the two medians.
+        """
+        return statistics.median(p.ratio for p in self.pairs)
+
+
 async def run(
-    events: int, *, rate: float, duration: float, seed: int, echo: Echo, workers: int = 2
+    events: int,
+    *,
+    rate: float,
+    duration: float,
+    seed: int,
+    echo: Echo,
+    workers: int = 2,
+    rounds: int = 2,
 ) -> Figures:
     """Run every phase, each on its own fresh embedded broker, and return the figures.
 
@@ -103,21 +138,11 @@ async def run(
         workers_eps = run_.records / run_.seconds
         echo(f"router, {workers} processes: {workers_eps:,.0f} events/s")
 
-        async with bench.broker("single") as kafka:
-            await bench.publish(kafka)
-            router_eps, outputs = await _router_phase(
-                bench.settings(kafka, "single"), events
-            )
-        echo(f"router, 1 process: {router_eps:,.0f} events/s ({outputs} outputs)")
-
-        async with bench.broker("raw") as kafka:
-            await bench.publish(kafka)
-            raw_eps = await _raw_phase(kafka, events, outputs)
-        echo(f"raw aiokafka pipe: {raw_eps:,.0f} events/s")
+        pairs = [await bench.pair(events, n) for n in range(1, rounds + 1)]
     p50, p99 = _percentiles(latencies)
     return Figures(
-        events, outputs, router_eps, workers, workers_eps, raw_eps, len(latencies), rate,
-        p50, p99,
+        events, pairs[0].outputs, workers, workers_eps, tuple(pairs), len(latencies),
+        rate, p50, p99,
     )  # fmt: skip
 
 
@@ -145,6 +170,24 @@ class _Bench:
         await _produce(kafka, self.catalog, self.inputs)
         seconds = time.perf_counter() - started
         self.echo(f"published {len(self.inputs)} events in {seconds:.1f}s")
+
+    async def pair(self, events: int, number: int) -> Pair:
+        """The router on a fresh broker, then the raw pipe on another."""
+        async with self.broker(f"single-{number}") as kafka:
+            await self.publish(kafka)
+            router_eps, outputs = await _router_phase(
+                self.settings(kafka, f"single-{number}"), events
+            )
+        async with self.broker(f"raw-{number}") as kafka:
+            await self.publish(kafka)
+            raw_eps = await _raw_phase(kafka, events, outputs)
+        pair = Pair(router_eps, raw_eps, outputs)
+        self.echo(
+            f"round {number}: router, 1 process {router_eps:,.0f} events/s "
+            f"({outputs} outputs); raw aiokafka pipe {raw_eps:,.0f} events/s; "
+            f"ratio {pair.ratio:.2f}"
+        )
+        return pair
 
     def settings(self, kafka: KafkaSettings, phase: str) -> RouterSettings:
         """Router settings with a de-duplication memory of the phase's own."""
