@@ -55,3 +55,15 @@ def test_two_stores_on_one_file_see_each_others_events(tmp_path: Path) -> None:
     finally:
         first.close()
         second.close()
+
+
+def test_a_large_batch_is_remembered_whole_across_several_statements(
+    tmp_path: Path,
+) -> None:
+    store = DedupeStore(tmp_path / "dedupe.sqlite")
+    rows = [(f"e{i}", i.to_bytes(4, "big")) for i in range(12_345)]
+    try:
+        asyncio.run(store.remember([*rows, rows[0]], 1.0))  # a repeat is ignored
+        assert store.lookup(event_id for event_id, _ in rows) == dict(rows)
+    finally:
+        store.close()
