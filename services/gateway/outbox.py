@@ -27,6 +27,7 @@ import orjson
 
 from services.contracts.errors import PuenteError
 from services.contracts.headers import KafkaHeaders
+from services.runtime.rows import insert_rows
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -48,9 +49,9 @@ CREATE INDEX IF NOT EXISTS outbox_sent ON outbox (sent_at) WHERE sent_at IS NOT 
 """
 _INSERT: Final = (
     "INSERT INTO outbox (source, event_id, event_type, topic, key, value, headers,"
-    " content_hash, accepted_at) VALUES (?,?,?,?,?,?,?,?,?)"
-    " ON CONFLICT (source, event_id) DO NOTHING"
+    " content_hash, accepted_at)"
 )
+_ON_CONFLICT: Final = "ON CONFLICT (source, event_id) DO NOTHING"
 _CHUNK: Final = 500  # event ids per lookup: under SQLite's host-parameter limit
 
 
@@ -300,7 +301,7 @@ class Outbox:
                 outcome = Outcome.DUPLICATE if same else Outcome.CONFLICT
                 results.append(Result(outcome, e.event_id, accepted_at))
             out.append(results)
-        db.executemany(_INSERT, rows)
+        insert_rows(db, _INSERT, rows, _ON_CONFLICT)
         return out
 
     def _read_unsent(self, limit: int) -> list[Pending]:

@@ -12,7 +12,6 @@ connection; in WAL mode a reader never waits for the writer or a checkpoint.
 from __future__ import annotations
 
 import asyncio
-import functools
 import sqlite3
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +20,7 @@ from pathlib import Path
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from services.contracts.errors import PuenteError
+from services.runtime.rows import insert_rows
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS seen (
@@ -30,7 +30,6 @@ CREATE TABLE IF NOT EXISTS seen (
 ) WITHOUT ROWID
 """
 _CHUNK = 500  # stays under SQLite's host-parameter limit
-_MAX_ROWS_PER_INSERT = 5000  # bounds the statement cache's text
 
 
 class DedupeStoreError(PuenteError):
@@ -45,8 +44,6 @@ class DedupeStore:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = _connect(path)
             _prepare(self._writer)
-            limit = self._writer.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-            self._rows_per_insert = max(1, min(limit // 3, _MAX_ROWS_PER_INSERT))
             self._db = _connect(path)
         except sqlite3.Error as e:
             raise DedupeStoreError(f"cannot open de-duplication store {path}: {e}") from e
@@ -75,9 +72,7 @@ class DedupeStore:
         db = self._writer
         try:
             db.execute("BEGIN")
-            for start in range(0, len(rows), self._rows_per_insert):
-                chunk = rows[start : start + self._rows_per_insert]
-                db.execute(_insert(len(chunk)), [v for row in chunk for v in row])
+            insert_rows(db, "INSERT OR IGNORE INTO seen", rows)
             db.execute("COMMIT")
         except sqlite3.Error as e:
             if db.in_transaction:
@@ -89,15 +84,6 @@ class DedupeStore:
         self._thread.shutdown(wait=True)
         self._writer.close()
         self._db.close()
-
-
-@functools.lru_cache(maxsize=64)
-def _insert(rows: int) -> str:
-    # One statement for many rows: executemany gives up and takes back the GIL at
-    # every row, which the router's busy event loop thread makes wait each time
-    # (a batch of 500 took 150 ms).
-    marks = ",".join(["(?,?,?)"] * rows)
-    return f"INSERT OR IGNORE INTO seen VALUES {marks}"  # noqa: S608 - only placeholders
 
 
 def _locked(error: BaseException) -> bool:
