@@ -54,9 +54,9 @@ def router(  # noqa: PLR0917 - one parameter per option
     typer.echo(
         f"\nrouter bench ({figures.events} events, {figures.outputs} outputs):\n"
         f"  router, 1 process {figures.router_eps:>8,.0f} events/s"
-        f"   (median of {len(figures.pairs)} rounds)\n"
+        f"   (target >= 3,000; median of {len(figures.pairs)} rounds)\n"
         f"  router, {figures.workers} processes{figures.workers_eps:>8,.0f} events/s"
-        "   (target >= 3,000)\n"
+        "   (scale-out: one consumer group)\n"
         f"  raw aiokafka     {figures.raw_eps:>9,.0f} events/s\n"
         f"  ratio            {figures.ratio:>9.2f}            (target >= 0.35; "
         f"rounds {', '.join(f'{p.ratio:.2f}' for p in figures.pairs)})\n"
