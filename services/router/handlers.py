@@ -162,7 +162,9 @@ class BatchRouter:
         Between slices the event loop turns, so the producer writes and reads
         while a large batch is decided: without it, a 1 MB produce request went
         out a socket buffer per batch and its acks came several batches late,
-        stalling the router on its flights. None if a rewind happened meanwhile.
+        stalling the router on its flights. None if a rewind came before the
+        records were checked against the de-duplication memory; a later one makes
+        the batch's flight stale, and it is dropped as any other.
         """
         inspected: list[Accepted | Rejected] = []
         for chunk in _slices(records):
@@ -174,14 +176,14 @@ class BatchRouter:
         seen = self.store.lookup(ids)
         seen.update(self.committer.in_flight(ids))
         tally: TallyCounter[tuple[str, ...]] = TallyCounter()
-        kept = [(item, self._classify(item, seen, tally)) for item in inspected]
-        accepted = {d.event_id: d.digest for _, d in kept if isinstance(d, Accepted)}
+        kept = [self._classify(item, seen, tally) for item in inspected]
+        accepted = {d.event_id: d.digest for d in kept if isinstance(d, Accepted)}
         # Held before the next await: a later batch must find them in the air.
         self.committer.hold(accepted)
         outputs: list[Output] = []
         routed: list[Accepted] = []
         for chunk in _slices(kept):
-            for _, decided in chunk:
+            for decided in chunk:
                 if isinstance(decided, Rejected):
                     outputs.append(self.pipeline.reject(decided, now))
                     tally[self._rejection_labels(decided)] += 1
