@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any, cast
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
+from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
 from services.contracts.catalog import Catalog
@@ -38,46 +40,38 @@ async def router(
     store.close()
 
 
-def _records(catalog: Catalog, count: int) -> list[Any]:
+TOPIC = "hub.in.dgme.return_arrival"
+
+
+def _records(catalog: Catalog, count: int) -> tuple[list[Any], list[str]]:
+    """``count`` consumed records of valid events on one partition, and their ids."""
+    ids = [str(uuid.uuid4()) for _ in range(count)]
     records = []
-    for offset in range(count):
-        inbound = record(catalog, "hub.in.dgme.return_arrival")
-        records.append(_Consumed(inbound, offset))
-    return records
-
-
-class _Consumed:
-    """What route() reads of an aiokafka ConsumerRecord."""
-
-    def __init__(self, inbound: Inbound, offset: int) -> None:
-        self.topic = inbound.topic
-        self.partition = 0
-        self.offset = offset
-        self.key = inbound.key
-        self.value = inbound.value
-        self.timestamp = inbound.timestamp_ms
-
-
-def _event_ids(router: BatchRouter, records: list[Any]) -> list[str]:
-    now = datetime.now().astimezone()
-    ids = []
-    for r in records:
-        item = router.pipeline.inspect(_as_inbound(r), now)
-        assert isinstance(item, Accepted)
-        ids.append(item.event_id)
-    return ids
-
-
-def _as_inbound(r: Any) -> Inbound:
-    return Inbound(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
+    for offset, event_id in enumerate(ids):
+        inbound = record(catalog, TOPIC, event_id=event_id)
+        value = inbound.value or b""
+        consumed = ConsumerRecord(
+            TOPIC,
+            0,
+            offset,
+            inbound.timestamp_ms,
+            0,
+            None,
+            value,
+            None,
+            0,
+            len(value),
+            [],
+        )
+        records.append(consumed)
+    return records, ids
 
 
 async def test_a_routed_batch_is_held_in_the_air_until_acknowledged(
     router: BatchRouter, catalog: Catalog
 ) -> None:
-    records = _records(catalog, SLICE + 3)  # more than one slice
+    records, ids = _records(catalog, SLICE + 3)  # more than one slice
     await router.route(records)
-    ids = _event_ids(router, records)
     assert sorted(router.committer.in_flight(ids)) == sorted(ids)
     assert router.committer.pending == 1
 
@@ -92,10 +86,10 @@ async def test_an_event_the_hub_fails_to_route_is_rejected_and_not_held(
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(router.pipeline, "deliver", fail)
-    records = _records(catalog, 2)
+    records, ids = _records(catalog, 2)
     await router.route(records)
     # Sent again, the event is routed again rather than taken for a duplicate.
-    assert router.committer.in_flight(_event_ids(router, records)) == {}
+    assert router.committer.in_flight(ids) == {}
     parcel = router._outbox.get_nowait()
     assert [o.kind for o in parcel.outputs] == ["rejection", "rejection"]
     assert registry.get_sample_value("puente_router_errors_total") == 2
@@ -112,8 +106,8 @@ async def test_a_rewind_while_deciding_hands_nothing_over(
         return inspect(inbound, now)
 
     monkeypatch.setattr(router.pipeline, "inspect", inspect_then_fail)
-    records = _records(catalog, SLICE * 2)
+    records, ids = _records(catalog, SLICE * 2)
     await router.route(records)
     assert router.committer.pending == 0
     assert router._outbox.empty()
-    assert router.committer.in_flight(_event_ids(router, records)) == {}
+    assert router.committer.in_flight(ids) == {}
