@@ -62,5 +62,7 @@ def router(  # noqa: PLR0917 - one parameter per option
         f"rounds {', '.join(f'{p.ratio:.2f}' for p in figures.pairs)})\n"
         f"  latency @ {figures.offered_rate:,.0f}/s  p50 {figures.p50_ms:.1f} ms, "
         f"p99 {figures.p99_ms:.1f} ms over {figures.latency_events} events "
-        f"(target p99 <= 50 ms)"
+        f"(target p99 <= 50 ms)\n"
+        f"  latency p99 by fifth of the run: "
+        f"{' / '.join(f'{v:.0f}' for v in figures.p99_by_fifth_ms)} ms"
     )

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from faststream import AckPolicy
@@ -16,6 +16,7 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import CollectorRegistry
 
 from services.contracts.catalog import Catalog
+from services.contracts.topics import parse as parse_topic
 from services.policy import load_policy
 from services.policy.keys import subject_keys
 from services.policy.settings import PolicySettings
@@ -39,6 +40,10 @@ REVOKE_SETTLE_SECONDS = 5.0
 # take a whole batch's audit entries in one request (256 KiB needed three, one
 # after another). Below Apache Kafka's default message.max.bytes (1,048,588).
 ROUTER_BATCH_BYTES = 1_000_000
+
+
+# The topics the router writes to.
+_OUTPUT_KINDS: Final = frozenset({"out", "rejected", "audit"})
 
 
 class RouterService:
@@ -128,6 +133,8 @@ class RouterService:
         tune_gc()
         await self.ops.start()
         await self.producer.start()
+        outputs = [t for t in wanted if parse_topic(t).kind in _OUTPUT_KINDS]
+        await self.router.warm(outputs)
         self.router.start()
         await self.broker.start()
         self._running = True

@@ -96,6 +96,10 @@ class BatchRouter:
         self._latency: dict[str, Any] = {}  # latency histograms by event type
         self.stats = RouteStats()
 
+    async def warm(self, topics: Collection[str]) -> None:
+        """Learn the output topics' partitions before the first batch needs them."""
+        await self._partitions.warm(topics)
+
     def start(self) -> None:
         """Start sending and committing (inside the running loop)."""
         self.committer.start()

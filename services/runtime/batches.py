@@ -7,6 +7,7 @@ ahead of it, which is what keeps a retried partition in order.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -54,6 +55,14 @@ class Partitions:
             known = sorted(await self._producer.partitions_for(topic))
             self._known[topic] = known
         return known
+
+    async def warm(self, topics: Iterable[str]) -> None:
+        """Ask for ``topics``' partitions now, all at once.
+
+        Otherwise the first record to each topic waits for a metadata round trip:
+        after a start, the first delivery to every recipient topic came late.
+        """
+        await asyncio.gather(*(self.of(t) for t in set(topics) - self._known.keys()))
 
     def forget(self) -> None:
         """Ask again next time."""
