@@ -14,13 +14,13 @@ from ever being mistaken for a hub key (e.g. in a subject-report query).
 
 from __future__ import annotations
 
-import base64
 import hmac
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+from services.policy.base32 import encode_digest
 from services.policy.errors import KeyMaterialError
 
 KEY_VERSION: Final = 1
@@ -155,5 +155,4 @@ def _mac(key: bytes, message: str) -> bytes:
 
 
 def _encode(prefix: str, digest: bytes) -> str:
-    text = base64.b32encode(digest).decode("ascii").rstrip("=").lower()
-    return f"{prefix}{KEY_VERSION}:{text}"
+    return f"{prefix}{KEY_VERSION}:{encode_digest(digest)}"
