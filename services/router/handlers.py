@@ -180,7 +180,10 @@ class BatchRouter:
         seen = self.store.lookup(ids)
         seen.update(self.committer.in_flight(ids))
         tally: TallyCounter[tuple[str, ...]] = TallyCounter()
-        kept = [self._classify(item, seen, tally) for item in inspected]
+        kept = [
+            self._deduplicate(item, seen, tally) if isinstance(item, Accepted) else item
+            for item in inspected
+        ]
         accepted = {d.event_id: d.digest for d in kept if isinstance(d, Accepted)}
         # Held before the next await: a later batch must find them in the air.
         self.committer.hold(accepted)
@@ -199,16 +202,6 @@ class BatchRouter:
         # routed again.
         self.committer.release(accepted.keys() - held.keys())
         return outputs, routed, tally, held
-
-    def _classify(
-        self,
-        item: Accepted | Rejected,
-        seen: dict[str, bytes],
-        tally: TallyCounter[tuple[str, ...]],
-    ) -> Accepted | Rejected | None:
-        if isinstance(item, Accepted):
-            return self._deduplicate(item, seen, tally)
-        return item
 
     def _deduplicate(
         self, item: Accepted, seen: dict[str, bytes], tally: TallyCounter[tuple[str, ...]]
