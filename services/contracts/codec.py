@@ -34,6 +34,7 @@ READ_FAILURES: Final = (
     OverflowError,
     MemoryError,
     UnicodeDecodeError,
+    RecursionError,  # a forged, deeply nested value of a recursive type
     struct.error,
 )
 WRITE_FAILURES: Final = (ValueError, TypeError, KeyError, AttributeError, OverflowError)

@@ -9,12 +9,10 @@ of one event once: encoding was most of its cost per event.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Any
 
 import fastavro
-from fastavro import schemaless_reader
 
 from services.contracts.catalog import SchemaEntry
 from services.contracts.codec import (
@@ -25,6 +23,7 @@ from services.contracts.codec import (
     explain_read,
 )
 from services.contracts.errors import RecordInvalidError, SchemaCatalogError
+from services.contracts.readers import Read, reader_for
 from services.contracts.schema_json import index_named, inline, strip_logical_types
 from services.contracts.writers import Encode, writer_for
 
@@ -36,7 +35,8 @@ class Segments:
     entry: SchemaEntry
     names: tuple[str, ...]
     parsed: tuple[Any, ...]
-    writers: tuple[Encode, ...]  # one per field, built once
+    readers: tuple[Read, ...]  # one per field, built once
+    writers: tuple[Encode, ...]
 
 
 def split(entry: SchemaEntry) -> Segments:
@@ -57,8 +57,9 @@ def split(entry: SchemaEntry) -> Segments:
                 f"parse on its own: {e}"
             ) from e
     names = tuple(f["name"] for f in schema["fields"])
+    readers = tuple(reader_for(p) for p in parsed)
     writers = tuple(writer_for(p) for p in parsed)
-    return Segments(entry, names, tuple(parsed), writers)
+    return Segments(entry, names, tuple(parsed), readers, writers)
 
 
 def read(segments: Segments, data: bytes) -> tuple[dict[str, Any], list[int]]:
@@ -67,17 +68,16 @@ def read(segments: Segments, data: bytes) -> tuple[dict[str, Any], list[int]]:
     The offsets end with ``len(data)``, so field ``i`` is ``data[at[i]:at[i + 1]]``.
     Raises the same errors as `codec.read_body`.
     """
-    body = io.BytesIO(data)
-    body.seek(HEADER_SIZE)
     datum: dict[str, Any] = {}
-    starts = [HEADER_SIZE]
+    position = HEADER_SIZE
+    starts = [position]
     try:
-        for name, schema in zip(segments.names, segments.parsed, strict=True):
-            datum[name] = schemaless_reader(body, schema, None)
-            starts.append(body.tell())
+        for name, read in zip(segments.names, segments.readers, strict=True):
+            datum[name], position = read(data, position)
+            starts.append(position)
     except READ_FAILURES as e:
         raise explain_read(segments.entry, e) from e
-    check_fully_read(segments.entry, body.tell(), len(data))
+    check_fully_read(segments.entry, position, len(data))
     return datum, starts
 
 

@@ -1,32 +1,52 @@
-"""Avro writers for plain datums, built once per parsed schema (pure, no I/O).
+"""Avro writers for plain datums, generated once per parsed schema (pure, no I/O).
 
 fastavro's writer looks at the schema again at every value it writes (and tries
 each branch of a union); for the router's hot path that was half of its encoding
-time. `compile_writer` walks a parsed schema once and returns closures that only
-write. It covers what the hub's schemas use (records, enums, arrays, maps,
-primitives, ``["null", T]`` unions) and returns None for anything else, so callers
-fall back to fastavro. Tests hold its bytes equal to fastavro's for every schema.
+time. `compile_writer` writes one Python function per record type with each
+field's encoding in line (`contracts.generated`). It covers what the hub's schemas
+use (records, enums, arrays, maps, primitives, ``["null", T]`` unions) and returns
+None for anything else, so callers fall back to fastavro. Tests hold its bytes
+equal to fastavro's for every schema.
 """
 
 from __future__ import annotations
 
 import io
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Final
 
 from fastavro import schemaless_writer
 
-Write = Callable[[Any, bytearray], None]
+from services.contracts.generated import (
+    INDENT,
+    Source,
+    UnsupportedError,
+    field_name,
+    named_of,
+    nullable,
+)
+
 Encode = Callable[[Any], bytes]
 
-_MISSING: Final = object()
-_DOUBLE: Final = struct.Struct("<d").pack
-_FLOAT: Final = struct.Struct("<f").pack
+_ONE_BYTE: Final = 63  # the largest count whose zig-zag varint is one byte
 
 
-class _UnsupportedError(Exception):
-    """A schema feature these writers do not cover (the caller uses fastavro)."""
+def write_long(value: int, out: bytearray) -> None:
+    """Append ``value`` as an Avro int/long: zig-zag, then a base-128 varint."""
+    n = (value << 1) ^ (value >> 63)
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+
+
+_HELPERS: Final[dict[str, Any]] = {
+    "long_": write_long,
+    "double_": struct.Struct("<d").pack,
+    "float_": struct.Struct("<f").pack,
+    "len": len,
+}
 
 
 def compile_writer(parsed: Any) -> Encode | None:
@@ -35,10 +55,11 @@ def compile_writer(parsed: Any) -> Encode | None:
     ``parsed`` is a ``fastavro.parse_schema`` result without logical types. None
     when the schema uses something not covered here.
     """
-    named = dict(parsed.get("__named_schemas", {})) if isinstance(parsed, dict) else {}
+    source = Source("write_")
     try:
-        write = _Compiler(named).build(parsed)
-    except _UnsupportedError:
+        top = _Writer(source, named_of(parsed)).top_function(parsed)
+        write = source.compile(top, _HELPERS)
+    except UnsupportedError:
         return None
 
     def encode(datum: Any) -> bytes:
@@ -63,150 +84,135 @@ def writer_for(parsed: Any) -> Encode:
     return encode
 
 
-def write_long(value: int, out: bytearray) -> None:
-    """Append ``value`` as an Avro int/long: zig-zag, then a base-128 varint."""
-    n = (value << 1) ^ (value >> 63)
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
+class _Writer:
+    """Writes the statements that append one value's encoding to ``out``."""
 
-
-def write_string(value: str, out: bytearray) -> None:
-    """Append an Avro string: its UTF-8 length, then the bytes."""
-    data = value.encode()
-    write_long(len(data), out)
-    out += data
-
-
-def _write_bytes(value: bytes, out: bytearray) -> None:
-    write_long(len(value), out)
-    out += value
-
-
-def _write_null(value: Any, out: bytearray) -> None:
-    del value, out  # null has no bytes
-
-
-def _write_boolean(value: Any, out: bytearray) -> None:
-    out.append(1 if value else 0)
-
-
-def _write_double(value: float, out: bytearray) -> None:
-    out += _DOUBLE(value)
-
-
-def _write_float(value: float, out: bytearray) -> None:
-    out += _FLOAT(value)
-
-
-_PRIMITIVES: Final[Mapping[str, Write]] = {
-    "null": _write_null,
-    "boolean": _write_boolean,
-    "int": write_long,
-    "long": write_long,
-    "float": _write_float,
-    "double": _write_double,
-    "string": write_string,
-    "bytes": _write_bytes,
-}
-
-
-class _Compiler:
-    def __init__(self, named: dict[str, Any]) -> None:
+    def __init__(self, source: Source, named: dict[str, Any]) -> None:
+        self.source = source
         self.named = named
-        self.built: dict[str, Write] = {}
 
-    def build(self, schema: Any) -> Write:
+    def top_function(self, schema: Any) -> str:
+        """The name of the function ``(datum, out)`` that writes ``schema``."""
+        if isinstance(schema, dict) and schema.get("type") in ("record", "error"):
+            return self._record(schema)
+        function, _ = self.source.function("")  # "" is no record's name
+        body = self.value(schema, "datum", 1)
+        self.source.lines.extend([f"def {function}(datum, out):", *body])
+        return function
+
+    def value(self, schema: Any, value: str, depth: int) -> list[str]:
         if isinstance(schema, str):
-            return self._named(schema)
+            return self._named(schema, value, depth)
         if isinstance(schema, list):
-            return self._union(schema)
+            return self._union(schema, value, depth)
         if not isinstance(schema, dict) or "logicalType" in schema:
-            raise _UnsupportedError(str(schema)[:80])
+            raise UnsupportedError(str(schema)[:80])
         kind = schema["type"]
-        builders: dict[str, Callable[[dict[str, Any]], Write]] = {
-            "record": self._record,
-            "error": self._record,
-            "enum": _enum,
-            "array": self._array,
-            "map": self._map,
-        }
-        if kind in builders:
-            return builders[kind](schema)
-        return self.build(kind)
+        if kind in ("record", "error"):
+            return [f"{INDENT * depth}{self._record(schema)}({value}, out)"]
+        if kind == "enum":
+            return self._enum(schema, value, depth)
+        if kind == "array":
+            return self._array(schema, value, depth)
+        if kind == "map":
+            return self._map(schema, value, depth)
+        return self.value(kind, value, depth)
 
-    def _named(self, name: str) -> Write:
-        if name in _PRIMITIVES:
-            return _PRIMITIVES[name]
-        if name in self.built:
-            return self.built[name]
+    def _named(self, name: str, value: str, depth: int) -> list[str]:
+        pad = INDENT * depth
+        if name in _PRIMITIVE_LINES:
+            return [pad + line.format(v=value) for line in _PRIMITIVE_LINES[name]]
+        if name == "string":
+            data = self.source.local()
+            return [
+                f"{pad}{data} = {value}.encode()",
+                *_length(data, pad),
+                f"{pad}out += {data}",
+            ]
         if name not in self.named:
-            raise _UnsupportedError(name)
-        return self.build(self.named[name])
+            raise UnsupportedError(name)
+        return self.value(self.named[name], value, depth)
 
-    def _union(self, branches: list[Any]) -> Write:
-        if len(branches) != 2 or "null" not in branches:
-            raise _UnsupportedError("a union other than null and one type")
-        null_first = branches[0] == "null"
-        inner = self.build(branches[1] if null_first else branches[0])
-        null_index, value_index = (0, 2) if null_first else (2, 0)  # zig-zag of 0 / 1
+    def _union(self, branches: list[Any], value: str, depth: int) -> list[str]:
+        inner, null_index, value_index = nullable(branches)
+        pad = INDENT * depth
+        return [
+            f"{pad}if {value} is None: out.append({null_index})",
+            f"{pad}else:",
+            f"{pad}{INDENT}out.append({value_index})",
+            *self.value(inner, value, depth + 1),
+        ]
 
-        def union(value: Any, out: bytearray) -> None:
-            if value is None:
-                out.append(null_index)
-            else:
-                out.append(value_index)
-                inner(value, out)
+    def _record(self, schema: dict[str, Any]) -> str:
+        function, new = self.source.function(schema["name"])
+        if not new:
+            return function
+        body = [f"def {function}(datum, out):", f"{INDENT}get = datum.get"]
+        for spec in schema["fields"]:
+            value = self.source.local()
+            name = field_name(spec)
+            if "default" in spec:
+                default = self.source.constant(spec["default"])
+                body.append(f"{INDENT}{value} = get({name!r}, {default})")
+            else:  # missing: None, which fails where null is not allowed, as fastavro
+                body.append(f"{INDENT}{value} = get({name!r})")
+            body.extend(self.value(spec["type"], value, 1))
+        self.source.lines.extend(body)
+        return function
 
-        return union
+    def _enum(self, schema: dict[str, Any], value: str, depth: int) -> list[str]:
+        # An unknown symbol is a KeyError, a write failure like fastavro's ValueError.
+        symbols = schema["symbols"]
+        pad = INDENT * depth
+        if len(symbols) <= _ONE_BYTE:  # the common case: the index is one byte
+            index = self.source.constant({s: i << 1 for i, s in enumerate(symbols)})
+            return [f"{pad}out.append({index}[{value}])"]
+        index = self.source.constant({s: i for i, s in enumerate(symbols)})
+        return [f"{pad}long_({index}[{value}], out)"]
 
-    def _record(self, schema: dict[str, Any]) -> Write:
-        fields: list[tuple[str, Any, Write]] = []
+    def _array(self, schema: dict[str, Any], value: str, depth: int) -> list[str]:
+        item = self.source.local()
+        pad = INDENT * depth
+        return [
+            f"{pad}if {value}:",
+            *_length(value, pad + INDENT),
+            f"{pad}{INDENT}for {item} in {value}:",
+            *self.value(schema["items"], item, depth + 2),
+            f"{pad}out.append(0)",
+        ]
 
-        def record(value: Any, out: bytearray) -> None:
-            for name, default, write in fields:
-                item = value.get(name, _MISSING)
-                write(default if item is _MISSING else item, out)
-
-        # Registered before its fields are built: a field may refer back to it.
-        self.built[schema["name"]] = record
-        fields.extend(
-            (spec["name"], spec.get("default"), self.build(spec["type"]))
-            for spec in schema["fields"]
-        )
-        return record
-
-    def _array(self, schema: dict[str, Any]) -> Write:
-        item = self.build(schema["items"])
-
-        def array(value: Any, out: bytearray) -> None:
-            if value:
-                write_long(len(value), out)
-                for element in value:
-                    item(element, out)
-            out.append(0)
-
-        return array
-
-    def _map(self, schema: dict[str, Any]) -> Write:
-        item = self.build(schema["values"])
-
-        def map_(value: Any, out: bytearray) -> None:
-            if value:
-                write_long(len(value), out)
-                for key, element in value.items():
-                    write_string(key, out)
-                    item(element, out)
-            out.append(0)
-
-        return map_
+    def _map(self, schema: dict[str, Any], value: str, depth: int) -> list[str]:
+        key, item = self.source.local(), self.source.local()
+        pad = INDENT * depth
+        return [
+            f"{pad}if {value}:",
+            *_length(value, pad + INDENT),
+            f"{pad}{INDENT}for {key}, {item} in {value}.items():",
+            *self._named("string", key, depth + 2),
+            *self.value(schema["values"], item, depth + 2),
+            f"{pad}out.append(0)",
+        ]
 
 
-def _enum(schema: dict[str, Any]) -> Write:
-    index = {symbol: i for i, symbol in enumerate(schema["symbols"])}
+def _length(value: str, pad: str) -> list[str]:
+    """Append ``len(value)``: most lengths are one byte, written without a call."""
+    return [
+        f"{pad}if len({value}) <= {_ONE_BYTE}: out.append(len({value}) << 1)",
+        f"{pad}else: long_(len({value}), out)",
+    ]
 
-    def enum(value: Any, out: bytearray) -> None:
-        write_long(index[value], out)
 
-    return enum
+# Statements per primitive other than string; "{v}" is the value's local name.
+_PRIMITIVE_LINES: Final[dict[str, tuple[str, ...]]] = {
+    "null": ("pass",),
+    "boolean": ("out.append(1 if {v} else 0)",),
+    # ints are mostly small counts and ages: one byte, without a call
+    "int": (
+        f"if 0 <= {{v}} <= {_ONE_BYTE}: out.append({{v}} << 1)",
+        "else: long_({v}, out)",
+    ),
+    "long": ("long_({v}, out)",),
+    "float": ("out += float_({v})",),
+    "double": ("out += double_({v})",),
+    "bytes": ("long_(len({v}), out)", "out += {v}"),
+}

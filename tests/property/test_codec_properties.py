@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+import io
 from typing import Any
 
+import fastavro
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.contracts import codec
+from services.contracts import codec, segments
 from services.contracts.catalog import Catalog, SchemaEntry
 from services.contracts.errors import DecodeError
 from services.contracts.natural import codec_for
+from services.contracts.readers import compile_reader
 from services.contracts.writers import compile_writer
 from services.runtime.settings import REPO_ROOT
 from tests.strategies import datums
 
 CATALOG = Catalog.load(REPO_ROOT / "schemas")
 NAMES = CATALOG.names
+EVENTS = [name for name in NAMES if CATALOG.get(name).is_event]
+SPLIT = {name: segments.split(CATALOG.get(name)) for name in EVENTS}
 FAST = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
@@ -84,6 +89,36 @@ def test_compiled_writers_write_the_bytes_fastavro_writes(
     assert entry.header + writer(plain) == data_bytes
 
 
+@pytest.mark.parametrize("name", NAMES)
+@FAST
+@given(data=st.data())
+def test_compiled_readers_read_what_fastavro_reads(
+    name: str, data: st.DataObject
+) -> None:
+    entry = CATALOG.get(name)
+    data_bytes, plain = _encoded_and_plain(entry, data)
+    reader = compile_reader(entry.plain)
+    assert reader is not None  # every shipped schema is covered
+    assert reader(data_bytes, codec.HEADER_SIZE) == (plain, len(data_bytes))
+
+
+@pytest.mark.parametrize("name", EVENTS)
+@FAST
+@given(data=st.data())
+def test_an_event_read_in_segments_is_the_record_and_its_payload_bytes_are_cut_out(
+    name: str, data: st.DataObject
+) -> None:
+    entry = CATALOG.get(name)
+    data_bytes, plain = _encoded_and_plain(entry, data)
+    datum, starts = segments.read(SPLIT[name], data_bytes)
+    assert datum == plain
+    payload = io.BytesIO(data_bytes[starts[1] : starts[2]])
+    assert (
+        fastavro.schemaless_reader(payload, SPLIT[name].parsed[1], None)
+        == datum["payload"]
+    )
+
+
 def _encoded_and_plain(entry: SchemaEntry, data: st.DataObject) -> tuple[bytes, Any]:
     """A drawn record's single-object bytes, and the plain datum they decode to."""
     data_bytes = codec.encode(entry, data.draw(datums(entry.schema)))
@@ -107,5 +142,9 @@ def test_garbage_after_a_valid_header_raises_only_decode_errors(
     garbage: bytes, name: str
 ) -> None:
     # Anything but a DecodeError (an IndexError, a MemoryError...) fails the test.
+    entry = CATALOG.get(name)
     with contextlib.suppress(DecodeError):
-        codec.decode(CATALOG, CATALOG.get(name).header + garbage)
+        codec.decode(CATALOG, entry.header + garbage)
+    if name in EVENTS:  # the router's reader, in segments
+        with contextlib.suppress(DecodeError):
+            segments.read(SPLIT[name], entry.header + garbage)
