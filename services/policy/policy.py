@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
+from services.contracts.catalog import SchemaEntry
 from services.contracts.ids import INSTITUTION_ID
 from services.policy import model
 from services.policy.errors import ConditionError
@@ -80,6 +81,15 @@ class Policy:
                 key = f"{projection.entry.name}.v{projection.entry.version}"
                 found.setdefault(key, (projection, []))[1].append(rule)
         return [found[k] for k in sorted(found)]
+
+    def schemas(self) -> list[SchemaEntry]:
+        """Every schema the rules read (sources) or write (projections), once each."""
+        found: dict[int, SchemaEntry] = {}
+        for rule in self.rules:
+            for projection in rule.projections.values():
+                found.setdefault(projection.source.fingerprint, projection.source)
+                found.setdefault(projection.entry.fingerprint, projection.entry)
+        return list(found.values())
 
     def decide(
         self, event_type: str, datum: Mapping[str, Any], version: int | None = None

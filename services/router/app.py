@@ -71,6 +71,7 @@ class RouterService:
             settings.max_event_bytes, timedelta(seconds=settings.future_skew_seconds)
         )
         pipeline = Pipeline(self.catalog, self.policy, keys, limits)
+        pipeline.warm(self.policy.schemas())
         self.router = BatchRouter(
             pipeline=pipeline,
             store=self.store,
