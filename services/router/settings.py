@@ -20,11 +20,11 @@ class RouterSettings(BaseSettings):
     group_id: str = "puente-router"
     inbound_pattern: str = r"hub\.in\.[a-z][a-z0-9_]*\.[a-z_]+"
     max_batch: int = Field(default=500, ge=1)
-    # Its own fetch wait: the embedded broker often holds a fetch for most of its
-    # wait even when records arrived, so the wait adds to latency; but every fetch
-    # costs it CPU (idle, with one partition per topic: 10 % of a core at 25 ms,
-    # 14 % at 15 ms, 17 % at 10 ms), and under load that CPU delays everything.
-    # End to end at 1,000 events/s, p99: 66-72 ms at 25, 51-55 at 15, 57-65 at 10.
+    # Its own fetch wait: on the embedded broker a shorter wait answers sooner, but
+    # every fetch costs it CPU (idle, with one partition per topic: 10 % of a core
+    # at 25 ms, 14 % at 15 ms, 17 % at 10 ms), and under load that CPU delays
+    # everything. End to end at 1,000 events/s, p99: 66-72 ms at 25, 51-55 at 15,
+    # 57-65 at 10; 5 ms was no better (96-200 ms in a slow spell, as 15 ms there).
     fetch_max_wait_ms: int = Field(default=15, ge=1)
     # A record above this is refused as too_large; it is also the cap on the original
     # bytes echoed back in a rejection.
