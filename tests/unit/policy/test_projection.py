@@ -10,6 +10,7 @@ import pytest
 
 from services.contracts import codec
 from services.contracts.catalog import Catalog
+from services.contracts.ids import EVENT_TYPES
 from services.policy import Policy, PolicyError
 from services.policy import projection as proj
 from services.policy.loader import tree_of
@@ -248,3 +249,14 @@ def test_field_paths_list_leaves_through_arrays(catalog: Catalog) -> None:
     assert "payload.members.identity.documents.document_number" in paths
     assert "payload.composition.count" in paths
     assert "payload.members" not in paths
+
+
+def test_the_policys_schemas_are_every_source_and_projected_schema_once(
+    policy: Policy,
+) -> None:
+    projections = [p for r in policy.rules for p in r.projections.values()]
+    wanted = {p.source.fingerprint for p in projections}
+    wanted |= {p.entry.fingerprint for p in projections}
+    fingerprints = [e.fingerprint for e in policy.schemas()]
+    assert sorted(fingerprints) == sorted(wanted)  # each once: no repeats
+    assert set(EVENT_TYPES) <= {e.name for e in policy.schemas()}
