@@ -66,3 +66,8 @@ def router(  # noqa: PLR0917 - one parameter per option
         f"  latency p99 by fifth of the run: "
         f"{' / '.join(f'{v:.0f}' for v in figures.p99_by_fifth_ms)} ms"
     )
+    if figures.broker_cpu is not None:
+        typer.echo(
+            f"  embedded broker while offered: {figures.broker_cpu:.0%} of a core "
+            "(the latency follows its load)"
+        )

@@ -71,6 +71,9 @@ class Figures:
     p99_ms: float
     # p99 per fifth of the latency run: the embedded broker slows as batches pile up.
     p99_by_fifth_ms: tuple[float, ...] = ()
+    # The broker's CPU while events were offered, as a share of one core (None: not
+    # readable here): the latency depends on how busy it is.
+    broker_cpu: float | None = None
 
     @property
     def outputs(self) -> int:
@@ -119,18 +122,19 @@ async def run(
         inputs = Traffic(seed, lambda: datetime.now(UTC)).take(events)
         bench = _Bench(catalog, policy, inputs, Path(tmp), echo)
 
-        async with bench.broker("latency") as kafka:
-            latencies = await _latency_phase(
+        async with bench.broker("latency") as (kafka, broker):
+            latencies, broker_cpu = await _latency_phase(
                 bench.settings(kafka, "latency"),
                 catalog,
                 policy=policy,
                 seed=seed,
                 rate=rate,
                 duration=duration,
+                broker=broker,
             )
         echo(f"latency at {rate:,.0f}/s measured over {len(latencies)} events")
 
-        async with bench.broker("workers") as kafka:
+        async with bench.broker("workers") as (kafka, _):
             # The processes join an idle group first, so no rebalance happens while
             # they route (a rebalance would make them re-read records).
             many = Workers(bench.settings(kafka, "workers"), workers)
@@ -152,7 +156,7 @@ async def run(
     ]
     return Figures(
         events, workers, workers_eps, tuple(pairs), len(latencies),
-        rate, p50, p99, tuple(_percentiles(f)[1] for f in fifths),
+        rate, p50, p99, tuple(_percentiles(f)[1] for f in fifths), broker_cpu,
     )  # fmt: skip
 
 
@@ -167,12 +171,14 @@ class _Bench:
     echo: Echo
 
     @contextlib.asynccontextmanager
-    async def broker(self, phase: str) -> AsyncIterator[KafkaSettings]:
+    async def broker(
+        self, phase: str
+    ) -> AsyncIterator[tuple[KafkaSettings, EmbeddedBroker]]:
         """A fresh embedded broker with every hub topic created."""
         with EmbeddedBroker() as broker:
             kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers)
             await _create_topics(kafka, self.policy, self.inputs)
-            yield kafka
+            yield kafka, broker
 
     async def publish(self, kafka: KafkaSettings) -> None:
         """Publish the inputs and say how long it took."""
@@ -183,12 +189,12 @@ class _Bench:
 
     async def pair(self, events: int, number: int) -> Pair:
         """The router on a fresh broker, then the raw pipe on another."""
-        async with self.broker(f"single-{number}") as kafka:
+        async with self.broker(f"single-{number}") as (kafka, _):
             await self.publish(kafka)
             router_eps, outputs = await _router_phase(
                 self.settings(kafka, f"single-{number}"), events
             )
-        async with self.broker(f"raw-{number}") as kafka:
+        async with self.broker(f"raw-{number}") as (kafka, _):
             await self.publish(kafka)
             raw_eps = await _raw_phase(kafka, events, outputs)
         pair = Pair(router_eps, raw_eps, outputs)
@@ -293,8 +299,12 @@ async def _latency_phase(
     seed: int,
     rate: float,
     duration: float,
-) -> list[float]:
-    """Offer events at ``rate`` to a router in its own process; time first deliveries."""
+    broker: EmbeddedBroker,
+) -> tuple[list[float], float | None]:
+    """Offer events at ``rate`` to a router in its own process; time first deliveries.
+
+    Also returns the broker's CPU while the events were offered, as a share of a core.
+    """
     offered = Traffic(seed + 1, lambda: datetime.now(UTC), bad_share=0.0).take(
         int(rate * duration)
     )
@@ -305,14 +315,17 @@ async def _latency_phase(
     try:
         await router.ready(limit=120)
         await watcher.start()
+        before, started = broker.cpu_seconds(), time.perf_counter()
         sent = await _offer(settings.kafka, catalog, offered, rate)
+        after, seconds = broker.cpu_seconds(), time.perf_counter() - started
         seen = await watcher.collect(delivered, seconds=duration + 30)
     finally:
         await watcher.stop()
         router.stop()
     # In the order they were offered, so the run can be cut into periods.
     ids = sorted((i for i in delivered if i in seen and i in sent), key=sent.__getitem__)
-    return [seen[i] - sent[i] for i in ids]
+    share = None if before is None or after is None else (after - before) / seconds
+    return [seen[i] - sent[i] for i in ids], share
 
 
 def _delivers(catalog: Catalog, policy: Policy, event: SimEvent) -> bool:

