@@ -12,6 +12,7 @@ the code as constants, not written into it.
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -88,3 +89,62 @@ class Source:
         exec(code, namespace)  # noqa: S102 - text built here from checked names only
         function: Callable[..., Any] = namespace[entry]
         return function
+
+
+class Emitter(ABC):
+    """Walks a schema and returns the statements for one value (reader or writer).
+
+    ``name`` is the generated code's local holding the value: read into, or written
+    from. Subclasses say what each kind of value turns into.
+    """
+
+    def __init__(self, source: Source, named: dict[str, Any]) -> None:
+        self.source = source
+        self.named = named
+
+    def value(self, schema: Any, name: str, depth: int, /) -> list[str]:
+        """The statements, indented ``depth`` levels, for a value of ``schema``."""
+        if isinstance(schema, str):
+            return self.named_type(schema, name, depth)
+        if isinstance(schema, list):
+            return self.union(schema, name, depth)
+        if not isinstance(schema, dict) or "logicalType" in schema:
+            raise UnsupportedError(str(schema)[:80])
+        kind = schema["type"]
+        if kind in ("record", "error"):
+            return [f"{INDENT * depth}{self.record_call(self.record(schema), name)}"]
+        if kind == "enum":
+            return self.enum(schema, name, depth)
+        if kind == "array":
+            return self.array(schema, name, depth)
+        if kind == "map":
+            return self.map(schema, name, depth)
+        return self.value(kind, name, depth)
+
+    @abstractmethod
+    def named_type(self, type_name: str, name: str, depth: int, /) -> list[str]:
+        """A primitive, or a named type defined elsewhere in the schema."""
+
+    @abstractmethod
+    def union(self, branches: list[Any], name: str, depth: int, /) -> list[str]:
+        """A ``["null", T]`` union."""
+
+    @abstractmethod
+    def record(self, schema: dict[str, Any], /) -> str:
+        """The name of the function for a record type, written once."""
+
+    @abstractmethod
+    def record_call(self, function: str, name: str, /) -> str:
+        """The statement calling a record's function."""
+
+    @abstractmethod
+    def enum(self, schema: dict[str, Any], name: str, depth: int, /) -> list[str]:
+        """An enum symbol."""
+
+    @abstractmethod
+    def array(self, schema: dict[str, Any], name: str, depth: int, /) -> list[str]:
+        """An array."""
+
+    @abstractmethod
+    def map(self, schema: dict[str, Any], name: str, depth: int, /) -> list[str]:
+        """A map with string keys."""

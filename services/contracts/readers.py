@@ -24,6 +24,7 @@ from fastavro import schemaless_reader
 
 from services.contracts.generated import (
     INDENT,
+    Emitter,
     Source,
     UnsupportedError,
     field_name,
@@ -92,21 +93,17 @@ _HELPERS: Final = {
 }
 
 
-class _Reader:
+class _Reader(Emitter):
     """Writes the statements that read one value into a local and advance ``p``.
 
     The generated functions take ``(b, p)``: the bytes and the position; ``m`` is
     their length.
     """
 
-    def __init__(self, source: Source, named: dict[str, Any]) -> None:
-        self.source = source
-        self.named = named
-
     def top_function(self, schema: Any) -> str:
         """The name of the function ``(b, p) -> (value, p)`` reading ``schema``."""
         if isinstance(schema, dict) and schema.get("type") in ("record", "error"):
-            record = self._record(schema)
+            record = self.record(schema)
             function, _ = self.source.function("")  # "" is no record's name
             body = [f"{INDENT}return {record}(b, p, len(b))"]
         else:
@@ -120,23 +117,8 @@ class _Reader:
         self.source.lines.extend([f"def {function}(b, p):", *body])
         return function
 
-    def value(self, schema: Any, target: str, depth: int) -> list[str]:
-        if isinstance(schema, str):
-            return self._named(schema, target, depth)
-        if isinstance(schema, list):
-            return self._union(schema, target, depth)
-        if not isinstance(schema, dict) or "logicalType" in schema:
-            raise UnsupportedError(str(schema)[:80])
-        kind = schema["type"]
-        if kind in ("record", "error"):
-            return [f"{INDENT * depth}{target}, p = {self._record(schema)}(b, p, m)"]
-        if kind == "enum":
-            return self._enum(schema, target, depth)
-        if kind == "array":
-            return self._array(schema, target, depth)
-        if kind == "map":
-            return self._map(schema, target, depth)
-        return self.value(kind, target, depth)
+    def record_call(self, function: str, target: str) -> str:
+        return f"{target}, p = {function}(b, p, m)"
 
     def _varint(self, target: str, depth: int) -> list[str]:
         """Read a raw (still zig-zagged) varint; most are one byte."""
@@ -147,7 +129,7 @@ class _Reader:
             f"{pad}if {target} > 0x7F: {target}, p = varint_(b, p, {target})",
         ]
 
-    def _named(self, name: str, target: str, depth: int) -> list[str]:
+    def named_type(self, name: str, target: str, depth: int) -> list[str]:
         pad = INDENT * depth
         if name in ("int", "long"):
             return [
@@ -171,7 +153,7 @@ class _Reader:
             raise UnsupportedError(name)
         return self.value(self.named[name], target, depth)
 
-    def _union(self, branches: list[Any], target: str, depth: int) -> list[str]:
+    def union(self, branches: list[Any], target: str, depth: int) -> list[str]:
         inner, null_index, value_index = nullable(branches)
         index = self.source.local()
         pad = INDENT * depth
@@ -183,7 +165,7 @@ class _Reader:
             f"{pad}else: raise ValueError('a union index out of range')",
         ]
 
-    def _record(self, schema: dict[str, Any]) -> str:
+    def record(self, schema: dict[str, Any]) -> str:
         function, new = self.source.function(schema["name"])
         if not new:
             return function
@@ -197,7 +179,7 @@ class _Reader:
         self.source.lines.extend(body)
         return function
 
-    def _enum(self, schema: dict[str, Any], target: str, depth: int) -> list[str]:
+    def enum(self, schema: dict[str, Any], target: str, depth: int) -> list[str]:
         symbols = self.source.constant(tuple(schema["symbols"]))
         pad = INDENT * depth
         return [
@@ -206,7 +188,7 @@ class _Reader:
             f"{pad}{target} = {symbols}[{target} >> 1]",  # past the end: IndexError
         ]
 
-    def _array(self, schema: dict[str, Any], target: str, depth: int) -> list[str]:
+    def array(self, schema: dict[str, Any], target: str, depth: int) -> list[str]:
         if not self._takes_bytes(schema["items"], set()):
             raise UnsupportedError("array items that may take no bytes")
         item = self.source.local()
@@ -220,13 +202,13 @@ class _Reader:
             depth,
         )
 
-    def _map(self, schema: dict[str, Any], target: str, depth: int) -> list[str]:
+    def map(self, schema: dict[str, Any], target: str, depth: int) -> list[str]:
         key, item = self.source.local(), self.source.local()
         return self._blocks(
             target,
             "{}",
             [
-                *self._named("string", key, depth + 2),
+                *self.named_type("string", key, depth + 2),
                 *self.value(schema["values"], item, depth + 2),
                 f"{INDENT * (depth + 2)}{target}[{key}] = {item}",
             ],

@@ -20,6 +20,7 @@ from fastavro import schemaless_writer
 
 from services.contracts.generated import (
     INDENT,
+    Emitter,
     Source,
     UnsupportedError,
     field_name,
@@ -84,41 +85,22 @@ def writer_for(parsed: Any) -> Encode:
     return encode
 
 
-class _Writer:
+class _Writer(Emitter):
     """Writes the statements that append one value's encoding to ``out``."""
-
-    def __init__(self, source: Source, named: dict[str, Any]) -> None:
-        self.source = source
-        self.named = named
 
     def top_function(self, schema: Any) -> str:
         """The name of the function ``(datum, out)`` that writes ``schema``."""
         if isinstance(schema, dict) and schema.get("type") in ("record", "error"):
-            return self._record(schema)
+            return self.record(schema)
         function, _ = self.source.function("")  # "" is no record's name
         body = self.value(schema, "datum", 1)
         self.source.lines.extend([f"def {function}(datum, out):", *body])
         return function
 
-    def value(self, schema: Any, value: str, depth: int) -> list[str]:
-        if isinstance(schema, str):
-            return self._named(schema, value, depth)
-        if isinstance(schema, list):
-            return self._union(schema, value, depth)
-        if not isinstance(schema, dict) or "logicalType" in schema:
-            raise UnsupportedError(str(schema)[:80])
-        kind = schema["type"]
-        if kind in ("record", "error"):
-            return [f"{INDENT * depth}{self._record(schema)}({value}, out)"]
-        if kind == "enum":
-            return self._enum(schema, value, depth)
-        if kind == "array":
-            return self._array(schema, value, depth)
-        if kind == "map":
-            return self._map(schema, value, depth)
-        return self.value(kind, value, depth)
+    def record_call(self, function: str, value: str) -> str:
+        return f"{function}({value}, out)"
 
-    def _named(self, name: str, value: str, depth: int) -> list[str]:
+    def named_type(self, name: str, value: str, depth: int) -> list[str]:
         pad = INDENT * depth
         if name in _PRIMITIVE_LINES:
             return [pad + line.format(v=value) for line in _PRIMITIVE_LINES[name]]
@@ -133,7 +115,7 @@ class _Writer:
             raise UnsupportedError(name)
         return self.value(self.named[name], value, depth)
 
-    def _union(self, branches: list[Any], value: str, depth: int) -> list[str]:
+    def union(self, branches: list[Any], value: str, depth: int) -> list[str]:
         inner, null_index, value_index = nullable(branches)
         pad = INDENT * depth
         return [
@@ -143,7 +125,7 @@ class _Writer:
             *self.value(inner, value, depth + 1),
         ]
 
-    def _record(self, schema: dict[str, Any]) -> str:
+    def record(self, schema: dict[str, Any]) -> str:
         function, new = self.source.function(schema["name"])
         if not new:
             return function
@@ -160,7 +142,7 @@ class _Writer:
         self.source.lines.extend(body)
         return function
 
-    def _enum(self, schema: dict[str, Any], value: str, depth: int) -> list[str]:
+    def enum(self, schema: dict[str, Any], value: str, depth: int) -> list[str]:
         # An unknown symbol is a KeyError, a write failure like fastavro's ValueError.
         symbols = schema["symbols"]
         pad = INDENT * depth
@@ -170,7 +152,7 @@ class _Writer:
         index = self.source.constant({s: i for i, s in enumerate(symbols)})
         return [f"{pad}long_({index}[{value}], out)"]
 
-    def _array(self, schema: dict[str, Any], value: str, depth: int) -> list[str]:
+    def array(self, schema: dict[str, Any], value: str, depth: int) -> list[str]:
         item = self.source.local()
         pad = INDENT * depth
         return [
@@ -181,14 +163,14 @@ class _Writer:
             f"{pad}out.append(0)",
         ]
 
-    def _map(self, schema: dict[str, Any], value: str, depth: int) -> list[str]:
+    def map(self, schema: dict[str, Any], value: str, depth: int) -> list[str]:
         key, item = self.source.local(), self.source.local()
         pad = INDENT * depth
         return [
             f"{pad}if {value}:",
             *_length(value, pad + INDENT),
             f"{pad}{INDENT}for {key}, {item} in {value}.items():",
-            *self._named("string", key, depth + 2),
+            *self.named_type("string", key, depth + 2),
             *self.value(schema["values"], item, depth + 2),
             f"{pad}out.append(0)",
         ]
