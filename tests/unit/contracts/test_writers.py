@@ -9,7 +9,7 @@ import fastavro
 import pytest
 
 from services.contracts.writers import compile_writer
-from tests.unit.contracts.trees import TREE, node
+from tests.unit.contracts.trees import TREE, UNCOVERED, node
 
 
 def _fastavro(schema: Any, datum: Any) -> bytes:
@@ -54,15 +54,7 @@ def test_a_field_name_outside_the_avro_name_rule_gets_no_compiled_writer() -> No
     assert compile_writer(fastavro.parse_schema(schema)) is None
 
 
-@pytest.mark.parametrize(
-    "schema",
-    [
-        ["null", "string", "long"],
-        ["string", "long"],
-        {"type": "fixed", "name": "Four", "size": 4},
-        {"type": "long", "logicalType": "timestamp-millis"},
-    ],
-)
+@pytest.mark.parametrize("schema", UNCOVERED)
 def test_schemas_outside_the_covered_set_get_no_compiled_writer(schema: Any) -> None:
     assert compile_writer(fastavro.parse_schema(schema)) is None
 
