@@ -68,10 +68,11 @@ class EmbeddedBroker:
 
     def cpu_seconds(self) -> float | None:
         """CPU time the broker process used so far; None when it cannot be read."""
-        if self._process is None:
+        pid = self.pid
+        if pid is None:
             return None
         try:
-            times = psutil.Process(self._process.pid).cpu_times()
+            times = psutil.Process(pid).cpu_times()
         except psutil.Error:  # gone, or not ours to look at
             return None
         return float(times.user + times.system)
