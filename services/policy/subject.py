@@ -81,6 +81,19 @@ class SubjectKeys:
         """The key ``recipient`` sees instead of ``subject_key`` (pseudonymous views)."""
         return _encode("r", _mac(self._recipient_key(recipient), subject_key))
 
+    def recipient_id(self, recipient: str, value: str) -> str:
+        """A UUID standing for ``value`` (an event or record id) for ``recipient`` alone.
+
+        Pseudonymous recipients of one event must hold no common value to join on
+        (DESIGN §4): each gets its own, stable UUID, so it still dedupes redeliveries
+        and follows one referral's lifecycle, but cannot match another's records.
+        """
+        digest = bytearray(_mac(self._recipient_key(recipient), f"id:{value}")[:16])
+        digest[6] = (digest[6] & 0x0F) | 0x80  # version 8: custom (RFC 9562)
+        digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+        text = digest.hex()
+        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
     def _recipient_key(self, recipient: str) -> bytes:
         key = self._recipient_keys.get(recipient)
         if key is None:
