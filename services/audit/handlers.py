@@ -19,7 +19,7 @@ from services.audit import chain
 from services.audit.checkpoints import Checkpoint, Schedule, sign, to_datum
 from services.audit.ledger import AppendResult, Ledger, Position, Skipped
 from services.audit.metrics import AuditMetrics
-from services.contracts import codec, headers
+from services.contracts import admission, codec, headers
 from services.contracts.catalog import Catalog, SchemaEntry
 from services.contracts.errors import ContractError
 from services.contracts.natural import codec_for
@@ -46,15 +46,23 @@ def to_batch(catalog: Catalog, records: Iterable[Any]) -> Batch:
         batch.positions[where] = max(batch.positions.get(where, 0), record.offset + 1)
         value: bytes = record.value or b""
         try:
-            entry, datum = codec.decode(catalog, value)
-            chain.check_admissible(entry)
-            batch.entries.append(chain.prepare(codec_for(entry).to_natural(datum)))
+            batch.entries.append(_prepare(catalog, value))
         except ContractError as e:
             # Codec messages name fields and expectations, never values.
             reason = f"{type(e).__name__}: {e}"[:300]
             digest = hashlib.sha256(value).hexdigest() if value else None
             batch.skipped.append(Skipped(*where, record.offset, reason, digest))
     return batch
+
+
+def _prepare(catalog: Catalog, value: bytes) -> chain.Prepared:
+    """An audit record's entry, refused by the same checks the router admits by."""
+    entry, plain = codec.decode(catalog, value, plain=True)
+    chain.check_admissible(entry)
+    admission.check_entry(plain)
+    # Admitted, its logical values convert; read again as fastavro gives them.
+    datum = codec.read_body(entry, value)
+    return chain.prepare(codec_for(entry).to_natural(datum))
 
 
 class Ingestor:

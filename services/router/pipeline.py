@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal, Protocol
 
-from services.contracts import codec, headers, segments, topics
+from services.contracts import admission, codec, headers, segments, topics
 from services.contracts.catalog import Catalog, SchemaEntry
 from services.contracts.errors import ContractError, DecodeError
 from services.contracts.natural import format_timestamp
@@ -423,6 +423,10 @@ def _semantics(
     datum: Any, event_type: str, latest: int, policy: Policy
 ) -> tuple[str, str] | None:
     """Checks Avro cannot express: times not in the future, referral parties known."""
+    # What the ledger would refuse is refused here: no delivery without its entry.
+    problem = admission.event_problem(datum)
+    if problem is not None:
+        return "invalid", problem
     envelope = datum["envelope"]
     for name in ("occurred_at", "recorded_at"):
         if envelope[name] > latest:
