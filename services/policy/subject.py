@@ -1,12 +1,14 @@
 """Pseudonymous subject keys (DESIGN §4 "Pseudonymous linking"), pure.
 
-``subject_key = "k1:" + base32(HMAC-SHA256(hub_key, "<basis>:<normalised document>"))``
-(lowercase, no padding). The document is chosen by basis priority: DUI, NUI,
-passport, foreign national ids, then any other document; ties are broken by the
-normalised value, so the order in which a source lists documents does not matter.
+``subject_key = "k<v>:" + base32(HMAC-SHA256(hub_key, "<basis>:<normalised document>"))``
+(lowercase, no padding), where ``<v>`` is the version of the hub key (1 for a key
+given without one; each rotation adds the next). The document is chosen by basis
+priority: DUI, NUI, passport, foreign national ids, then any other document; ties are
+broken by the normalised value, so the order in which a source lists documents does
+not matter.
 
 For pseudonymous views the key is re-keyed per recipient,
-``"r1:" + base32(HMAC-SHA256(recipient_key, subject_key))`` with
+``"r<v>:" + base32(HMAC-SHA256(recipient_key, subject_key))`` with
 ``recipient_key = HMAC-SHA256(hub_key, "recipient:" + id)``, so two recipients'
 datasets cannot be joined without the hub. The ``r`` prefix keeps a re-keyed value
 from ever being mistaken for a hub key (e.g. in a subject-report query).
@@ -23,6 +25,7 @@ from typing import Any, Final
 from services.policy.base32 import encode_digest
 from services.policy.errors import KeyMaterialError
 
+# The version of a hub key configured without one (``PUENTE_HUB_KEY=<hex>``).
 KEY_VERSION: Final = 1
 NO_BASIS: Final = "NONE"
 MIN_KEY_BYTES: Final = 32
@@ -52,13 +55,18 @@ _HOUSEHOLD: Final = "displacement_registration"
 class SubjectKeys:
     """Computes hub subject keys and their per-recipient re-keyed forms."""
 
-    def __init__(self, hub_key: bytes) -> None:
+    def __init__(self, hub_key: bytes, version: int = KEY_VERSION) -> None:
         if len(hub_key) < MIN_KEY_BYTES:
             raise KeyMaterialError(
                 f"the hub key has {len(hub_key)} bytes; "
                 f"at least {MIN_KEY_BYTES} are needed"
             )
+        if version < 1:
+            raise KeyMaterialError(f"hub key version {version}: versions start at 1")
         self._hub_key = hub_key
+        self.version = version
+        self._subject_prefix = f"k{version}:"
+        self._rekeyed_prefix = f"r{version}:"
         self._recipient_keys: dict[str, bytes] = {}
 
     def __repr__(self) -> str:
@@ -75,11 +83,13 @@ class SubjectKeys:
         if chosen is None:
             return None, NO_BASIS
         basis, normalised = chosen
-        return _encode("k", _mac(self._hub_key, f"{basis}:{normalised}")), basis
+        digest = _mac(self._hub_key, f"{basis}:{normalised}")
+        return _encode(self._subject_prefix, digest), basis
 
     def rekey(self, recipient: str, subject_key: str) -> str:
         """The key ``recipient`` sees instead of ``subject_key`` (pseudonymous views)."""
-        return _encode("r", _mac(self._recipient_key(recipient), subject_key))
+        digest = _mac(self._recipient_key(recipient), subject_key)
+        return _encode(self._rekeyed_prefix, digest)
 
     def recipient_id(self, recipient: str, value: str) -> str:
         """A UUID standing for ``value`` (an event or record id) for ``recipient`` alone.
@@ -168,4 +178,7 @@ def _mac(key: bytes, message: str) -> bytes:
 
 
 def _encode(prefix: str, digest: bytes) -> str:
-    return f"{prefix}{KEY_VERSION}:{encode_digest(digest)}"
+    # The prefix ("k2:", "r2:") names the hub key version that made the value, so
+    # values of every version can stand side by side in the ledger and in a
+    # recipient's data.
+    return prefix + encode_digest(digest)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
@@ -60,8 +60,16 @@ class TopicSettings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1)
 
 
+Environment = Literal["development", "production"]
+
+
 class HubSettings(BaseSettings):
-    """Where the hub finds its schemas and policy and keeps its local state."""
+    """Where the hub finds its schemas and policy and keeps its local state.
+
+    ``PUENTE_ENV`` is ``development`` (the default: development keys are generated
+    under the state dir, and their use is announced) or ``production`` (every key
+    must be configured explicitly; a service without one refuses to start).
+    """
 
     model_config = SettingsConfigDict(env_prefix="PUENTE_", extra="ignore")
 
@@ -69,6 +77,13 @@ class HubSettings(BaseSettings):
     schemas_dir: Path = REPO_ROOT / "schemas"
     policy_dir: Path = REPO_ROOT / "deploy" / "policy"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    env: Environment = "development"
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _lowercase(cls, value: object) -> object:
+        # "Production" in an env file means production, not a start-up failure.
+        return value.strip().lower() if isinstance(value, str) else value
 
 
 class CommonSettings(BaseSettings):
