@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from services.contracts.errors import ConfigurationError
+from services.keys.environment import allow_development_key
 
 log = logging.getLogger(__name__)
 RAW_KEY_BYTES: Final = 32
@@ -106,6 +107,7 @@ def read_key_file(path: Path) -> bytes:
 
 def development_key(path: Path) -> Ed25519PrivateKey:
     """The development key at ``path``, generated (mode 0600) on first use."""
+    allow_development_key("audit signing key", "PUENTE_AUDIT_SIGNING_KEY or _FILE")
     if path.exists():
         return parse_private_key(read_key_file(path))
     key = Ed25519PrivateKey.generate()
