@@ -11,6 +11,8 @@ from services.contracts import cli as contracts_cli
 from services.demo.cli import demo as demo_command
 from services.gateway.bench import bench_command as gateway_bench
 from services.gateway.cli import app as gateway_cli
+from services.kafkalocal import cli as kafka_cli
+from services.keys import cli as keys_cli
 from services.policy import cli as policy_cli
 from services.runtime.cli import PuenteGroup
 from services.sim import cli as sim_cli
@@ -32,6 +34,9 @@ app.add_typer(cli_bench.app, name="bench")
 app.add_typer(gateway_cli, name="gateway")
 app.add_typer(audit_cli.app, name="audit")
 app.add_typer(acl_cli.app, name="acl")
+app.add_typer(keys_cli.app, name="keys")
+app.command("subject-key")(keys_cli.subject_key)
+app.add_typer(kafka_cli.app, name="kafka")
 app.command("demo")(demo_command)
 app.command()(cli_pubsub.publish)
 app.command()(cli_pubsub.tail)
