@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -18,14 +19,21 @@ from services.contracts.catalog import Catalog
 from services.gateway import problems
 from services.gateway.deliveries import TopicReader
 from services.gateway.handlers import Gateway, json_response
+from services.gateway.ingest import Limits
 from services.gateway.metrics import GatewayMetrics
-from services.gateway.models import REF_TEMPLATE, component_schemas, event_models
+from services.gateway.models import (
+    REF_TEMPLATE,
+    DeliveryPage,
+    component_schemas,
+    event_models,
+)
 from services.gateway.outbox import Outbox
 from services.gateway.preparing import Preparer
 from services.gateway.problems import ProblemError
 from services.gateway.relay import Relay
 from services.gateway.rights import PublishRights, load_rights
 from services.gateway.settings import GatewaySettings
+from services.gateway.tokens import Scope as TokenScope
 from services.gateway.tokens import TokenStore
 from services.runtime.ops import OpsServer
 
@@ -49,15 +57,26 @@ def build_gateway(
         group_max=settings.group_commit_max,
     )
     metrics.watch_outbox(lambda: outbox.unsent_count, outbox.oldest_unsent_age)
+    reader = TopicReader(
+        settings.kafka,
+        wait_ms=settings.deliveries_wait_ms,
+        size=settings.deliveries_consumers,
+        acquire_wait_ms=settings.deliveries_pool_wait_ms,
+    )
+    limits = Limits(settings.max_event_bytes(), settings.max_record_bytes())
     return Gateway(
         settings=settings,
         catalog=catalog,
         rights=rights,
-        tokens=TokenStore(settings.tokens_file()),
+        tokens=TokenStore(
+            settings.tokens_file(), default_expiry_days=settings.token_expiry_days
+        ),
         outbox=outbox,
-        reader=TopicReader(settings.kafka, wait_ms=settings.deliveries_wait_ms),
+        reader=reader,
         metrics=metrics,
-        preparer=Preparer(catalog, settings.hub.schemas_dir, settings.prepare_workers),
+        preparer=Preparer(
+            catalog, settings.hub.schemas_dir, settings.prepare_workers, limits
+        ),
     )
 
 
@@ -69,7 +88,11 @@ def build_app(
     catalog: Catalog | None = None,
     gateway: Gateway | None = None,
 ) -> FastAPI:
-    """The HTTP API. Without ``gateway`` it builds one and its lifespan runs it."""
+    """The public HTTP API. Without ``gateway`` it builds one and its lifespan runs it.
+
+    It serves neither metrics nor documentation: those are on the admin app
+    (``app.state.admin``, see `build_admin_app`), which listens on its own port.
+    """
     owned = gateway is None
     gw = gateway or build_gateway(settings, registry, rights, catalog)
 
@@ -88,28 +111,76 @@ def build_app(
         version="1",
         summary="HTTP ingest and pull delivery for institutions without a Kafka client",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.gateway = gw
     _routes(app, gw)
     _errors(app)
     app.openapi = _openapi(app, gw)  # type: ignore[method-assign]
     app.add_middleware(RequestMetrics, gateway=gw)
+    app.state.admin = build_admin_app(app, gw)
     return app
 
 
-def _caller(gw: Gateway) -> Callable[..., Awaitable[str]]:
+def build_admin_app(public: FastAPI, gw: Gateway) -> FastAPI:
+    """``/metrics``, ``/docs``, ``/openapi.json`` (of the public API) and ``/health``.
+
+    Served on the admin port (loopback by default): metrics describe every
+    institution's traffic and the documents describe the deployment, which only
+    operators need.
+    """
+    admin = FastAPI(
+        title="Puente gateway admin", docs_url=None, redoc_url=None, openapi_url=None
+    )
+
+    @admin.get("/openapi.json", include_in_schema=False)
+    async def get_openapi_document() -> Response:
+        return json_response(public.openapi())
+
+    @admin.get("/docs", include_in_schema=False)
+    async def get_docs() -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=public.title)
+
+    @admin.get("/metrics", include_in_schema=False)
+    async def get_metrics() -> Response:
+        return Response(
+            generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST
+        )
+
+    @admin.get("/health", include_in_schema=False)
+    async def get_health() -> Response:
+        return _health(gw)
+
+    return admin
+
+
+def _caller(gw: Gateway, scope: TokenScope) -> Callable[..., Awaitable[str]]:
     # async: FastAPI runs plain ``def`` dependencies in a thread pool, which costs
     # more than the hash and compare this does.
     async def caller(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> str:
-        return gw.authenticate(credentials.credentials if credentials else None)
+        return gw.authenticate(credentials.credentials if credentials else None, scope)
 
     return caller
 
 
+def _health(gw: Gateway) -> Response:
+    return json_response(
+        {
+            "service": "gateway",
+            "ok": True,
+            "outbox_depth": gw.outbox.unsent_count,
+            "outbox_oldest_unsent_seconds": round(gw.outbox.oldest_unsent_age(), 3),
+        }
+    )
+
+
 def _routes(app: FastAPI, gw: Gateway) -> None:
-    Caller = Annotated[str, Depends(_caller(gw))]  # noqa: N806 - a type alias
+    Caller = Annotated[str, Depends(_caller(gw, TokenScope.PUBLISH))]  # noqa: N806 - a type alias
+    Reader = Annotated[str, Depends(_caller(gw, TokenScope.READ))]  # noqa: N806 - a type alias
     limit_max = gw.settings.deliveries_max
 
     for event_type in sorted(gw.event_types):
@@ -128,10 +199,14 @@ def _routes(app: FastAPI, gw: Gateway) -> None:
     async def post_batch(caller: Caller, request: Request) -> Response:
         return await gw.publish_batch(caller, request)
 
-    @app.get("/v1/deliveries/{event_type}", tags=["deliveries"])
+    @app.get(
+        "/v1/deliveries/{event_type}",
+        tags=["deliveries"],
+        responses={200: {"model": DeliveryPage, "description": "A page of deliveries"}},
+    )
     async def get_deliveries(
         event_type: str,
-        caller: Caller,
+        caller: Reader,
         cursor: Annotated[str | None, Query(max_length=4096)] = None,
         limit: Annotated[int, Query(ge=1, le=limit_max)] = 100,
     ) -> Response:
@@ -140,7 +215,7 @@ def _routes(app: FastAPI, gw: Gateway) -> None:
 
     @app.get("/v1/rejections", tags=["deliveries"])
     async def get_rejections(
-        caller: Caller,
+        caller: Reader,
         cursor: Annotated[str | None, Query(max_length=4096)] = None,
         limit: Annotated[int, Query(ge=1, le=limit_max)] = 100,
         include_original: bool = False,
@@ -153,21 +228,7 @@ def _routes(app: FastAPI, gw: Gateway) -> None:
     @app.get("/health", tags=["operations"])
     async def get_health() -> Response:
         """Liveness and outbox state."""
-        return json_response(
-            {
-                "service": "gateway",
-                "ok": True,
-                "outbox_depth": gw.outbox.unsent_count,
-                "outbox_oldest_unsent_seconds": round(gw.outbox.oldest_unsent_age(), 3),
-            }
-        )
-
-    @app.get("/metrics", tags=["operations"])
-    async def get_metrics() -> Response:
-        """Prometheus metrics of this service."""
-        return Response(
-            generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST
-        )
+        return _health(gw)
 
 
 def _event_route(app: FastAPI, gw: Gateway, event_type: str, caller_type: Any) -> None:
@@ -311,19 +372,31 @@ class GatewayService:
             batch=settings.relay_batch,
             backoff_max_s=settings.relay_backoff_max_s,
             retention_s=settings.dedupe_retention_hours * 3600,
+            limits=self.gateway.limits,
         )
         self.server = OpsServer(self.app, settings.port, settings.host)
+        self.admin = OpsServer(
+            self.app.state.admin, settings.admin_port, settings.admin_host
+        )
 
     async def start(self) -> None:
-        """Open the outbox, start the relay, then listen."""
+        """Open the outbox, start the relay, then listen on both ports."""
         await self.gateway.start()
         await self.relay.start()
+        await self.admin.start()
         await self.server.start()
-        log.info("gateway listening on %s:%d", self.settings.host, self.settings.port)
+        log.info(
+            "gateway listening on %s:%d (admin: metrics and docs on %s:%d)",
+            self.settings.host,
+            self.settings.port,
+            self.settings.admin_host,
+            self.settings.admin_port,
+        )
 
     async def stop(self) -> None:
         """Stop listening, stop the relay, close the outbox."""
         await _quietly(self.server.stop)
+        await _quietly(self.admin.stop)
         await _quietly(self.relay.stop)
         await self.gateway.stop()
         self.gateway.tokens.close()

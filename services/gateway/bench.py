@@ -216,6 +216,10 @@ def _start_gateway(state: Path, port: int, bootstrap: str) -> subprocess.Popen[b
         **os.environ,
         "PUENTE_STATE_DIR": str(state),
         "PUENTE_GATEWAY_PORT": str(port),
+        "PUENTE_GATEWAY_ADMIN_PORT": str(free_port()),
+        # One client stands for every institution here: measure the gateway, not
+        # the per-institution rate limit.
+        "PUENTE_GATEWAY_RATE_LIMIT_PER_S": "0",
         "PUENTE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "PUENTE_LOG_LEVEL": "WARNING",
     }

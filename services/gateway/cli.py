@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +14,12 @@ from services.contracts.catalog import Catalog
 from services.contracts.errors import InvalidIdError, PuenteError
 from services.gateway.rights import DenyAll, load_rights
 from services.gateway.settings import GatewaySettings
-from services.gateway.tokens import TokenNotFoundError, TokenStore
+from services.gateway.tokens import (
+    ALL_SCOPES,
+    TokenError,
+    TokenStore,
+    parse_scopes,
+)
 
 app = typer.Typer(
     name="gateway", help="The HTTP gateway: credentials.", no_args_is_help=True
@@ -34,7 +40,11 @@ StoreOption = Annotated[
 
 
 def _store(path: Path | None) -> TokenStore:
-    return TokenStore(path or GatewaySettings().tokens_file())
+    settings = GatewaySettings()
+    return TokenStore(
+        path or settings.tokens_file(),
+        default_expiry_days=settings.token_expiry_days,
+    )
 
 
 def _fail(message: str) -> typer.Exit:
@@ -60,18 +70,39 @@ def create(
     institution: Annotated[
         str, typer.Option("--institution", "-i", help="Institution id")
     ],
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scope",
+            "-s",
+            help="publish or read; repeat for both (default: both)",
+        ),
+    ] = None,
+    expires_in: Annotated[
+        int | None,
+        typer.Option(
+            "--expires-in",
+            min=1,
+            help="Days until the credential expires "
+            "(default: PUENTE_GATEWAY_TOKEN_EXPIRY_DAYS, 90)",
+        ),
+    ] = None,
     store: StoreOption = None,
 ) -> None:
     """Create a credential; the token is printed once and only its hash is kept."""
     _check_member(institution)
     try:
+        scopes = parse_scopes(scope) if scope else ALL_SCOPES
         tokens = _store(store)
-        info, token = tokens.create(institution)
+        info, token = tokens.create(institution, scopes, expires_in)
         tokens.close()
     except (InvalidIdError, PuenteError) as e:
         raise _fail(str(e)) from e
     err = Console(stderr=True)
-    err.print(f"credential [bold]{info.id}[/bold] for [bold]{info.institution}[/bold]")
+    err.print(
+        f"credential [bold]{info.id}[/bold] for [bold]{info.institution}[/bold], "
+        f"scopes {_scopes(info.scopes)}, expires {_when(info.expires_at)}"
+    )
     err.print("the token below is shown only now; store it in the client's secret store")
     typer.echo(token)
 
@@ -83,18 +114,27 @@ def list_tokens(
     ] = None,
     store: StoreOption = None,
 ) -> None:
-    """List credentials: id, institution, created, revoked (never the token)."""
+    """List credentials with scopes, expiry and last use (never the token)."""
     try:
         tokens = _store(store)
         infos = tokens.list(institution)
         tokens.close()
     except PuenteError as e:
         raise _fail(str(e)) from e
-    table = Table("id", "institution", "created", "revoked")
+    table = Table(
+        "id", "institution", "scopes", "state", "created", "expires", "last used"
+    )
     for info in infos:
-        revoked = info.revoked_at.isoformat() if info.revoked_at else "-"
-        table.add_row(info.id, info.institution, info.created_at.isoformat(), revoked)
-    Console().print(table)
+        table.add_row(
+            info.id,
+            info.institution,
+            _scopes(info.scopes),
+            info.state,
+            _when(info.created_at),
+            _when(info.expires_at),
+            _when(info.last_used_at),
+        )
+    Console(width=160).print(table)
 
 
 @token_app.command("revoke")
@@ -107,8 +147,14 @@ def revoke(
         tokens = _store(store)
         info = tokens.revoke(token_id)
         tokens.close()
-    except TokenNotFoundError as e:
-        raise _fail(str(e)) from e
-    except PuenteError as e:
+    except (TokenError, PuenteError) as e:
         raise _fail(str(e)) from e
     Console(stderr=True).print(f"revoked {info.id} ({info.institution})")
+
+
+def _scopes(scopes: frozenset[str]) -> str:
+    return ",".join(sorted(scopes)) or "-"
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.isoformat() if moment else "-"

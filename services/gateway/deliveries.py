@@ -1,10 +1,12 @@
 """Pull reads of a caller's topics (deliveries, rejections) with an opaque cursor.
 
-The cursor is base64url JSON ``{"<partition>": <next offset>}``. Each request uses
-its own short-lived consumer without a group (measured on the embedded broker:
-start 1.5 ms, stop 0.3 ms, a 200-record page ~20 ms; a cached consumer would save
-little and keep fetching in the background): ``assign`` + ``seek``, ``getmany``
-until every partition is read up to its ``highwater()`` or the page is full.
+The cursor is base64url JSON ``{"<partition>": <next offset>}``. Reads go through a
+bounded pool of consumers without a group, shared by every request: a burst of GETs
+opens at most ``size`` connections to the broker instead of one each, and a GET
+that finds every consumer busy waits briefly, then is refused as busy (503). A read
+is ``assign`` + ``seek``, ``getmany`` until every partition is read up to its
+``highwater()`` or the page is full; afterwards the consumer is unassigned so it
+fetches nothing while idle, and one that failed is closed rather than reused.
 (``end_offsets`` and ``offsets_for_times`` are wrong on the embedded broker.)
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,6 +42,10 @@ class ReaderUnavailableError(PuenteError):
     """The broker cannot be reached to read deliveries (retriable)."""
 
     retriable = True
+
+
+class ReaderBusyError(ReaderUnavailableError):
+    """Every consumer of the pool stayed busy for the whole wait (retriable)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,28 +84,89 @@ def decode_cursor(text: str | None) -> Cursor:
 
 
 class TopicReader:
-    """Reads pages of one topic at a time for the HTTP pull endpoints."""
+    """Reads pages of one topic at a time through a bounded pool of consumers."""
 
-    def __init__(self, kafka: KafkaSettings, *, wait_ms: int = 1000) -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        *,
+        wait_ms: int = 1000,
+        size: int = 4,
+        acquire_wait_ms: int = 2000,
+    ) -> None:
         self._kafka = kafka
         self._wait_s = wait_ms / 1000
+        self._acquire_wait_s = acquire_wait_ms / 1000
+        self.size = size
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[AIOKafkaConsumer] = []
+        self.started = 0  # consumers started so far (each is one broker connection)
+        self._open = 0
+
+    @property
+    def open_consumers(self) -> int:
+        """Consumers started and not yet closed."""
+        return self._open
 
     async def read(self, topic: str, cursor: Cursor, limit: int) -> Page:
         """Up to ``limit`` records of ``topic`` after ``cursor``."""
+        await self._acquire()
+        try:
+            consumer = self._idle.pop() if self._idle else None
+            try:
+                consumer = consumer or await self._start_consumer()
+                page = await self._read(consumer, topic, cursor, limit)
+            except BaseException as e:
+                if consumer is not None:
+                    await self._close(consumer)
+                if isinstance(e, KafkaError):
+                    raise ReaderUnavailableError(
+                        f"cannot read {topic}: {type(e).__name__}"
+                    ) from e
+                raise
+            consumer.unsubscribe()
+            self._idle.append(consumer)
+            return page
+        finally:
+            self._slots.release()
+
+    async def close(self) -> None:
+        """Stop the idle consumers (busy ones are stopped when their read ends)."""
+        idle, self._idle = self._idle, []
+        for consumer in idle:
+            await self._close(consumer)
+
+    async def _acquire(self) -> None:
+        if not self._slots.locked():
+            await self._slots.acquire()
+            return
+        try:
+            async with asyncio.timeout(self._acquire_wait_s):
+                await self._slots.acquire()
+        except TimeoutError as e:
+            raise ReaderBusyError(
+                f"all {self.size} delivery readers stayed busy; retry later"
+            ) from e
+
+    async def _start_consumer(self) -> AIOKafkaConsumer:
         consumer = AIOKafkaConsumer(
             **consumer_config(self._kafka, None, "puente-gateway-reader")
         )
+        self._open += 1
         try:
             await consumer.start()
-            return await self._read(consumer, topic, cursor, limit)
-        except KafkaError as e:
-            raise ReaderUnavailableError(
-                f"cannot read {topic}: {type(e).__name__}"
-            ) from e
-        finally:
-            # Let the consumer's internal task run once: stopping it before its first
-            # step makes aiokafka re-raise that task's cancellation.
-            await asyncio.sleep(0)
+        except BaseException:
+            await self._close(consumer)
+            raise
+        self.started += 1
+        return consumer
+
+    async def _close(self, consumer: AIOKafkaConsumer) -> None:
+        self._open -= 1
+        # Let the consumer's internal task run once: stopping it before its first
+        # step makes aiokafka re-raise that task's cancellation.
+        await asyncio.sleep(0)
+        with contextlib.suppress(KafkaError, OSError):
             await consumer.stop()
 
     async def _read(

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from services.contracts import codec, topics
+from services.contracts import headers as ce_headers
 from services.contracts.catalog import Catalog, SchemaEntry
 from services.contracts.errors import ContractError, RecordInvalidError
 from services.contracts.natural import codec_for, format_timestamp
@@ -26,25 +27,31 @@ from services.gateway import problems
 from services.gateway.deliveries import (
     CursorError,
     Page,
+    ReaderBusyError,
     ReaderUnavailableError,
     TopicReader,
     decode_cursor,
     encode_cursor,
     record_headers,
 )
-from services.gateway.ingest import prepare
+from services.gateway.ingest import Limits, prepare
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.outbox import Entry, Outbox, OutboxError, OutboxFullError, Outcome
 from services.gateway.preparing import Preparer, Refusal, entry_of
 from services.gateway.problems import ProblemError
+from services.gateway.ratelimit import RateLimiter
 from services.gateway.rights import PublishRights
 from services.gateway.settings import GatewaySettings
-from services.gateway.tokens import TokenStore
+from services.gateway.tokens import Principal, Scope, TokenRefusedError, TokenStore
 
 log = logging.getLogger(__name__)
 
 JSON: Final = "application/json"
 _STATUS: Final = {Outcome.ACCEPTED: 202, Outcome.DUPLICATE: 200}
+# Delivery headers a recipient may see (DESIGN §3): never a rule id. Purpose and
+# legal basis are read by their names until services.contracts.headers has them.
+_PURPOSE: Final = "puente_purpose"
+_LEGAL_BASIS: Final = "puente_legal_basis"
 
 
 def json_response(
@@ -78,6 +85,8 @@ class Gateway:
         self.metrics = metrics
         self.preparer = preparer
         self.event_types = preparer.types
+        self.limits: Limits | None = preparer.limits
+        self.rate = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
         self._rejection = catalog.get("rejection")
 
     async def start(self) -> None:
@@ -89,17 +98,32 @@ class Gateway:
         """Close the outbox, committing what is queued (the app may start it again)."""
         await asyncio.to_thread(self.preparer.stop)
         await self.outbox.stop()
+        await self.reader.close()
 
     # --- authentication and request reading ---
 
-    def authenticate(self, token: str | None) -> str:
-        """The caller's institution; a 401 problem when the token is missing or dead."""
+    def authenticate(self, token: str | None, scope: Scope) -> str:
+        """The caller's institution, if its token may act now.
+
+        401 when the token is missing, unknown, revoked or expired; 403 when it lacks
+        ``scope``; 429 when its institution is over its request rate.
+        """
+        principal = self.principal(token)
+        if scope not in principal.scopes:
+            raise problems.missing_scope(scope.value)
+        wait = self.rate.take(principal.institution)
+        if wait > 0:
+            raise problems.rate_limited(RateLimiter.retry_after(wait))
+        return principal.institution
+
+    def principal(self, token: str | None) -> Principal:
+        """Who a token speaks for; a 401 problem when it is missing, dead or expired."""
         if not token:
             raise problems.unauthorized("send Authorization: Bearer <token>")
-        institution = self.tokens.authenticate(token)
-        if institution is None:
-            raise problems.unauthorized("the bearer token is not valid or was revoked")
-        return institution
+        try:
+            return self.tokens.check(token)
+        except TokenRefusedError as e:
+            raise problems.unauthorized(str(e)) from e
 
     def entry_for(self, event_type: str) -> SchemaEntry:
         """The latest schema of an event type; a 404 problem for anything else."""
@@ -140,7 +164,7 @@ class Gateway:
             raise problems.not_allowed_to_publish(caller, event_type)
         body = await self.read_json(request)
         try:
-            prepared = prepare(entry, caller, body)
+            prepared = prepare(entry, caller, body, self.limits)
         except RecordInvalidError as e:
             raise problems.invalid(e) from e
         (result,) = await self._append([prepared])
@@ -231,6 +255,8 @@ class Gateway:
             raise problems.bad_request(str(e), "invalid-cursor") from e
         try:
             return await self.reader.read(topic, position, limit)
+        except ReaderBusyError as e:
+            raise problems.readers_busy(self.settings.retry_after_s) from e
         except ReaderUnavailableError as e:
             raise ProblemError(
                 503,
@@ -247,9 +273,10 @@ class Gateway:
             "offset": record.offset,
             "event_id": headers.get("ce_id"),
             "event_type": headers.get("ce_type"),
-            "view": headers.get("puente_view"),
-            "rule": headers.get("puente_rule"),
-            "policy_version": headers.get("puente_policy_version"),
+            "view": headers.get(ce_headers.VIEW),
+            "purpose": headers.get(_PURPOSE),
+            "legal_basis": headers.get(_LEGAL_BASIS),
+            "policy_version": headers.get(ce_headers.POLICY_VERSION),
         }
         try:
             entry, datum = codec.decode(self.catalog, record.value or b"")

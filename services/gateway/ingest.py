@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, NamedTuple
 
 from services.contracts import codec, headers, topics
 from services.contracts.catalog import SchemaEntry
@@ -13,11 +13,21 @@ from services.gateway import problems
 from services.gateway.outbox import Entry, encode_headers
 
 
-def prepare(entry: SchemaEntry, caller: str, body: Any) -> Entry:
+class Limits(NamedTuple):
+    """Sizes one event may reach: what the router and the broker accept."""
+
+    event_bytes: int  # the encoded Avro value (the router's max_event_bytes)
+    record_bytes: int  # value, key and headers together (the producer's request size)
+
+
+def prepare(
+    entry: SchemaEntry, caller: str, body: Any, limits: Limits | None = None
+) -> Entry:
     """Turn a parsed natural-JSON event into the encoded record the relay sends.
 
-    Raises `RecordInvalidError` when the event does not match its schema, and a 403
-    `ProblemError` when its envelope names another institution as the source.
+    Raises `RecordInvalidError` when the event does not match its schema, a 403
+    `ProblemError` when its envelope names another institution as the source, and a
+    413 `ProblemError` when the encoded record is larger than ``limits`` allow.
     """
     datum = codec_for(entry).to_plain_datum(body)
     envelope = datum["envelope"]
@@ -29,16 +39,35 @@ def prepare(entry: SchemaEntry, caller: str, body: Any) -> Entry:
         raise problems.source_mismatch(caller)
     value = codec.encode(entry, datum, plain=True)
     event_id = str(envelope["event_id"])
+    key = record_key(entry.name, datum, event_id).encode("utf-8")
+    kafka_headers = headers.build(headers.for_envelope(envelope))
+    if limits is not None:
+        check_size(limits, value, key, kafka_headers)
     return Entry(
         source=caller,
         event_type=entry.name,
         event_id=event_id,
         topic=topics.inbound(caller, entry.name),
-        key=record_key(entry.name, datum, event_id).encode("utf-8"),
+        key=key,
         value=value,
-        headers=encode_headers(headers.build(headers.for_envelope(envelope))),
+        headers=encode_headers(kafka_headers),
         content_hash=hashlib.sha256(value).digest(),
     )
+
+
+def check_size(
+    limits: Limits, value: bytes, key: bytes, kafka_headers: headers.KafkaHeaders
+) -> None:
+    """Raise a 413 `ProblemError` for a record the router or the broker would refuse.
+
+    Checked before the outbox: a record stored there that the broker refuses would
+    otherwise wait in front of every later one.
+    """
+    if len(value) > limits.event_bytes:
+        raise problems.event_too_large(len(value), limits.event_bytes)
+    record = len(value) + len(key) + sum(len(k) + len(v) for k, v in kafka_headers)
+    if record > limits.record_bytes:
+        raise problems.event_too_large(record, limits.record_bytes)
 
 
 def record_key(event_type: str, datum: Any, event_id: str) -> str:

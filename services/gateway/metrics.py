@@ -39,6 +39,12 @@ class GatewayMetrics:
             "Failed relay attempts (broker errors)",
             registry=registry,
         )
+        self.relay_refused = Counter(
+            "puente_relay_refused",
+            "Outbox events the relay gave up on for good (never sent), by reason",
+            ["reason"],
+            registry=registry,
+        )
         self.relay_published = Counter(
             "puente_relay_published",
             "Events the broker acknowledged from the outbox",

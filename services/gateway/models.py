@@ -127,3 +127,49 @@ def component_schemas(models: Iterable[type[BaseModel]]) -> dict[str, Any]:
         [(m, "validation") for m in models], ref_template=REF_TEMPLATE
     )
     return dict(top.get("$defs", {}))
+
+
+class SchemaRef(BaseModel):
+    """The Avro schema a delivery was written with."""
+
+    name: str
+    version: int
+    fingerprint: str
+
+
+class DeliveryError(BaseModel):
+    """Why a delivery could not be decoded (reported in place of its event)."""
+
+    reason: str
+    message: str
+
+
+class DeliveryItem(BaseModel):
+    """One delivery: the projected event and the terms it was disclosed under.
+
+    It names the view, purpose, legal basis and policy version of the disclosure,
+    never the rule that decided it: a rule's condition may read a field the view
+    withholds.
+    """
+
+    partition: int
+    offset: int
+    event_id: str | None = Field(description="The event id as this recipient sees it")
+    event_type: str | None
+    view: str | None = Field(description="The view the event was projected to")
+    purpose: str | None = Field(description="The purpose of the disclosure")
+    legal_basis: str | None = Field(description="The legal basis of the disclosure")
+    policy_version: str | None = Field(description="The access policy that decided")
+    schema_: SchemaRef | None = Field(default=None, alias="schema")
+    event: dict[str, Any] | None = Field(
+        default=None, description="The projected event as natural JSON"
+    )
+    error: DeliveryError | None = None
+
+
+class DeliveryPage(BaseModel):
+    """A page of deliveries and the cursor that continues after it."""
+
+    items: list[DeliveryItem]
+    count: int
+    cursor: str

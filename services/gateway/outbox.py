@@ -8,6 +8,10 @@ thread that owns the connection; the event loop never blocks on disk.
 Rows hold the encoded Avro value, key and headers, so the relay does no work but
 sending. ``(source, event_id)`` is unique: a repeated event is answered from the
 row already stored, which is also the idempotency record.
+
+A row the broker refuses for good (too large) is marked refused: it leaves the
+unsent queue (``sent_at`` is set with ``refused_at``) so it cannot hold back the
+rows behind it, and it is kept past the dedupe window for an operator to inspect.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     content_hash BLOB NOT NULL,
     accepted_at REAL NOT NULL,
     sent_at REAL,
+    refused_at REAL,
+    refusal TEXT,
     UNIQUE (source, event_id)
 );
 CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (seq) WHERE sent_at IS NULL;
@@ -52,6 +58,8 @@ _INSERT: Final = (
     " content_hash, accepted_at)"
 )
 _ON_CONFLICT: Final = "ON CONFLICT (source, event_id) DO NOTHING"
+# Columns added after the first release, for outboxes created before them.
+_ADDED: Final = (("refused_at", "REAL"), ("refusal", "TEXT"))
 _CHUNK: Final = 500  # event ids per lookup: under SQLite's host-parameter limit
 
 
@@ -179,6 +187,15 @@ class Outbox:
         done = await self._run(self._mark_sent, list(seqs))
         self.unsent_count = max(0, self.unsent_count - done)
 
+    async def mark_refused(self, seqs: Sequence[int], reason: str) -> None:
+        """Take rows the broker refuses for good out of the unsent queue."""
+        done = await self._run(self._mark_refused, list(seqs), reason)
+        self.unsent_count = max(0, self.unsent_count - done)
+
+    async def refused(self) -> list[tuple[int, str, str]]:
+        """Every refused row: (seq, event id, reason), oldest first."""
+        return await self._run(self._read_refused)
+
     async def prune(self, older_than_s: float) -> int:
         """Delete sent rows older than ``older_than_s``; return how many."""
         return await self._run(self._prune, time.time() - older_than_s)
@@ -245,6 +262,10 @@ class Outbox:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.executescript(_SCHEMA)
+        present = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+        for name, kind in _ADDED:
+            if name not in present:
+                db.execute(f"ALTER TABLE outbox ADD COLUMN {name} {kind}")
         self._db = db
 
     def _count_unsent(self) -> tuple[int, float | None]:
@@ -343,10 +364,39 @@ class Outbox:
             raise
         return int(done)
 
+    def _mark_refused(self, seqs: list[int], reason: str) -> int:
+        db = self._conn()
+        now = time.time()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            done = sum(
+                db.execute(
+                    "UPDATE outbox SET sent_at = ?, refused_at = ?, refusal = ?"
+                    " WHERE seq = ? AND sent_at IS NULL",
+                    (now, now, reason, seq),
+                ).rowcount
+                for seq in seqs
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+        return int(done)
+
+    def _read_refused(self) -> list[tuple[int, str, str]]:
+        rows = self._conn().execute(
+            "SELECT seq, event_id, refusal FROM outbox"
+            " WHERE refused_at IS NOT NULL ORDER BY seq"
+        )
+        return [(int(seq), str(event_id), str(why)) for seq, event_id, why in rows]
+
     def _prune(self, before: float) -> int:
         db = self._conn()
         cursor = db.execute(
-            "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?", (before,)
+            "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?"
+            " AND refused_at IS NULL",
+            (before,),
         )
         return int(cursor.rowcount)
 

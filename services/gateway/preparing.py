@@ -27,7 +27,7 @@ import orjson
 from services.contracts.catalog import Catalog, SchemaEntry
 from services.contracts.errors import RecordInvalidError
 from services.gateway import problems
-from services.gateway.ingest import event_type_of, prepare
+from services.gateway.ingest import Limits, event_type_of, prepare
 from services.gateway.outbox import Entry
 from services.gateway.problems import ProblemError
 
@@ -81,12 +81,14 @@ def prepare_batch(
     allowed: frozenset[str],
     body: bytes,
     batch_max: int,
+    *,
+    limits: Limits | None = None,
 ) -> list[Outcome] | Refusal:
     """Parse a batch body and prepare each of its events (see `prepare_items`)."""
     events = parse_batch(body, batch_max)
     if isinstance(events, Refusal):
         return events
-    return prepare_items(types, caller, allowed, events)
+    return prepare_items(types, caller, allowed, events, limits)
 
 
 def prepare_items(
@@ -94,9 +96,16 @@ def prepare_items(
     caller: str,
     allowed: frozenset[str],
     events: Sequence[Any],
+    limits: Limits | None = None,
 ) -> list[Outcome]:
-    """One outcome per item: its entry, or a problem document naming its index."""
-    return [_prepare_item(types, caller, allowed, i, e) for i, e in enumerate(events)]
+    """One outcome per item: its entry, or a problem document naming its index.
+
+    An item larger than ``limits`` gets its own 413 document; the others go on.
+    """
+    return [
+        _prepare_item(types, caller, allowed, i, e, limits=limits)
+        for i, e in enumerate(events)
+    ]
 
 
 def _prepare_item(
@@ -105,10 +114,13 @@ def _prepare_item(
     allowed: frozenset[str],
     index: int,
     item: Any,
+    *,
+    limits: Limits | None,
 ) -> Outcome:
     path = f"events[{index}]"
     try:
-        return prepare(_item_entry(types, caller, allowed, item), caller, item)
+        entry = _item_entry(types, caller, allowed, item)
+        return prepare(entry, caller, item, limits)
     except RecordInvalidError as e:
         nested = RecordInvalidError(
             f"{path}.{e.path}" if e.path else path, e.expected, e.got
@@ -133,10 +145,17 @@ def _item_entry(
 class Preparer:
     """Prepares batch items in place, or in ``workers`` processes."""
 
-    def __init__(self, catalog: Catalog, schemas_dir: Path, workers: int) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        schemas_dir: Path,
+        workers: int,
+        limits: Limits | None = None,
+    ) -> None:
         self.types = event_types(catalog)
         self._schemas_dir = schemas_dir
         self._workers = workers
+        self.limits = limits
         self._pool: ProcessPoolExecutor | None = None
 
     def start(self) -> None:
@@ -168,12 +187,15 @@ class Preparer:
         cheaper than parsed JSON.
         """
         pool = self._pool
+        limits = self.limits
         if pool is None or len(body) < POOL_FROM_BYTES:
-            return prepare_batch(self.types, caller, allowed, body, batch_max)
+            return prepare_batch(
+                self.types, caller, allowed, body, batch_max, limits=limits
+            )
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(
-                pool, _prepare_in_worker, caller, allowed, body, batch_max
+                pool, _prepare_in_worker, caller, allowed, body, batch_max, limits
             )
         except BrokenProcessPool:
             # A worker died (killed, out of memory): serve this batch in place and
@@ -181,7 +203,9 @@ class Preparer:
             log.warning("batch preparation worker died; restarting the pool")
             self.stop(wait=False)
             self.start()
-            return prepare_batch(self.types, caller, allowed, body, batch_max)
+            return prepare_batch(
+                self.types, caller, allowed, body, batch_max, limits=limits
+            )
 
 
 _TYPES: dict[str, SchemaEntry] = {}
@@ -206,6 +230,10 @@ def _exit_when_orphaned(parent: int) -> None:
 
 
 def _prepare_in_worker(
-    caller: str, allowed: frozenset[str], body: bytes, batch_max: int
+    caller: str,
+    allowed: frozenset[str],
+    body: bytes,
+    batch_max: int,
+    limits: Limits | None,
 ) -> list[Outcome] | Refusal:
-    return prepare_batch(_TYPES, caller, allowed, body, batch_max)
+    return prepare_batch(_TYPES, caller, allowed, body, batch_max, limits=limits)

@@ -85,6 +85,40 @@ def unauthorized(detail: str) -> ProblemError:
     )
 
 
+def missing_scope(scope: str) -> ProblemError:
+    """The credential lacks the scope this operation needs (403)."""
+    return ProblemError(
+        403,
+        "insufficient-scope",
+        "Credential scope missing",
+        f"this credential lacks the {scope!r} scope; ask for one that has it",
+        reason="insufficient_scope",
+        scope=scope,
+    )
+
+
+def rate_limited(retry_after: int) -> ProblemError:
+    """The institution sent more requests than its rate allows (429)."""
+    return ProblemError(
+        429,
+        "rate-limited",
+        "Too many requests",
+        f"this institution's request rate is over its limit; retry in {retry_after} s",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def readers_busy(retry_after: int) -> ProblemError:
+    """Every delivery reader stayed busy for the whole wait (503)."""
+    return ProblemError(
+        503,
+        "readers-busy",
+        "Deliveries temporarily busy",
+        "every delivery reader is in use; retry later",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
 def not_allowed_to_publish(institution: str, event_type: str) -> ProblemError:
     """The caller holds no publish right for this event type (403)."""
     return ProblemError(
@@ -152,6 +186,19 @@ def too_large(limit: int) -> ProblemError:
         f"request body exceeds {limit} bytes",
         reason="too_large",
         limit=limit,
+    )
+
+
+def event_too_large(size: int, limit: int) -> ProblemError:
+    """One event encodes to more bytes than the router or the broker accepts (413)."""
+    return ProblemError(
+        413,
+        "event-too-large",
+        "Event too large",
+        f"the event encodes to {size} bytes; the hub accepts at most {limit} per event",
+        reason="too_large",
+        limit=limit,
+        size=size,
     )
 
 

@@ -7,6 +7,12 @@ failed partition is sent again from its first unsent row with exponential backof
 so a broker error can publish a row twice (at-least-once; the router dedupes by
 ``event_id``) but never loses one or puts a later row of a partition ahead of it.
 
+A row the broker can never take is not retried: one larger than the router's or
+the producer's limit (possible only for rows stored before the gateway checked
+sizes) is refused before sending, and one the broker answers with a too-large
+error is refused after it, each counted in ``puente_relay_refused``. Otherwise it
+would be retried forever and hold back every row behind it.
+
 The producer is aiokafka's, not FastStream's: measured on the embedded broker with
 1.5 KB records, aiokafka sent 15-16k records/s, FastStream's ``publish`` 12k/s and
 with ``KafkaPrometheusMiddleware`` 8.6-11k/s (and it adds a ``correlation_id``
@@ -19,11 +25,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -33,6 +44,7 @@ from tenacity import (
 
 from services.contracts import headers
 from services.contracts.errors import PuenteError
+from services.gateway.ingest import Limits
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.outbox import Outbox, Pending
 from services.gateway.readback import ReadBack
@@ -47,6 +59,13 @@ _IDLE_WAIT_S: Final = 0.5
 # A round whose acks took longer than this may have spanned a broker restart.
 _SUSPECT_ROUND_S: Final = 0.25
 _PRUNE_EVERY_S: Final = 60.0
+# What the broker answers for a record it will never accept.
+_TOO_LARGE: Final = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
+TOO_LARGE: Final = "too_large"
 
 
 class RelayError(PuenteError):
@@ -81,8 +100,10 @@ class Relay:
         batch: int = 500,
         backoff_max_s: float = 5.0,
         retention_s: float = 72 * 3600,
+        limits: Limits | None = None,
     ) -> None:
         self._outbox = outbox
+        self._limits = limits
         self._kafka = kafka
         self._topic_settings = topic_settings
         self._metrics = metrics
@@ -138,9 +159,11 @@ class Relay:
                 await self._idle()
 
     async def _round(self) -> int:
-        rows = await self._outbox.unsent(self._batch)
+        """Send one round of unsent rows; return how many left the queue."""
+        unsent = await self._outbox.unsent(self._batch)
+        rows = await self._without_oversized(unsent)
         if not rows:
-            return 0
+            return len(unsent)
         producer = await self._ensure_producer()
         await self._ensure_topics(r.topic for r in rows)
         groups = await batches.by_partition(rows, self._partitions(producer))
@@ -150,10 +173,13 @@ class Relay:
             return_exceptions=True,
         )
         acked = {
-            where: (group, result)
-            for (where, group), result in zip(groups.items(), results, strict=True)
+            where: result
+            for where, result in zip(groups, results, strict=True)
             if not isinstance(result, BaseException)
         }
+        refused = [row.seq for sent in acked.values() for row in sent.refused]
+        if refused:
+            await self._refuse(refused)
         slow = time.monotonic() - started > _SUSPECT_ROUND_S
         stored = await self._confirm(producer, acked, read_back=slow)
         sent = [row.seq for group in stored for row in group]
@@ -163,30 +189,82 @@ class Relay:
         failed = next((r for r in results if isinstance(r, BaseException)), None)
         if failed is not None:
             raise failed
-        if len(stored) < len(groups):
+        if len(stored) < sum(s.first is not None for s in acked.values()):
             raise TopicsLostError("acknowledged writes were not found on the broker")
         self.connected = True
-        return len(sent)
+        return len(sent) + len(refused)
+
+    async def _without_oversized(self, rows: list[Pending]) -> list[Pending]:
+        """``rows`` less those larger than the router or the producer accepts."""
+        if self._limits is None:
+            return rows
+        limits = self._limits
+        oversized = [r.seq for r in rows if _size(r, limits)]
+        if not oversized:
+            return rows
+        await self._refuse(oversized)
+        refused = set(oversized)
+        return [r for r in rows if r.seq not in refused]
+
+    async def _refuse(self, seqs: list[int]) -> None:
+        await self._outbox.mark_refused(seqs, TOO_LARGE)
+        self._metrics.relay_refused.labels(TOO_LARGE).inc(len(seqs))
+        log.error(
+            "refused %d outbox events the broker cannot take (too large; seq %s)",
+            len(seqs),
+            ", ".join(str(s) for s in seqs[:10]),
+        )
 
     async def _send_in_order(
         self, producer: AIOKafkaProducer, where: tuple[str, int], rows: list[Pending]
-    ) -> int:
-        """Send ``rows`` to one partition; return the offset its first row got."""
+    ) -> _Sent:
+        """Send ``rows`` to one partition.
+
+        Returns where its first stored row landed and the rows the broker refused
+        as too large.
+        """
         # One record batch at a time: a batch is stored whole or not at all, so a
         # failure leaves no later row of the partition ahead of an earlier one.
         topic, partition = where
-        first: int | None = None
-        for batch in batches.fill(producer, rows):
+        sent = _Sent(rows)
+        for batch, members in _packed(producer, rows):
+            try:
+                metadata = await (
+                    await producer.send_batch(batch, topic, partition=partition)
+                )
+            except _TOO_LARGE:
+                if len(members) == 1:
+                    sent.refused.append(members[0])
+                    continue
+                # Find the record the broker refuses: the others one at a time.
+                for row in members:
+                    await self._send_alone(producer, where, row, sent)
+                continue
+            sent.stored(members[0], metadata.offset)
+        return sent
+
+    async def _send_alone(
+        self,
+        producer: AIOKafkaProducer,
+        where: tuple[str, int],
+        row: Pending,
+        sent: _Sent,
+    ) -> None:
+        batch = producer.create_batch()
+        _append(batch, row)
+        try:
             metadata = await (
-                await producer.send_batch(batch, topic, partition=partition)
+                await producer.send_batch(batch, where[0], partition=where[1])
             )
-            first = metadata.offset if first is None else first
-        return first if first is not None else -1
+        except _TOO_LARGE:
+            sent.refused.append(row)
+            return
+        sent.stored(row, metadata.offset)
 
     async def _confirm(
         self,
         producer: AIOKafkaProducer,
-        acked: dict[tuple[str, int], tuple[list[Pending], int]],
+        acked: dict[tuple[str, int], _Sent],
         *,
         read_back: bool,
     ) -> list[list[Pending]]:
@@ -198,18 +276,20 @@ class Relay:
         a slow round (a broker restart may have happened under it) only if its
         first row reads back at the offset it was acknowledged at.
         """
-        if not acked:
+        delivered = {w: s for w, s in acked.items() if s.first is not None}
+        if not delivered:
             return []
         existing = (await producer.client.fetch_all_metadata()).topics()
-        present = {w: a for w, a in acked.items() if w[0] in existing}
+        present = {w: s for w, s in delivered.items() if w[0] in existing}
         if read_back and present:
-            found = await self._checker.ids_at({w: o for w, (_, o) in present.items()})
+            found = await self._checker.ids_at({w: s.offset for w, s in present.items()})
             present = {
-                w: (group, offset)
-                for w, (group, offset) in present.items()
-                if found.get(w) == headers.event_id_of(group[0].headers)
+                w: s
+                for w, s in present.items()
+                if s.first is not None
+                and found.get(w) == headers.event_id_of(s.first.headers)
             }
-        return [group for group, _ in present.values()]
+        return [s.delivered() for s in present.values()]
 
     async def _idle(self) -> None:
         self._outbox.appended.clear()
@@ -274,3 +354,57 @@ class Relay:
         )
         if state.attempt_number % 5 == 0:
             await self._close_producer()
+
+
+class _Sent:
+    """What sending one partition's rows did.
+
+    Where its first stored row landed, and which rows the broker refused for good.
+    """
+
+    def __init__(self, rows: list[Pending]) -> None:
+        self.rows = rows
+        self.first: Pending | None = None
+        self.offset = -1
+        self.refused: list[Pending] = []
+
+    def stored(self, row: Pending, offset: int) -> None:
+        """Note a stored batch whose first row is ``row``."""
+        if self.first is None:
+            self.first, self.offset = row, offset
+
+    def delivered(self) -> list[Pending]:
+        """The rows that were not refused."""
+        refused = {r.seq for r in self.refused}
+        return [r for r in self.rows if r.seq not in refused]
+
+
+def _size(row: Pending, limits: Limits) -> bool:
+    """Whether ``row`` is larger than ``limits`` allow (the checks of ingest)."""
+    if len(row.value) > limits.event_bytes:
+        return True
+    extra = len(row.key or b"") + sum(len(k) + len(v) for k, v in row.headers)
+    return len(row.value) + extra > limits.record_bytes
+
+
+def _packed(
+    producer: AIOKafkaProducer, rows: list[Pending]
+) -> Iterator[tuple[Any, list[Pending]]]:
+    """``rows`` packed into as few record batches as their size allows.
+
+    Each batch comes with the rows it holds, so a refused batch can be retried
+    record by record.
+    """
+    batch = producer.create_batch()
+    members: list[Pending] = []
+    for row in rows:
+        if _append(batch, row) is None:  # full: hand it over, go on in a new one
+            yield batch, members
+            batch, members = producer.create_batch(), []
+            _append(batch, row)
+        members.append(row)
+    yield batch, members
+
+
+def _append(batch: Any, row: Pending) -> Any:
+    return batch.append(key=row.key, value=row.value, timestamp=None, headers=row.headers)

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Final
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.router.settings import RouterSettings
 from services.runtime.settings import HubSettings, KafkaSettings, TopicSettings
+
+# Bytes a Kafka record costs beyond its key, value and header text (record and batch
+# framing), so a record the gateway accepts also fits the producer's request size.
+RECORD_OVERHEAD_BYTES: Final = 1024
 
 
 class GatewaySettings(BaseSettings):
@@ -17,6 +23,9 @@ class GatewaySettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    # /metrics, /docs and /openapi.json are served here only, not on the public port.
+    admin_host: str = "127.0.0.1"
+    admin_port: int = Field(default=9103, ge=0, le=65535)
     # None: <state_dir>/gateway/outbox.sqlite and tokens.sqlite.
     outbox_path: Path | None = None
     tokens_path: Path | None = None
@@ -38,10 +47,31 @@ class GatewaySettings(BaseSettings):
     retry_after_s: int = Field(default=5, ge=1)
     deliveries_max: int = Field(default=500, ge=1)
     deliveries_wait_ms: int = Field(default=1000, ge=10)
+    # Kafka consumers shared by every GET of deliveries and rejections; a GET that
+    # finds them all busy waits this long for one, then answers 503.
+    deliveries_consumers: int = Field(default=4, ge=1, le=256)
+    deliveries_pool_wait_ms: int = Field(default=2000, ge=0)
+    # Requests per second each institution may make (token bucket); 0: no limit.
+    rate_limit_per_s: float = Field(default=100.0, ge=0.0)
+    rate_limit_burst: int = Field(default=200, ge=1)
+    # Lifetime of a new credential unless `token create --expires-in` says otherwise.
+    token_expiry_days: int = Field(default=90, ge=1, le=3650)
+
+    # The router's settings (PUENTE_ROUTER_*): its max_event_bytes is the gateway's
+    # limit on one encoded event, so the gateway accepts nothing the router refuses.
+    router: RouterSettings = Field(default_factory=RouterSettings)
 
     hub: HubSettings = Field(default_factory=HubSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
+
+    def max_event_bytes(self) -> int:
+        """The largest encoded Avro value of one event the gateway accepts."""
+        return self.router.max_event_bytes
+
+    def max_record_bytes(self) -> int:
+        """The largest Kafka record (value, key and headers) the producer may send."""
+        return self.kafka.max_request_size - RECORD_OVERHEAD_BYTES
 
     def outbox_file(self) -> Path:
         """Where the outbox database lives."""

@@ -41,6 +41,9 @@ class FakeReader:
             after[record.partition] = record.offset + 1
         return Page(page, after)
 
+    async def close(self) -> None:
+        """Nothing to close."""
+
 
 @pytest.fixture
 def settings(state_dir: Path) -> GatewaySettings:
@@ -100,6 +103,15 @@ async def client(app: FastAPI, token: str) -> AsyncIterator[httpx.AsyncClient]:
         transport=httpx.ASGITransport(app),
         base_url="http://gateway",
         headers={"Authorization": f"Bearer {token}"},
+    ) as http:
+        yield http
+
+
+@pytest.fixture
+async def admin(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the admin app (metrics and documents), without credentials."""
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app.state.admin), base_url="http://admin"
     ) as http:
         yield http
 

@@ -280,12 +280,12 @@ async def test_the_same_event_twice_in_one_batch_is_accepted_once(
 
 
 async def test_accepted_events_and_requests_are_counted_in_metrics(
-    client: httpx.AsyncClient, event: Any
+    client: httpx.AsyncClient, admin: httpx.AsyncClient, event: Any
 ) -> None:
     await client.post(URL, json=event)
     await client.post("/v1/events/nope", json=event)
 
-    text = (await client.get("/metrics")).text
+    text = (await admin.get("/metrics")).text
 
     assert (
         'puente_events_accepted_total{event_type="return_arrival",source="dgme"} 1.0'

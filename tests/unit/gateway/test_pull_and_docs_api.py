@@ -137,9 +137,9 @@ async def test_rejections_show_reason_and_message_but_the_original_only_on_reque
 
 
 async def test_openapi_shows_every_field_enum_symbol_and_sensitivity_of_each_event_type(
-    client: httpx.AsyncClient, catalog: Catalog
+    admin: httpx.AsyncClient, catalog: Catalog
 ) -> None:
-    document = (await client.get("/openapi.json")).json()
+    document = (await admin.get("/openapi.json")).json()
     schemas = document["components"]["schemas"]
 
     envelope = schemas["EventEnvelope"]["properties"]
@@ -163,5 +163,8 @@ async def test_openapi_shows_every_field_enum_symbol_and_sensitivity_of_each_eve
     assert "HTTPBearer" in document["components"]["securitySchemes"]
 
 
-async def test_docs_page_is_served(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/docs")).status_code == 200
+async def test_docs_page_is_served_on_the_admin_app(admin: httpx.AsyncClient) -> None:
+    response = await admin.get("/docs")
+
+    assert response.status_code == 200
+    assert "/openapi.json" in response.text
