@@ -48,8 +48,7 @@ def test_subject_key_prints_what_the_router_computes_under_every_version(
         SubjectKeys(OLD, 1).subject_key("return_arrival", arrival)[0],
     ]
     assert _keys(done.stdout) == expected
-    assert expected[0].startswith("k2:")
-    assert expected[1].startswith("k1:")
+    assert [key[:3] for key in _keys(done.stdout)] == ["k2:", "k1:"]
 
 
 @pytest.mark.usefixtures("two_versions")
