@@ -168,3 +168,48 @@ async def test_docs_page_is_served_on_the_admin_app(admin: httpx.AsyncClient) ->
 
     assert response.status_code == 200
     assert "/openapi.json" in response.text
+
+
+DISCLOSURE = [
+    ("puente_view", b"PSEUDO"),
+    ("puente_purpose", b"HUMANITARIAN_ASSISTANCE"),
+    ("puente_legal_basis", b"CONSENT"),
+    ("puente_policy_version", b"2026.12.1"),
+    # A router older than the delivery header contract still sends its rule id.
+    ("puente_rule", b"minor-refused-migration-restriction"),
+]
+
+
+async def test_a_delivery_names_view_purpose_legal_basis_and_policy_but_never_a_rule(
+    client: httpx.AsyncClient, reader: FakeReader, catalog: Catalog
+) -> None:
+    made, _ = delivery(catalog, 0, 0)
+    hdrs = [h for h in made.headers if h[0] != "puente_view"] + DISCLOSURE
+    reader.records["hub.out.dgme.return_arrival"] = [
+        record("hub.out.dgme.return_arrival", 0, 0, made.value, hdrs)
+    ]
+
+    response = await client.get("/v1/deliveries/return_arrival")
+
+    (item,) = response.json()["items"]
+    assert item["view"] == "PSEUDO"
+    assert item["purpose"] == "HUMANITARIAN_ASSISTANCE"
+    assert item["legal_basis"] == "CONSENT"
+    assert item["policy_version"] == "2026.12.1"
+    assert "rule" not in item
+    assert "minor-refused-migration-restriction" not in response.text
+
+
+async def test_openapi_describes_delivery_items_with_the_disclosure_terms_and_no_rule(
+    admin: httpx.AsyncClient,
+) -> None:
+    document = (await admin.get("/openapi.json")).json()
+    operation = document["paths"]["/v1/deliveries/{event_type}"]["get"]
+    page = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    schemas = document["components"]["schemas"]
+
+    assert page["$ref"].endswith("/DeliveryPage")
+    item = schemas["DeliveryItem"]["properties"]
+    assert {"view", "purpose", "legal_basis", "policy_version", "event"} <= set(item)
+    assert "rule" not in item
+    assert "schema" in item
