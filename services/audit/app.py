@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -31,14 +32,23 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import CollectorRegistry
 
-from services.audit.api import audit_app
+from services.audit import witness
+from services.audit.api import ApiConfig, audit_app
 from services.audit.checkpoints import CHECKPOINT_SCHEMA, Schedule
 from services.audit.cursor import Consumer, Cursor
 from services.audit.handlers import Checkpointer, Ingestor
-from services.audit.keys import development_key, parse_private_key, read_key_file
+from services.audit.keys import (
+    development_key,
+    key_id,
+    parse_private_key,
+    raw_public,
+    read_key_file,
+)
 from services.audit.ledger import Ledger, LedgerError, Position
 from services.audit.metrics import AuditMetrics
+from services.audit.rotation import Rotation, sign_rotation
 from services.audit.settings import AuditSettings
+from services.audit.trust import pinned_keys
 from services.contracts.catalog import Catalog
 from services.contracts.errors import PuenteError
 from services.runtime import subscribers
@@ -63,6 +73,40 @@ class AuditTopicMissingError(PuenteError):
     retriable = True
 
 
+def rotate_if_needed(
+    ledger: Ledger, key: Ed25519PrivateKey, settings: AuditSettings
+) -> Rotation | None:
+    """Record a rotation to ``key`` signed by the previous key, when the key changed.
+
+    The previous key is the one that signed the newest checkpoint; it must be
+    configured (``PUENTE_AUDIT_PREVIOUS_SIGNING_KEY_FILE``) to vouch for the new one.
+    """
+    points = ledger.checkpoints()
+    current = key_id(raw_public(key))
+    if not points or points[-1].key_id == current:
+        return None
+    if any(r.next_key_id == current for r in ledger.rotations()):
+        return None
+    path = settings.previous_signing_key_file
+    previous = parse_private_key(read_key_file(path)) if path is not None else None
+    if previous is None or key_id(raw_public(previous)) != points[-1].key_id:
+        log.warning(
+            "the signing key changed (from %s to %s) without the previous key to vouch "
+            "for it: verifiers pinned to the previous key will refuse new checkpoints; "
+            "set PUENTE_AUDIT_PREVIOUS_SIGNING_KEY_FILE",
+            points[-1].key_id, current,
+        )  # fmt: skip
+        return None
+    rotation = sign_rotation(
+        previous, raw_public(key), ledger.ledger_id, ledger.head().seq, datetime.now(UTC)
+    )
+    ledger.add_rotation(rotation)
+    if settings.witness_file is not None:
+        witness.append(settings.witness_file, witness.rotation_line(rotation))
+    log.info("signing key rotated from %s to %s", rotation.key_id, current)
+    return rotation
+
+
 def signing_key(settings: AuditSettings) -> Ed25519PrivateKey:
     """The configured key, else the key file, else a development key (generated once)."""
     if settings.signing_key is not None:
@@ -84,7 +128,13 @@ class AuditService:
         self.schedule = Schedule(settings.checkpoint_every, settings.checkpoint_seconds)
         # Made once: its faststream_* series live on this service's registry.
         self.prometheus = KafkaPrometheusMiddleware(registry=registry, app_name="audit")
-        app = audit_app(settings.ledger_file, registry, self.health)
+        config = ApiConfig(
+            settings.ledger_file,
+            settings.credentials_file,
+            pinned_keys(settings),
+            settings.witness_file,
+        )
+        app = audit_app(config, registry, self.health)
         self.ops = OpsServer(app, settings.port, settings.host)
         self.ledger: Ledger | None = None
         self.broker: KafkaBroker | None = None
@@ -131,8 +181,14 @@ class AuditService:
         self.ledger = await asyncio.to_thread(Ledger.open_writer, s.ledger_file)
         self._head_seq = self.ledger.head().seq
         self.metrics.entries.set(self._head_seq)
+        await asyncio.to_thread(rotate_if_needed, self.ledger, self.key, s)
         self.checkpointer = Checkpointer(
-            self.ledger, self.key, self.schedule, self.checkpoint_entry, self.metrics
+            self.ledger,
+            self.key,
+            self.schedule,
+            self.checkpoint_entry,
+            self.metrics,
+            witness=s.witness_file,
         )
         self.cursor = Cursor(self.ledger.positions())
         self.ingestor = Ingestor(self.ledger, self.catalog, self.metrics)
@@ -231,6 +287,8 @@ class AuditService:
             result = await ingestor.ingest(fresh)
             self._head_seq = result.head.seq
             cursor.advance(fresh)
+            if result.appended and self.checkpointer is not None:
+                await asyncio.to_thread(self.checkpointer.witness_head, result.head)
         seen = {(r.topic, r.partition) for r in records}
         await _commit(consumer, cursor.positions, seen)
         await self._update_lag(consumer)

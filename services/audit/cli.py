@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 from datetime import datetime
 from pathlib import Path
@@ -12,13 +14,19 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from services.audit import queries
+from services.audit import outside, queries, querylog
 from services.audit.api import VerifyResult, reading, verify_ledger
-from services.audit.keys import key_id, parse_public_key, public_pem, read_key_file
+from services.audit.credentials import CredentialStore, Role
+from services.audit.keys import public_pem
 from services.audit.queries import QueryError
+from services.audit.rotation import Rotation
 from services.audit.settings import AuditSettings
+from services.audit.trust import pinned_keys, witness_anchors
+from services.audit.verify import Anchor
+from services.contracts.catalog import Catalog
 from services.runtime import hub
 from services.runtime.cli import PuenteGroup
+from services.runtime.settings import KafkaSettings
 
 _SHOWN_PROBLEMS: Final = 20
 
@@ -75,6 +83,7 @@ def _time(value: str | None, option: str) -> datetime | None:
 
 @app.command()
 def verify(
+    *,
     ledger: LedgerOption = None,
     public_key: Annotated[
         list[Path] | None,
@@ -82,24 +91,90 @@ def verify(
             "--public-key",
             metavar="FILE",
             help="Pinned public key file (PEM or base64 raw, one key per file); repeat "
-            "for rotated keys. "
-            "Checkpoints must verify with one of these instead of the stored keys.",
+            "for several. Default: PUENTE_AUDIT_VERIFY_KEY(_FILE), else the public half "
+            "of the configured signing key. Keys stored in the ledger are never trusted.",
+        ),
+    ] = None,
+    witness_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--witness",
+            metavar="FILE",
+            help="Witness file of signed heads (default: PUENTE_AUDIT_WITNESS_FILE)",
+        ),
+    ] = None,
+    against_kafka: Annotated[
+        bool,
+        typer.Option(
+            "--against-kafka",
+            help="Also read the audit topic to its end: fail on records the ledger "
+            "skipped or lacks; and read the checkpoint topic as anchors",
+        ),
+    ] = False,
+    bootstrap_servers: Annotated[
+        str | None,
+        typer.Option(
+            "--bootstrap-servers",
+            metavar="HOST:PORT",
+            help="Kafka to read the checkpoint topic (and with --against-kafka the "
+            "audit topic) from (default: PUENTE_KAFKA_BOOTSTRAP_SERVERS)",
         ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Recompute the hash chain and check every checkpoint; exit 1 on any tampering."""
-    pinned = None
-    if public_key:
-        raws = [parse_public_key(read_key_file(p)) for p in public_key]
-        pinned = {key_id(raw): raw for raw in raws}
-    result = verify_ledger(_ledger(ledger), pinned)
+    """Check chain, signatures (pinned keys) and the heads kept outside the ledger.
+
+    Exits 1 on any tampering, truncation, rollback or fork.
+    """
+    settings = AuditSettings()
+    path = _ledger(ledger)
+    pinned = pinned_keys(settings, public_key or ())
+    anchors, rotations, notes = _witness(witness_file or settings.witness_file)
+    topic = None
+    kafka = _kafka(settings, bootstrap_servers, required=against_kafka)
+    if kafka is not None:
+        catalog = Catalog.load(settings.hub.schemas_dir)
+        records, points = asyncio.run(
+            outside.both(kafka, settings.topic, settings.checkpoint_topic)
+        )
+        anchors += outside.anchors_on(catalog, points, settings.checkpoint_topic)
+        if against_kafka:
+            topic = (settings.topic, outside.entries_on(catalog, records))
+    result = verify_ledger(path, pinned, anchors, rotations, topic)
     if as_json:
         _print_json(result)
     else:
-        _print_verify(result, _ledger(ledger))
+        for note in notes:
+            err.print(note)
+        _print_verify(result, path)
     if not result.ok:
         raise typer.Exit(1)
+
+
+def _witness(path: Path | None) -> tuple[list[Anchor], list[Rotation], list[str]]:
+    if path is None:
+        return [], [], []
+    anchors, rotations, unreadable = witness_anchors(path)
+    notes = [
+        f"witness {path}: line {n} is not a signed head; ignored" for n in unreadable
+    ]
+    return anchors, rotations, notes
+
+
+def _kafka(
+    settings: AuditSettings, bootstrap: str | None, *, required: bool
+) -> KafkaSettings | None:
+    kafka = settings.kafka
+    if bootstrap is not None:
+        kafka = kafka.model_copy(update={"bootstrap_servers": bootstrap})
+    if not kafka.bootstrap_servers:
+        if required:
+            raise QueryError(
+                "--against-kafka needs --bootstrap-servers or "
+                "PUENTE_KAFKA_BOOTSTRAP_SERVERS"
+            )
+        return None
+    return kafka
 
 
 def _print_verify(result: VerifyResult, path: Path) -> None:
@@ -112,10 +187,24 @@ def _print_verify(result: VerifyResult, path: Path) -> None:
         f"{result.uncovered_entries} entries after it are not signed yet"
     )
     for key in result.keys:
-        origin = "pinned" if result.pinned else "stored in the ledger"
-        out.print(f"key {key.key_id} ({origin}): {key.public_key}")
+        out.print(f"key {key.key_id} (pinned): {key.public_key}")
+    newest = result.newest_anchor
+    if newest is not None:
+        out.print(
+            f"anchored: {result.anchors} signed heads outside the ledger, the newest at "
+            f"seq {newest.seq} ({newest.where}, signed {newest.signed_at})"
+        )
+    else:
+        out.print(
+            "not anchored: no signed head outside the ledger was found (give --witness "
+            "or --bootstrap-servers); a cut-back ledger cannot be told from a short one"
+        )
+    if result.against_kafka:
+        out.print("compared with the audit topic read to its end")
     if result.ok:
-        out.print("[green]OK[/]: chain intact, every checkpoint signature valid")
+        out.print(
+            "[green]OK[/]: chain intact, every signature valid with the pinned keys"
+        )
         return
     first = result.first_problem
     assert first is not None
@@ -129,7 +218,11 @@ def _print_verify(result: VerifyResult, path: Path) -> None:
 
 @app.command("public-key")
 def public_key_command(ledger: LedgerOption = None) -> None:
-    """Print the public keys that signed this ledger's checkpoints, as PEM (to pin)."""
+    """Print the public keys stored in this ledger, as PEM.
+
+    To pin a key, take it from the signing key's owner, not from the ledger: this
+    shows what the ledger claims, which is for comparing with what was handed over.
+    """
     with reading(_ledger(ledger)) as opened:
         keys = opened.signing_keys()
     if not keys:
@@ -226,3 +319,112 @@ def _decisions_table(title: str, decisions: list[queries.Disclosure]) -> Table:
             d.rule_id, d.purpose, d.legal_basis,
         )  # fmt: skip
     return table
+
+
+credential_app = typer.Typer(
+    cls=PuenteGroup,
+    help="Credentials of the audit API: oversight (everything) or one institution "
+    "(disclosures to itself only). Tokens are shown once and stored hashed.",
+    no_args_is_help=True,
+)
+app.add_typer(credential_app, name="credential")
+
+CredentialsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--credentials",
+        metavar="FILE",
+        help="Credential store (default: PUENTE_AUDIT_CREDENTIALS_PATH, else "
+        "<state dir>/audit/credentials.sqlite)",
+        show_default=False,
+    ),
+]
+
+
+def _store(path: Path | None) -> CredentialStore:
+    return CredentialStore(path or AuditSettings().credentials_file)
+
+
+@credential_app.command("create")
+def credential_create(
+    role: Annotated[Role, typer.Option("--role", help="oversight or institution")],
+    institution: Annotated[
+        str | None,
+        typer.Option("--institution", help="Institution id (role institution only)"),
+    ] = None,
+    label: Annotated[
+        str, typer.Option("--label", help="Who holds it, e.g. 'DPO office'")
+    ] = "",
+    credentials: CredentialsOption = None,
+) -> None:
+    """Create a credential and print its token once (store it now; it is not kept)."""
+    store = _store(credentials)
+    try:
+        credential, token = store.create(role, institution, label)
+    finally:
+        store.close()
+    err.print(
+        f"credential {credential.id} ({credential.role.value}"
+        f"{' ' + credential.institution if credential.institution else ''}); "
+        "the token is shown only now:"
+    )
+    typer.echo(token)
+
+
+@credential_app.command("list")
+def credential_list(
+    credentials: CredentialsOption = None, as_json: JsonOption = False
+) -> None:
+    """Every credential: id, role, institution, label, created, revoked."""
+    store = _store(credentials)
+    try:
+        found = store.all()
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps([dataclasses.asdict(c) for c in found], indent=2))
+        return
+    table = Table("id", "role", "institution", "label", "created", "revoked")
+    for c in found:
+        table.add_row(
+            c.id, c.role.value, c.institution or "", c.label, c.created_at,
+            c.revoked_at or "",
+        )  # fmt: skip
+    out.print(table)
+
+
+@credential_app.command("revoke")
+def credential_revoke(
+    credential_id: Annotated[str, typer.Argument(help="Credential id (see list)")],
+    credentials: CredentialsOption = None,
+) -> None:
+    """Revoke a credential; the audit API refuses it from the next request on."""
+    store = _store(credentials)
+    try:
+        credential = store.revoke(credential_id)
+    finally:
+        store.close()
+    out.print(f"credential {credential.id} revoked at {credential.revoked_at}")
+
+
+@app.command("query-log")
+def query_log(
+    ledger: LedgerOption = None,
+    limit: Annotated[int, typer.Option(min=1, help="The newest this many")] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """Who asked the audit API what, and when (the newest questions)."""
+    with reading(_ledger(ledger)) as opened:
+        asked = querylog.read(opened, limit)
+    if as_json:
+        typer.echo(json.dumps([dataclasses.asdict(a) for a in asked], indent=2))
+        return
+    table = Table(
+        "when", "credential", "role", "institution", "question", "key", "status"
+    )
+    for a in asked:
+        table.add_row(
+            a.asked_at, a.credential_id, a.role, a.institution or "", a.query,
+            a.query_key or "", str(a.outcome),
+        )  # fmt: skip
+    out.print(table)

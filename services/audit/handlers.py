@@ -10,14 +10,15 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from services.audit import chain
+from services.audit import chain, witness
 from services.audit.checkpoints import Checkpoint, Schedule, sign, to_datum
-from services.audit.ledger import AppendResult, Ledger, Position, Skipped
+from services.audit.ledger import AppendResult, Head, Ledger, Position, Skipped
 from services.audit.metrics import AuditMetrics
 from services.contracts import admission, codec, headers
 from services.contracts.catalog import Catalog, SchemaEntry
@@ -105,9 +106,11 @@ class Checkpointer:
         entry: SchemaEntry,
         metrics: AuditMetrics,
         *,
+        witness: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ledger = ledger
+        self.witness = witness
         self.key = key
         self.schedule = schedule
         self.entry = entry
@@ -133,8 +136,30 @@ class Checkpointer:
         self.ledger.add_checkpoint(checkpoint)
         self.last_seq = head.seq
         self.metrics.checkpoints.inc()
+        self._witness(witness.head_line(checkpoint, "checkpoint"))
         log.info("checkpoint at seq %d signed by key %s", head.seq, checkpoint.key_id)
         return checkpoint
+
+    def witness_head(self, head: Head) -> None:
+        """Append the signed head after a batch to the witness file, if there is one.
+
+        Every batch, not only checkpoints: entries appended after the last
+        checkpoint cannot then be cut unnoticed either.
+        """
+        if self.witness is None:
+            return
+        signed = sign(self.key, self.ledger_id, head.seq, head.hash, datetime.now(UTC))
+        self._witness(witness.head_line(signed, "head"))
+
+    def _witness(self, line: str) -> None:
+        if self.witness is None:
+            return
+        try:
+            witness.append(self.witness, line)
+        except witness.WitnessError:
+            # The ledger has the entries; the next batch's head covers these too.
+            self.metrics.witness_failures.inc()
+            log.exception("a signed head was not witnessed")
 
     def record(
         self, checkpoint: Checkpoint

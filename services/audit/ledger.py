@@ -6,14 +6,18 @@ query columns derived from the bytes), ``checkpoints`` (signed heads),
 consumed topic partition, written in the same transaction as the entries, which
 is what makes ingestion exactly-once), ``skipped`` (records on the audit topic that
 were not admissible entries: their offset, reason and SHA-256, never their bytes)
-and ``meta`` (the ledger id). Triggers refuse updates and deletes of entries and
-checkpoints; the chain and the signatures detect whoever removes the triggers.
+``key_rotations`` (a new signing key vouched for by the previous one),
+``queries`` (who asked the audit API what, when: the query log) and ``meta`` (the
+ledger id). Triggers refuse updates and deletes of entries, checkpoints, rotations
+and the query log; the chain, the signatures and the witness detect whoever
+removes the triggers. The file is created mode 0600 in a 0700 folder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import sqlite3
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -24,10 +28,12 @@ from typing import IO, Any, Final
 
 from services.audit.chain import GENESIS, Columns, Prepared, link
 from services.audit.checkpoints import Checkpoint
+from services.audit.rotation import Rotation
 from services.contracts.errors import PuenteError
 from services.contracts.natural import format_timestamp
 
 FORMAT: Final = "puente-audit-ledger/1"
+_FILE_MODE: Final = 0o600
 Position = tuple[str, int]
 
 _SCHEMA: Final = """
@@ -78,6 +84,35 @@ CREATE TABLE IF NOT EXISTS skipped (
     skipped_at TEXT NOT NULL,
     PRIMARY KEY (topic, partition, "offset")
 );
+CREATE TABLE IF NOT EXISTS key_rotations (
+    seq INTEGER NOT NULL,
+    signed_at TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    public_key BLOB NOT NULL,
+    next_key_id TEXT NOT NULL PRIMARY KEY,
+    next_public_key BLOB NOT NULL,
+    signature BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS queries (
+    id INTEGER PRIMARY KEY,
+    asked_at TEXT NOT NULL,
+    credential_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    institution TEXT,
+    query TEXT NOT NULL,
+    query_key TEXT,
+    outcome INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS key_rotations_append_only_update
+    BEFORE UPDATE ON key_rotations
+    BEGIN SELECT RAISE(ABORT, 'key rotations are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS key_rotations_append_only_delete
+    BEFORE DELETE ON key_rotations
+    BEGIN SELECT RAISE(ABORT, 'key rotations are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS queries_append_only_update BEFORE UPDATE ON queries
+    BEGIN SELECT RAISE(ABORT, 'the query log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS queries_append_only_delete BEFORE DELETE ON queries
+    BEGIN SELECT RAISE(ABORT, 'the query log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS entries_append_only_update BEFORE UPDATE ON entries
     BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS entries_append_only_delete BEFORE DELETE ON entries
@@ -166,6 +201,7 @@ class Ledger:
         """Open (creating if needed) for appending; only one writer at a time."""
         lock = _lock(path)
         try:
+            _create_private(path)
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             # FULL: a committed batch (entries + positions) survives a power cut too.
@@ -306,6 +342,31 @@ class Ledger:
             for s, h, t, k, sig, pk in rows
         ]
 
+    def add_rotation(self, rotation: Rotation) -> None:
+        """Store a key rotation (the next key, vouched for by the previous one)."""
+        with self._transaction():
+            self.db.execute(
+                "INSERT OR IGNORE INTO key_rotations VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    rotation.seq, rotation.time, rotation.key_id, rotation.public_key,
+                    rotation.next_key_id, rotation.next_public_key, rotation.signature,
+                ),
+            )  # fmt: skip
+
+    def rotations(self) -> list[Rotation]:
+        """Stored key rotations in seq order."""
+        ledger_id = self.ledger_id
+        rows = self.select(
+            "SELECT seq, signed_at, key_id, public_key, next_key_id, next_public_key, "
+            "signature FROM key_rotations ORDER BY seq"
+        )
+        return [
+            Rotation(
+                ledger_id, int(s), str(t), str(k), bytes(p), str(n), bytes(np), bytes(g)
+            )
+            for s, t, k, p, n, np, g in rows
+        ]
+
     def last_checkpoint_seq(self) -> int:
         """The seq of the newest checkpoint, 0 when there is none."""
         row = self._one("SELECT max(seq) FROM checkpoints")
@@ -379,11 +440,22 @@ def _row(r: tuple[Any, ...]) -> Row:
     return Row(int(r[0]), str(r[1]), bytes(r[2]), bytes(r[3]), bytes(r[4]), columns)
 
 
+def _create_private(path: Path) -> None:
+    """Create the ledger file mode 0600 (SQLite gives its -wal and -shm the same)."""
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, _FILE_MODE))
+    except OSError as e:
+        raise LedgerError(f"cannot create ledger {path}: {e.strerror}") from e
+
+
 def _lock(path: Path) -> IO[bytes]:
     """An exclusive advisory lock beside the ledger; the OS drops it if we die."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = (path.parent / f"{path.name}.lock").open("a+b")
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(
+            path.parent / f"{path.name}.lock", os.O_RDWR | os.O_CREAT, _FILE_MODE
+        )
+        handle = os.fdopen(fd, "a+b")
     except OSError as e:
         raise LedgerError(f"cannot create ledger folder for {path}: {e.strerror}") from e
     try:

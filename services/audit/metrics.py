@@ -34,6 +34,11 @@ class AuditMetrics:
             "Batches the ledger could not take; they are read again from its positions",
             registry=registry,
         )
+        self.witness_failures = Counter(
+            "puente_audit_witness_failures",
+            "Signed heads that could not be appended to the witness file",
+            registry=registry,
+        )
         self.lag = Gauge(
             "puente_audit_consumer_lag",
             "Audit records not yet in the ledger (high-water minus position)",

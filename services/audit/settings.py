@@ -29,6 +29,14 @@ class AuditSettings(BaseSettings):
     checkpoint_seconds: float = Field(default=30.0, gt=0)
     signing_key: SecretStr | None = None  # PEM or base64 of the raw 32 bytes
     signing_key_file: Path | None = None
+    # The key before the current one: at start, it signs the rotation to the new key.
+    previous_signing_key_file: Path | None = None
+    # The public key verifiers trust (pinned); default: the signing key's public half.
+    verify_key: str | None = None  # PEM or base64 of the raw 32 bytes
+    verify_key_file: Path | None = None
+    # Append-only JSON lines of signed heads, kept outside the state dir.
+    witness_file: Path | None = None
+    credentials_path: Path | None = None  # default: <state_dir>/audit/credentials.sqlite
     hub: HubSettings = Field(default_factory=HubSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
@@ -37,6 +45,13 @@ class AuditSettings(BaseSettings):
     def ledger_file(self) -> Path:
         """The SQLite ledger file."""
         return self.ledger_path or self.hub.state_dir / "audit" / "ledger.sqlite"
+
+    @property
+    def credentials_file(self) -> Path:
+        """The audit API's credential store."""
+        return (
+            self.credentials_path or self.hub.state_dir / "audit" / "credentials.sqlite"
+        )
 
     @property
     def development_key_file(self) -> Path:

@@ -1,4 +1,4 @@
-"""Verify a ledger, pure: recompute the chain, check every checkpoint signature.
+"""Verify a ledger, pure: recompute the chain, check every signature, compare anchors.
 
 Each entry is checked against the stored values around it, so one tampering shows
 up where it happened instead of breaking everything after it:
@@ -13,7 +13,27 @@ up where it happened instead of breaking everything after it:
   with the trusted key (the stored one, or the pinned ones);
 - ``checkpoint_head_mismatch``: a validly signed head is not the chain's hash at
   that seq (entries up to it were rewritten and re-hashed after it was signed);
-- ``checkpoint_beyond_chain``: a checkpoint covers entries the ledger no longer has.
+- ``checkpoint_beyond_chain``: a checkpoint covers entries the ledger no longer has;
+- ``key_rotation_refused``: a key rotation is not signed by a key trusted at its seq.
+
+Signatures verify only with *pinned* keys (configuration) and the keys they rotated
+to, never with keys stored in the ledger. The ledger is then compared with signed
+heads kept outside it (*anchors*: the witness file, the checkpoint topic):
+
+- ``anchor_untrusted``: an anchor's signature does not verify with a trusted key;
+- ``forked``: at an anchored seq the ledger's chain hash is another one (its
+  history was rewritten after that head was witnessed);
+- ``rolled_back``: the ledger ends before the newest anchor and lacks checkpoints
+  witnessed outside it (entries were cut together with their checkpoints, or an
+  old copy was restored);
+- ``truncated``: the ledger ends before the newest anchor but keeps every witnessed
+  checkpoint (entries were cut from its end, past its last checkpoint);
+- ``ledger_replaced``: every anchor found is of another ledger id.
+
+Against Kafka (`topic_problems`), the audit topic read to its end:
+
+- ``records_skipped``: the ledger refused records of the audit topic;
+- ``not_in_ledger``: the audit topic holds entries the ledger lacks.
 """
 
 from __future__ import annotations
@@ -32,6 +52,7 @@ from services.audit.chain import (
 )
 from services.audit.checkpoints import Checkpoint
 from services.audit.ledger import Row
+from services.audit.rotation import Keyring, Rotation
 
 ProblemKind = Literal[
     "seq_gap",
@@ -42,6 +63,14 @@ ProblemKind = Literal[
     "unknown_key",
     "checkpoint_head_mismatch",
     "checkpoint_beyond_chain",
+    "key_rotation_refused",
+    "anchor_untrusted",
+    "forked",
+    "rolled_back",
+    "truncated",
+    "ledger_replaced",
+    "records_skipped",
+    "not_in_ledger",
 ]
 # At the same seq, entry problems come first, in the order a reader would fix them.
 _ORDER: Final[tuple[ProblemKind, ...]] = (
@@ -53,7 +82,38 @@ _ORDER: Final[tuple[ProblemKind, ...]] = (
     "unknown_key",
     "checkpoint_head_mismatch",
     "checkpoint_beyond_chain",
+    "key_rotation_refused",
+    "anchor_untrusted",
+    "forked",
+    "rolled_back",
+    "truncated",
+    "ledger_replaced",
+    "records_skipped",
+    "not_in_ledger",
 )
+_ON: Final[dict[ProblemKind, str]] = {
+    "signature_invalid": "checkpoint",
+    "unknown_key": "checkpoint",
+    "checkpoint_head_mismatch": "checkpoint",
+    "checkpoint_beyond_chain": "checkpoint",
+    "key_rotation_refused": "rotation",
+    "anchor_untrusted": "anchor",
+    "forked": "ledger",
+    "rolled_back": "ledger",
+    "truncated": "ledger",
+    "ledger_replaced": "ledger",
+    "records_skipped": "kafka",
+    "not_in_ledger": "kafka",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    """A signed head found outside the ledger, and where it was found."""
+
+    checkpoint: Checkpoint
+    where: str
+    is_checkpoint: bool = True  # False: a head witnessed after a batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +125,9 @@ class Problem:
     detail: str
 
     @property
-    def on(self) -> Literal["entry", "checkpoint"]:
-        """Whether the problem is found on an entry or on a checkpoint."""
-        return "checkpoint" if self.kind in _ORDER[4:] else "entry"
+    def on(self) -> str:
+        """Where the problem is found: entry, checkpoint, rotation, anchor or ledger."""
+        return _ON.get(self.kind, "entry")
 
     def __str__(self) -> str:
         return f"{self.on} {self.seq}: {self.kind}: {self.detail}"
@@ -85,6 +145,8 @@ class Report:
     trusted_keys: Mapping[str, bytes]
     pinned: bool
     problems: list[Problem] = field(default_factory=list)
+    anchors: int = 0
+    newest_anchor: Anchor | None = None
 
     @property
     def ok(self) -> bool:
@@ -105,14 +167,25 @@ class Report:
 def verify(
     rows: Iterable[Row],
     checkpoints: Iterable[Checkpoint],
-    stored_keys: Mapping[str, bytes],
-    pinned_keys: Mapping[str, bytes] | None = None,
+    pinned_keys: Mapping[str, bytes],
+    *,
+    ledger_id: str,
+    rotations: Iterable[Rotation] = (),
+    anchors: Iterable[Anchor] = (),
 ) -> Report:
-    """Check the chain of ``rows`` and every checkpoint (see the module docstring)."""
-    trusted = dict(pinned_keys if pinned_keys is not None else stored_keys)
+    """Check the chain of ``rows``, every signature, and the anchors (module doc)."""
+    keyring = Keyring(pinned_keys)
+    problems = [
+        Problem("key_rotation_refused", r.seq, f"rotation to key {r.next_key_id} is "
+                f"not signed by a key trusted at seq {r.seq} (signer {r.key_id})")
+        for r in keyring.follow(rotations, ledger_id)
+    ]  # fmt: skip
     points = sorted(checkpoints, key=lambda c: c.seq)
-    problems = [p for c in points if (p := _signature_problem(c, trusted, pinned_keys))]
-    wanted = {c.seq for c in points}
+    problems += [p for c in points if (p := _signature_problem(c, keyring))]
+    outside = list(anchors)
+    trusted_anchors, untrusted = _trusted_anchors(outside, keyring, ledger_id)
+    problems += untrusted
+    wanted = {c.seq for c in points} | {a.checkpoint.seq for a in trusted_anchors}
     hashes: dict[int, bytes] = {}
     count, last, previous = 0, 0, GENESIS
     for row in rows:
@@ -122,16 +195,115 @@ def verify(
             hashes[row.seq] = row.hash
         last, previous = row.seq, row.hash
     problems.extend(p for c in points if (p := _head_problem(c, hashes, last)))
+    own = points[-1].seq if points else 0
+    problems.extend(_anchor_problems(trusted_anchors, hashes, last, own))
+    if not trusted_anchors and (other := _other_ledger(outside, ledger_id)):
+        problems.append(other)
     problems.sort(key=lambda p: (p.seq, _ORDER.index(p.kind)))
+    newest = max(trusted_anchors, key=lambda a: a.checkpoint.seq, default=None)
     return Report(
         entries=count,
         head_seq=last,
         head=previous,
         checkpoints=len(points),
         last_checkpoint_seq=points[-1].seq if points else 0,
-        trusted_keys=trusted,
-        pinned=pinned_keys is not None,
+        trusted_keys=keyring.all(),
+        pinned=True,
         problems=problems,
+        anchors=len(trusted_anchors),
+        newest_anchor=newest,
+    )
+
+
+def _trusted_anchors(
+    anchors: list[Anchor], keyring: Keyring, ledger_id: str
+) -> tuple[list[Anchor], list[Problem]]:
+    trusted, problems = [], []
+    for anchor in anchors:
+        point = anchor.checkpoint
+        if point.ledger_id != ledger_id:
+            continue
+        key = keyring.key(point.key_id, point.seq)
+        if key is not None and point.valid_under(key):
+            trusted.append(anchor)
+            continue
+        problems.append(
+            Problem(
+                "anchor_untrusted",
+                point.seq,
+                f"the signed head at seq {point.seq} in the {anchor.where} does not "
+                f"verify with a trusted key (key {point.key_id})",
+            )
+        )
+    return trusted, problems
+
+
+def _anchor_problems(
+    anchors: list[Anchor], hashes: Mapping[int, bytes], last: int, own_checkpoint: int
+) -> list[Problem]:
+    """Fork, rollback or truncation against the heads witnessed outside the ledger."""
+    problems = []
+    covered = sorted(
+        (a for a in anchors if a.checkpoint.seq <= last), key=lambda a: a.checkpoint.seq
+    )
+    for anchor in covered:
+        point = anchor.checkpoint
+        actual = hashes.get(point.seq)
+        if actual is not None and actual != point.head:
+            problems.append(
+                Problem(
+                    "forked",
+                    point.seq,
+                    f"the ledger's hash at seq {point.seq} is {actual.hex()[:16]}…, "
+                    f"but the {anchor.where} holds head {point.head.hex()[:16]}… "
+                    f"signed at {point.time}: its history was rewritten",
+                )
+            )
+            break
+    beyond = [a for a in anchors if a.checkpoint.seq > last]
+    if not beyond:
+        return problems
+    newest = max(beyond, key=lambda a: a.checkpoint.seq)
+    point = newest.checkpoint
+    cut = point.seq - last
+    ends = f"the ledger ends at seq {last}" if last else "the ledger is empty"
+    lost = sorted(
+        a.checkpoint.seq
+        for a in anchors
+        if a.is_checkpoint and a.checkpoint.seq > own_checkpoint
+    )
+    if lost:
+        own = f"at seq {own_checkpoint}" if own_checkpoint else "nowhere"
+        problems.append(
+            Problem(
+                "rolled_back",
+                last,
+                f"{ends} and its checkpoints end {own}; the {newest.where} holds a "
+                f"head at seq {point.seq} signed at {point.time}, and checkpoints up "
+                f"to seq {lost[-1]}: {cut} entries and their checkpoints are gone",
+            )
+        )
+    else:
+        problems.append(
+            Problem(
+                "truncated",
+                last,
+                f"{ends}, but the {newest.where} holds a head at seq {point.seq} "
+                f"signed at {point.time}: {cut} entries were cut from its end",
+            )
+        )
+    return problems
+
+
+def _other_ledger(anchors: list[Anchor], ledger_id: str) -> Problem | None:
+    others = sorted({a.checkpoint.ledger_id for a in anchors} - {ledger_id})
+    if not others:
+        return None
+    return Problem(
+        "ledger_replaced",
+        0,
+        f"every head witnessed outside the ledger is of ledger {others[0]}, "
+        f"not of this ledger {ledger_id}: it was replaced",
     )
 
 
@@ -180,14 +352,14 @@ def _columns_detail(row: Row) -> str | None:
     return f"query columns {', '.join(differing)} disagree with the entry bytes"
 
 
-def _signature_problem(
-    point: Checkpoint, trusted: Mapping[str, bytes], pinned: Mapping[str, bytes] | None
-) -> Problem | None:
-    key = trusted.get(point.key_id)
+def _signature_problem(point: Checkpoint, keyring: Keyring) -> Problem | None:
+    key = keyring.key(point.key_id, point.seq)
     if key is None:
-        where = "among the pinned keys" if pinned is not None else "in the ledger"
         return Problem(
-            "unknown_key", point.seq, f"signing key {point.key_id} is not {where}"
+            "unknown_key",
+            point.seq,
+            f"signing key {point.key_id} is not pinned, nor rotated to by a pinned key "
+            f"before seq {point.seq}",
         )
     if not point.valid_under(key):
         return Problem(
@@ -220,3 +392,63 @@ def _head_problem(
             f"{actual.hex()[:16]}… at that seq",
         )
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class TopicEntries:
+    """The audit topic read to its end: entry ids and where each was found."""
+
+    ids: Mapping[str, tuple[int, int]]  # audit_id -> (partition, offset)
+    unreadable: int
+    ends: Mapping[int, int]  # partition -> end offset
+
+
+def topic_problems(
+    topic: str,
+    entries: TopicEntries,
+    ledger_ids: set[str],
+    skipped: int,
+    positions: Mapping[int, int],
+) -> list[Problem]:
+    """The ledger against the audit topic: skipped records, entries it lacks."""
+    problems = []
+    if skipped:
+        problems.append(
+            Problem(
+                "records_skipped",
+                0,
+                f"the ledger refused {skipped} records of {topic} (see its skipped "
+                "table): the disclosures they describe have no entry",
+            )
+        )
+    missing = sorted(
+        (where, audit_id)
+        for audit_id, where in entries.ids.items()
+        if audit_id not in ledger_ids
+    )
+    if entries.unreadable:
+        problems.append(
+            Problem(
+                "not_in_ledger",
+                0,
+                f"{entries.unreadable} records of {topic} are not readable audit entries",
+            )
+        )
+    if missing:
+        (partition, offset), audit_id = missing[0]
+        pending = sum(1 for (p, o), _ in missing if o >= positions.get(p, 0))
+        note = (
+            f"; {pending} of them lie past the ledger's positions (not consumed yet: "
+            "verify again when its lag is 0)"
+            if pending
+            else ""
+        )
+        problems.append(
+            Problem(
+                "not_in_ledger",
+                0,
+                f"{len(missing)} entries of {topic} are not in the ledger (first: "
+                f"{audit_id} at partition {partition} offset {offset}){note}",
+            )
+        )
+    return problems

@@ -178,7 +178,7 @@ async def test_a_consumer_ahead_of_a_replaced_ledger_appends_nothing_twice_and_n
     assert len({r.audit_id for r in rows}) == 60
     assert registry.get_sample_value("puente_audit_duplicates_skipped_total") == 0
     assert ledger.positions() == cursor.positions == {(TOPIC, 0): 60}
-    assert verify(rows, [], {}).ok
+    assert verify(rows, [], {}, ledger_id=ledger.ledger_id).ok
     ledger.close()
 
 

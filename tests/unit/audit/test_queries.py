@@ -11,12 +11,15 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
 from services.audit import queries
-from services.audit.api import audit_app, reading
+from services.audit.api import ApiConfig, audit_app, reading
 from services.audit.cli import app
+from services.audit.credentials import CredentialStore, Role
+from services.audit.keys import key_id, raw_public
 from services.audit.ledger import Ledger
 from services.contracts.catalog import Catalog
 from services.contracts.errors import InvalidIdError
@@ -44,9 +47,18 @@ def story(ledger_path: Path, catalog: Catalog) -> Path:
 
 
 def http(ledger_path: Path) -> httpx.AsyncClient:
-    api = audit_app(ledger_path, CollectorRegistry(), lambda: {"ok": True})
+    """An oversight client of the API over ``ledger_path``."""
+    credentials = ledger_path.parent / "credentials.sqlite"
+    store = CredentialStore(credentials)
+    _, token = store.create(Role.OVERSIGHT)
+    store.close()
+    public = raw_public(Ed25519PrivateKey.generate())
+    config = ApiConfig(ledger_path, credentials, {key_id(public): public})
+    api = audit_app(config, CollectorRegistry(), lambda: {"ok": True})
     return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=api), base_url="http://audit"
+        transport=httpx.ASGITransport(app=api),
+        base_url="http://audit",
+        headers={"Authorization": f"Bearer {token}"},
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -21,40 +22,63 @@ from tests.unit.audit.tamper import entry_bytes, rewrite_and_rehash, tamper
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True)
+def pinned_by_configuration(
+    key: Ed25519PrivateKey, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI verifies with the signing key's public half, from configuration."""
+    monkeypatch.setenv("PUENTE_STATE_DIR", str(state_dir))
+    monkeypatch.setenv(
+        "PUENTE_AUDIT_VERIFY_KEY", base64.b64encode(raw_public(key)).decode()
+    )
+    for name in ("PUENTE_AUDIT_VERIFY_KEY_FILE", "PUENTE_AUDIT_WITNESS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def pinned(key: Ed25519PrivateKey) -> dict[str, bytes]:
+    """The ledger's signing key, pinned."""
+    return {key_id(raw_public(key)): raw_public(key)}
+
+
 def closed(ledger: Ledger) -> Path:
     ledger.close()
     return ledger.path
 
 
-def test_an_untouched_ledger_verifies(ledger: Ledger) -> None:
-    result = verify_ledger(closed(ledger))
+def test_an_untouched_ledger_verifies(ledger: Ledger, pinned: dict[str, bytes]) -> None:
+    result = verify_ledger(closed(ledger), pinned)
     assert result.ok
     assert (result.entries, result.head_seq, result.checkpoints) == (10, 10, 2)
     assert result.uncovered_entries == 0
 
 
-def test_a_flipped_byte_is_a_hash_mismatch_at_that_entry(ledger: Ledger) -> None:
+def test_a_flipped_byte_is_a_hash_mismatch_at_that_entry(
+    ledger: Ledger, pinned: dict[str, bytes]
+) -> None:
     path = closed(ledger)
     data = bytearray(entry_bytes(path, 5))
     data[40] ^= 0x01
     tamper(path, ("UPDATE entries SET entry = ? WHERE seq = 5", (bytes(data),)))
-    result = verify_ledger(path)
+    result = verify_ledger(path, pinned)
     assert not result.ok
     assert result.first_problem is not None
     assert (result.first_problem.seq, result.first_problem.kind) == (5, "hash_mismatch")
     assert [p.kind for p in result.problems] == ["hash_mismatch"]
 
 
-def test_a_deleted_row_is_a_gap_in_seq(ledger: Ledger) -> None:
+def test_a_deleted_row_is_a_gap_in_seq(ledger: Ledger, pinned: dict[str, bytes]) -> None:
     path = closed(ledger)
     tamper(path, ("DELETE FROM entries WHERE seq = 6", ()))
-    first = verify_ledger(path).first_problem
+    first = verify_ledger(path, pinned).first_problem
     assert first is not None
     assert (first.seq, first.kind) == (7, "seq_gap")
     assert "expected seq 6" in first.detail
 
 
-def test_two_reordered_rows_break_the_prev_hash_link(ledger: Ledger) -> None:
+def test_two_reordered_rows_break_the_prev_hash_link(
+    ledger: Ledger, pinned: dict[str, bytes]
+) -> None:
     path = closed(ledger)
     tamper(
         path,
@@ -62,7 +86,7 @@ def test_two_reordered_rows_break_the_prev_hash_link(ledger: Ledger) -> None:
         ("UPDATE entries SET seq = 3 WHERE seq = 4", ()),
         ("UPDATE entries SET seq = 4 WHERE seq = -1", ()),
     )
-    result = verify_ledger(path)
+    result = verify_ledger(path, pinned)
     assert result.first_problem is not None
     assert (result.first_problem.seq, result.first_problem.kind) == (
         3,
@@ -73,30 +97,34 @@ def test_two_reordered_rows_break_the_prev_hash_link(ledger: Ledger) -> None:
     }
 
 
-def test_a_forged_checkpoint_head_has_an_invalid_signature(ledger: Ledger) -> None:
+def test_a_forged_checkpoint_head_has_an_invalid_signature(
+    ledger: Ledger, pinned: dict[str, bytes]
+) -> None:
     path = closed(ledger)
     tamper(path, ("UPDATE checkpoints SET head_hash = ? WHERE seq = 4", (bytes(32),)))
-    result = verify_ledger(path)
+    result = verify_ledger(path, pinned)
     kinds = {(p.seq, p.kind) for p in result.problems}
     assert (4, "signature_invalid") in kinds
     assert result.first_problem is not None
     assert result.first_problem.on == "checkpoint"
 
 
-def test_a_rehashed_rewrite_is_caught_by_the_signed_checkpoint(ledger: Ledger) -> None:
+def test_a_rehashed_rewrite_is_caught_by_the_signed_checkpoint(
+    ledger: Ledger, pinned: dict[str, bytes]
+) -> None:
     path = closed(ledger)
     # Entry 2 went to minsal; hide that, keeping bytes, columns and chain consistent.
     rewrite_and_rehash(path, 2, lambda b: b.replace(b'"minsal"', b'"pnc"'))
     tamper(path, ("UPDATE entries SET recipient = 'pnc' WHERE seq = 2", ()))
-    result = verify_ledger(path)
+    result = verify_ledger(path, pinned)
     assert [(p.on, p.seq, p.kind) for p in result.problems] == [
         ("checkpoint", 4, "checkpoint_head_mismatch"),
         ("checkpoint", 10, "checkpoint_head_mismatch"),
     ]
 
 
-def test_a_ledger_re_signed_with_another_key_fails_against_the_pinned_key(
-    ledger: Ledger, key: Ed25519PrivateKey, tmp_path: Path
+def test_a_ledger_re_signed_with_a_new_key_fails_the_default_verify(
+    ledger: Ledger, pinned: dict[str, bytes]
 ) -> None:
     path = closed(ledger)
     ledger_id = Ledger.open_reader(path).ledger_id
@@ -119,30 +147,34 @@ def test_a_ledger_re_signed_with_another_key_fails_against_the_pinned_key(
         ("INSERT INTO signing_keys VALUES (?, ?, 'x')",
          (forged[0].key_id, forged[0].public_key)),
     )  # fmt: skip
-    # Trusting the key stored in the file, a full forgery is consistent ...
-    assert verify_ledger(path).ok
-    # ... which is why verifiers pin the key: then every checkpoint is refused.
-    pinned = {key_id(raw_public(key)): raw_public(key)}
-    result = verify_ledger(path, pinned)
-    assert [(p.seq, p.kind) for p in result.problems] == [
+    # The key stored in the file is the forger's: the default verify does not use it.
+    result = runner.invoke(app, ["verify", "--ledger", str(path)])
+    assert result.exit_code == 1, result.output
+    assert "first broken: checkpoint 4: unknown_key" in result.output
+    found = verify_ledger(path, pinned)
+    assert [(p.seq, p.kind) for p in found.problems] == [
         (4, "unknown_key"),
         (10, "unknown_key"),
     ]
 
 
-def test_query_columns_changed_without_the_bytes_are_caught(ledger: Ledger) -> None:
+def test_query_columns_changed_without_the_bytes_are_caught(
+    ledger: Ledger, pinned: dict[str, bytes]
+) -> None:
     path = closed(ledger)
     tamper(path, ("UPDATE entries SET recipient = 'pnc' WHERE seq = 8", ()))
-    first = verify_ledger(path).first_problem
+    first = verify_ledger(path, pinned).first_problem
     assert first is not None
     assert (first.seq, first.kind) == (8, "columns_mismatch")
     assert "recipient" in first.detail
 
 
-def test_entries_cut_off_after_a_checkpoint_are_caught(ledger: Ledger) -> None:
+def test_entries_cut_off_after_a_checkpoint_are_caught(
+    ledger: Ledger, pinned: dict[str, bytes]
+) -> None:
     path = closed(ledger)
     tamper(path, ("DELETE FROM entries WHERE seq > 8", ()))
-    result = verify_ledger(path)
+    result = verify_ledger(path, pinned)
     assert result.first_problem is not None
     assert (result.first_problem.seq, result.first_problem.kind) == (
         10,

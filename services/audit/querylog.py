@@ -1,0 +1,75 @@
+"""The query log: who asked the audit API what, and when, in the ledger's database.
+
+One row per question: the time, the credential (id, role, institution), the
+question's name, its key (an event id, an institution id, a subject key: the
+question itself, nothing from the answer) and the HTTP status it got. The table
+is append-only (triggers, see `services.audit.ledger`). A question whose row
+cannot be written is not answered.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+from services.audit.ledger import Ledger, LedgerError
+from services.contracts.natural import format_timestamp
+
+_BUSY_MS: Final = 5000  # the ingesting writer holds the lock for one batch at most
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """One logged question."""
+
+    asked_at: str
+    credential_id: str
+    role: str
+    institution: str | None
+    query: str
+    query_key: str | None
+    outcome: int
+
+
+def record(ledger_path: Path, asked: Asked) -> None:
+    """Append ``asked`` to the query log of the ledger at ``ledger_path``."""
+    if not ledger_path.is_file():
+        raise LedgerError(f"no ledger at {ledger_path}")
+    try:
+        db = sqlite3.connect(ledger_path, isolation_level=None, timeout=_BUSY_MS / 1000)
+    except sqlite3.Error as e:
+        raise LedgerError(f"cannot open the query log of {ledger_path}: {e}") from e
+    try:
+        db.execute(
+            "INSERT INTO queries (asked_at, credential_id, role, institution, query, "
+            "query_key, outcome) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                asked.asked_at, asked.credential_id, asked.role, asked.institution,
+                asked.query, asked.query_key, asked.outcome,
+            ),
+        )  # fmt: skip
+    except sqlite3.Error as e:
+        raise LedgerError(f"cannot write the query log of {ledger_path}: {e}") from e
+    finally:
+        db.close()
+
+
+def now() -> str:
+    """The current time as the log writes it."""
+    return format_timestamp(datetime.now(UTC))
+
+
+def read(ledger: Ledger, limit: int = 1000) -> list[Asked]:
+    """The newest ``limit`` logged questions, oldest first."""
+    rows = ledger.select(
+        "SELECT asked_at, credential_id, role, institution, query, query_key, outcome "
+        "FROM queries ORDER BY id DESC LIMIT ?",
+        (limit,),
+    )
+    return [
+        Asked(str(a), str(c), str(r), i, str(q), k, int(o))
+        for a, c, r, i, q, k, o in reversed(rows)
+    ]
