@@ -39,15 +39,18 @@ async def read_ids(kafka: KafkaSettings, topic: str) -> list[str]:
     ids: list[str] = []
     # On a loaded machine a fresh broker's first fetches can come back empty.
     patience = time.monotonic() + 20
-    while True:
-        page = await reader.read(topic, cursor, 1000)
-        if not page.records:
-            if ids or time.monotonic() > patience:
-                return ids
-            continue
-        for record in sorted(page.records, key=lambda r: (r.partition, r.offset)):
-            ids.extend(v.decode() for k, v in record.headers if k == "ce_id")
-        cursor = page.cursor
+    try:
+        while True:
+            page = await reader.read(topic, cursor, 1000)
+            if not page.records:
+                if ids or time.monotonic() > patience:
+                    return ids
+                continue
+            for record in sorted(page.records, key=lambda r: (r.partition, r.offset)):
+                ids.extend(v.decode() for k, v in record.headers if k == "ce_id")
+            cursor = page.cursor
+    finally:
+        await reader.close()
 
 
 async def wait_for(check: Any, deadline_s: float) -> bool:
@@ -79,6 +82,9 @@ async def gateway_on(
     )
     settings = GatewaySettings(
         port=free_port(),
+        admin_port=free_port(),
+        # One client posts as fast as it can: this test is about the broker.
+        rate_limit_per_s=0,
         hub=HubSettings(state_dir=tmp_path),
         kafka=kafka,
         # One partition: the order of the whole topic is checkable.
@@ -124,7 +130,8 @@ async def test_while_the_broker_is_down_every_post_is_accepted_and_later_relayed
 
         own_broker.start()  # same port, and empty: it keeps nothing across a restart
         drained = await wait_for(lambda: _async(gateway.outbox.unsent_count == 0), 90)
-        metrics = (await http.get("/metrics")).text
+        admin = f"http://127.0.0.1:{gateway_on.settings.admin_port}/metrics"
+        metrics = (await http.get(admin)).text
 
     assert drained, f"{gateway.outbox.unsent_count} events still unsent"
     # Read with the gateway's own reader, as an institution's GET would.
@@ -177,6 +184,8 @@ def _start(state: Path, port: int, bootstrap: str) -> subprocess.Popen[bytes]:
         **os.environ,
         "PUENTE_STATE_DIR": str(state),
         "PUENTE_GATEWAY_PORT": str(port),
+        "PUENTE_GATEWAY_ADMIN_PORT": str(free_port()),
+        "PUENTE_GATEWAY_RATE_LIMIT_PER_S": "0",
         "PUENTE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "PUENTE_LOG_LEVEL": "WARNING",
     }

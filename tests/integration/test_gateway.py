@@ -46,7 +46,9 @@ async def hub(
     )
     await runtime_topics.create(kafka, {"hub.in.dgme.referral": 4})
     gateway = GatewayService(
-        GatewaySettings(port=free_port(), hub=hub_settings, kafka=kafka),
+        GatewaySettings(
+            port=free_port(), admin_port=free_port(), hub=hub_settings, kafka=kafka
+        ),
         CollectorRegistry(),
     )
     await router.start()
@@ -125,6 +127,7 @@ async def test_a_posted_referral_reaches_its_receiving_institution_over_get(
     assert posted.status_code == 202
     (mine,) = [i for i in items if i["event_id"] == event_id]
     assert mine["view"] == "FULL"
+    assert "rule" not in mine
     assert mine["event"]["payload"]["referral_id"] == event["payload"]["referral_id"]
     assert mine["event"]["envelope"]["source_institution_id"] == source
     assert all(i["event_id"] != event_id for i in after["items"])
@@ -165,7 +168,8 @@ async def test_the_relay_publishes_to_the_callers_inbound_topic_and_empties_the_
                 await sender.post("/v1/events/referral", json=referral())
             ).status_code == 202
         await drained(gateway)
-        metrics = (await sender.get("/metrics")).text
+        admin = f"http://127.0.0.1:{gateway.settings.admin_port}/metrics"
+        metrics = (await sender.get(admin)).text
 
     assert gateway.gateway.outbox.unsent_count == 0
     assert "puente_outbox_depth 0.0" in metrics
