@@ -15,8 +15,11 @@ from services.contracts.natural import format_timestamp
 
 SPEC_VERSION: Final = "1.0"
 CONTENT_TYPE: Final = "application/avro"
+# Delivery extensions. Never the rule id: a rule's id or condition can reveal a value
+# the view withholds, so rule ids stay in the audit ledger.
 VIEW: Final = "puente_view"
-RULE: Final = "puente_rule"
+PURPOSE: Final = "puente_purpose"
+LEGAL_BASIS: Final = "puente_legal_basis"
 POLICY_VERSION: Final = "puente_policy_version"
 
 KafkaHeaders = list[tuple[str, bytes]]

@@ -4,6 +4,7 @@ Layout of ``deploy/policy/``::
 
     institutions.toml           working groups; members: name, groups, publish rights
     aggregates.toml             aggregate-only grants (served by the indicators)
+    safeguards.toml             value-based escalation; when consent overrides hold
     rules/<event_type>.toml     disclosure rules of one event type, in order
 
 TOML (stdlib ``tomllib``) rather than YAML: no implicit typing surprises (the ISO
@@ -26,6 +27,7 @@ from services.policy.errors import PolicyError
 
 INSTITUTIONS_FILE: Final = "institutions.toml"
 AGGREGATES_FILE: Final = "aggregates.toml"
+SAFEGUARDS_FILE: Final = "safeguards.toml"
 RULES_DIR: Final = "rules"
 VERSION_PREFIX: Final = "sha256:"
 
@@ -44,6 +46,9 @@ class InstitutionSpec(_Spec):
     working_groups: list[str] = []
     publishes: list[str] = []
     stream: bool = True
+    # Its involvement alone reveals a protection need (GBV, trafficking, violence,
+    # crime): PSEUDO views show it as ``masked``.
+    sensitive: bool = False
     note: str = ""
 
 
@@ -71,6 +76,41 @@ class AggregatesFile(_Spec):
     aggregate: list[AggregateSpec] = []
 
 
+class GeneraliseSpec(_Spec):
+    """``generalise."<path>" = { keep = [...], otherwise = "SYMBOL" }`` of a rule."""
+
+    keep: list[str] = Field(min_length=1)
+    otherwise: str
+
+
+class EscalationSpec(_Spec):
+    """One ``[[escalation]]`` of ``safeguards.toml``.
+
+    Values (``when``, per event type) that make a record highly sensitive for every
+    rule whose purpose is not among ``purposes``.
+    """
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    purposes: list[str] = Field(min_length=1)
+    when: dict[str, str] = Field(min_length=1)  # event type -> JMESPath condition
+    note: str = ""
+
+
+class OverrideSpec(_Spec):
+    """One ``[[override]]`` of ``safeguards.toml``: when a consent override holds."""
+
+    reason: str
+    when: dict[str, str] = {}  # event type -> condition; absent: never holds
+    note: str = ""
+
+
+class SafeguardsFile(_Spec):
+    """``safeguards.toml``."""
+
+    escalation: list[EscalationSpec] = []
+    override: list[OverrideSpec] = []
+
+
 class RuleSpec(_Spec):
     """One ``[[rule]]`` of ``rules/<event_type>.toml``."""
 
@@ -86,6 +126,9 @@ class RuleSpec(_Spec):
     consent_override: bool = False
     grant: list[str] = []
     remove: list[str] = []
+    only: list[str] = []
+    generalise: dict[str, GeneraliseSpec] = {}
+    owner: bool = False
     note: str = ""
     review_by: date | None = None
 
@@ -102,6 +145,7 @@ class PolicyFiles(_Spec):
     version: str
     institutions: InstitutionsFile
     aggregates: AggregatesFile
+    safeguards: SafeguardsFile
     rules: dict[str, RulesFile]  # event type -> rules, in file order
     rule_files: dict[str, str]  # event type -> file name relative to the folder
 
@@ -117,6 +161,11 @@ def read_policy_files(directory: Path) -> PolicyFiles:
         if aggregates_path.exists()
         else AggregatesFile()
     )
+    safeguards = (
+        _parse(directory, SAFEGUARDS_FILE, SafeguardsFile)
+        if (directory / SAFEGUARDS_FILE).exists()
+        else SafeguardsFile()
+    )
     rules: dict[str, RulesFile] = {}
     rule_files: dict[str, str] = {}
     for path in sorted((directory / RULES_DIR).glob("*.toml")):
@@ -127,6 +176,7 @@ def read_policy_files(directory: Path) -> PolicyFiles:
         version=policy_version(directory),
         institutions=institutions,
         aggregates=aggregates,
+        safeguards=safeguards,
         rules=rules,
         rule_files=rule_files,
     )
@@ -169,7 +219,8 @@ def _describe(raw: dict[str, Any], error: ValidationError) -> str:
     first = error.errors()[0]
     loc = list(first["loc"])
     where = ""
-    if len(loc) >= 2 and loc[0] in ("rule", "aggregate") and isinstance(loc[1], int):
+    sections = ("rule", "aggregate", "escalation", "override")
+    if len(loc) >= 2 and loc[0] in sections and isinstance(loc[1], int):
         entries = raw.get(str(loc[0])) or []
         entry = entries[loc[1]] if loc[1] < len(entries) else {}
         ident = entry.get("id") if isinstance(entry, dict) else None

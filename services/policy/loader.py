@@ -8,6 +8,8 @@ a rule grants or removes fields (a plain FULL view uses the event's own schema).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +19,26 @@ from services.contracts.catalog import Catalog, SchemaEntry
 from services.contracts.errors import ContractError, SchemaCatalogError
 from services.contracts.ids import EVENT_TYPES, check_institution_id
 from services.policy import projection as proj
-from services.policy.conditions import ConditionSyntaxError, compile_condition
+from services.policy.conditions import Condition, ConditionSyntaxError, compile_condition
 from services.policy.errors import PolicyError
-from services.policy.files import AggregateSpec, PolicyFiles, RuleSpec, read_policy_files
-from services.policy.model import AggregateGrant, Institution, Rule
+from services.policy.files import (
+    VERSION_PREFIX,
+    AggregateSpec,
+    PolicyFiles,
+    RuleSpec,
+    SafeguardsFile,
+    read_policy_files,
+)
+from services.policy.model import (
+    AggregateGrant,
+    Escalation,
+    Institution,
+    Override,
+    Rule,
+    Safeguards,
+)
 from services.policy.policy import Policy
-from services.policy.projection import Projection, View
+from services.policy.projection import Generalisation, Projection, View
 from services.policy.tree import SchemaTree
 
 # Symbols that say nothing a reviewer can check.
@@ -34,9 +50,7 @@ _NEVER_GRANTED_BELOW_FULL: Final = frozenset({"HIGHLY_SENSITIVE"})
 _DIRECT: Final = "DIRECT_IDENTIFIER"
 
 _TREES: dict[int, SchemaTree] = {}
-_PROJECTIONS: dict[
-    tuple[int, str, str, tuple[str, ...], tuple[str, ...]], Projection
-] = {}
+_PROJECTIONS: dict[tuple[object, ...], Projection] = {}
 
 
 def load_policy(policy_dir: Path, catalog: Catalog) -> Policy:
@@ -107,7 +121,60 @@ class _Loader:
             self._aggregate(spec, institutions)
             for spec in self.files.aggregates.aggregate
         ]
-        return Policy(self.files.version, institutions, rules, aggregates)
+        safeguards = self._safeguards(self.files.safeguards, institutions)
+        version = _with_tags(self.files.version, self.catalog)
+        return Policy(version, institutions, rules, aggregates, safeguards)
+
+    def _safeguards(
+        self, spec: SafeguardsFile, institutions: Mapping[str, Institution]
+    ) -> Safeguards:
+        escalations = []
+        for item in spec.escalation:
+            where = f"safeguards.toml: escalation {item.id!r}"
+            for purpose in item.purposes:
+                self.check_symbol(where, "purpose", purpose, self.words.purposes)
+            escalations.append(
+                Escalation(
+                    item.id,
+                    frozenset(item.purposes),
+                    self._conditions(where, item.when, institutions),
+                    item.note,
+                )
+            )
+        overrides = {}
+        for override in spec.override:
+            where = f"safeguards.toml: override {override.reason!r}"
+            self._check_override_reason(where, override.reason)
+            overrides[override.reason] = Override(
+                override.reason,
+                self._conditions(where, override.when, institutions),
+                override.note,
+            )
+        return Safeguards(tuple(escalations), overrides)
+
+    def _conditions(
+        self, where: str, when: Mapping[str, str], institutions: Mapping[str, Institution]
+    ) -> dict[str, Condition]:
+        out = {}
+        for event_type, text in when.items():
+            if event_type not in EVENT_TYPES:
+                raise PolicyError(f"{where}: unknown event type {event_type!r}")
+            for entry in self.versions(event_type):
+                try:
+                    out[event_type] = compile_condition(
+                        text, tree_of(entry), frozenset(institutions)
+                    )
+                except ConditionSyntaxError as e:
+                    raise PolicyError(f"{where} ({event_type}): {e}") from e
+        return out
+
+    def _check_override_reason(self, where: str, reason: str) -> None:
+        for event_type in EVENT_TYPES:
+            for entry in self.versions(event_type):
+                node = tree_of(entry).get(_OVERRIDE_PATHS[1])
+                if node is not None and reason in node.shape.symbols:
+                    return
+        raise PolicyError(f"{where}: {reason!r} is not a consent override reason")
 
     def versions(self, event_type: str) -> list[SchemaEntry]:
         try:
@@ -151,6 +218,7 @@ class _Loader:
                 working_groups=tuple(member.working_groups),
                 publishes=frozenset(member.publishes),
                 stream=member.stream,
+                sensitive=member.sensitive,
                 note=member.note,
             )
         if not out:
@@ -219,9 +287,10 @@ class _RuleLoader:
             self.loader.check_symbol(self.where, "consent scope", scope, words.purposes)
         self._consent()
         recipients = self._recipients()
-        for path in (*spec.grant, *spec.remove):
+        for path in (*spec.grant, *spec.remove, *spec.only, *spec.generalise):
             self._path(path)
         self._grants(view)
+        generalise = self._generalise()
         condition = None
         for entry in self.entries:
             try:
@@ -248,11 +317,33 @@ class _RuleLoader:
             consent_override=spec.consent_override,
             grants=tuple(spec.grant),
             removes=tuple(spec.remove),
+            only=tuple(spec.only),
+            generalise=generalise,
+            owner=spec.owner,
             note=spec.note,
             review_by=spec.review_by,
             source_file=self.file_name,
-            projections={e.version: self._projection(e, view) for e in self.entries},
+            projections={
+                e.version: self._projection(e, view, generalise) for e in self.entries
+            },
         )
+
+    def _generalise(self) -> tuple[Generalisation, ...]:
+        out = []
+        for path, spec in sorted(self.spec.generalise.items()):
+            for entry in self.entries:
+                node = tree_of(entry).nodes[path]
+                symbols = node.shape.symbols if node.shape.kind == "enum" else ()
+                if not symbols:
+                    raise self.fail(f"generalise {path}: only enum fields generalise")
+                for symbol in (*spec.keep, spec.otherwise):
+                    if symbol not in symbols:
+                        raise self.fail(
+                            f"generalise {path}: {symbol!r} is not one of "
+                            f"{', '.join(symbols)}"
+                        )
+            out.append(Generalisation(path, frozenset(spec.keep), spec.otherwise))
+        return tuple(out)
 
     def _view(self) -> View:
         if self.spec.view not in proj.VIEWS:
@@ -360,19 +451,30 @@ class _RuleLoader:
                             "consent (consent_scopes)"
                         )
 
-    def _projection(self, entry: SchemaEntry, view: View) -> Projection:
+    def _projection(
+        self, entry: SchemaEntry, view: View, generalise: tuple[Generalisation, ...]
+    ) -> Projection:
         spec = self.spec
-        grants, removes = tuple(spec.grant), tuple(spec.remove)
-        extras = bool(grants or removes)
+        grants, removes, only = tuple(spec.grant), tuple(spec.remove), tuple(spec.only)
+        extras = bool(grants or removes or only)
         name = (
             f"{self.event_type}.rule.{spec.id}" if extras else f"{self.event_type}.{view}"
         )
-        key = (entry.fingerprint, name, view, grants, removes)
+        masked = frozenset(i.id for i in self.institutions.values() if i.sensitive)
+        key = (entry.fingerprint, name, view, grants, removes, only, generalise, masked)
         projection = _PROJECTIONS.get(key)
         if projection is None:
             try:
                 projection = proj.build(
-                    entry, tree_of(entry), name, view, grants=grants, removes=removes
+                    entry,
+                    tree_of(entry),
+                    name,
+                    view,
+                    grants=grants,
+                    removes=removes,
+                    only=only,
+                    generalise=generalise,
+                    masked=masked,
                 )
             except (PolicyError, SchemaCatalogError) as e:
                 raise self.fail(str(e)) from e
@@ -383,3 +485,20 @@ class _RuleLoader:
             except SchemaCatalogError as e:
                 raise self.fail(f"projected schema {name}: {e}") from e
         return projection
+
+
+def _with_tags(files_version: str, catalog: Catalog) -> str:
+    """The policy version over the policy files and every event field's tags.
+
+    A sensitivity tag decides what a view keeps, so changing one is a policy change
+    and must give a new version even though the schema's fingerprint stays.
+    """
+    digest = hashlib.sha256(files_version.encode())
+    for event_type in EVENT_TYPES:
+        for entry in catalog.versions(event_type):
+            tags = [
+                (path, node.sensitivity, node.linkable)
+                for path, node in sorted(tree_of(entry).nodes.items())
+            ]
+            digest.update(json.dumps([event_type, entry.version, tags]).encode())
+    return VERSION_PREFIX + digest.hexdigest()[:16]

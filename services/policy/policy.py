@@ -10,7 +10,13 @@ from services.contracts.catalog import SchemaEntry
 from services.contracts.ids import INSTITUTION_ID
 from services.policy import model
 from services.policy.errors import ConditionError
-from services.policy.model import AggregateGrant, Decision, Institution, Rule
+from services.policy.model import (
+    AggregateGrant,
+    Decision,
+    Institution,
+    Rule,
+    Safeguards,
+)
 from services.policy.projection import Projection
 
 
@@ -20,8 +26,14 @@ class Policy:
     ``decide`` applies the rules of an event type in file order. For each recipient
     the first rule that matches and passes its consent check delivers; later rules
     for that recipient are skipped, so a recipient gets at most one projection of a
-    record (deliveries share the record's ``ce_id``). A rule that matches but fails
-    its consent check is reported as withheld and the next rule may still deliver.
+    record. A rule that matches but fails a check is reported as withheld (with the
+    reason) and the next rule may still deliver. The checks, in order: the source's
+    no-disclosure flag (only the owner's rules pass), withdrawn consent (only a
+    legal mandate passes), purpose limitation (the rule's purpose must be declared
+    unless its basis does not rest on declared purposes), consent scopes and
+    overrides (an override counts only where its legal condition holds), and
+    value-based escalation (a non-FULL view of a record whose values reveal e.g.
+    gender-based violence passes only for the purposes that escalation names).
     """
 
     def __init__(
@@ -30,8 +42,10 @@ class Policy:
         institutions: Mapping[str, Institution],
         rules: Sequence[Rule],
         aggregates: Sequence[AggregateGrant] = (),
+        safeguards: Safeguards | None = None,
     ) -> None:
         self.version = version
+        self.safeguards = safeguards or Safeguards()
         self.institutions: Mapping[str, Institution] = MappingProxyType(
             dict(institutions)
         )
@@ -102,6 +116,7 @@ class Policy:
         decisions: list[Decision] = []
         served: set[str] = set()
         unknown_reported: set[str] = set()
+        facts = _Facts(event_type, datum, self.safeguards)
         for rule in self._by_type.get(event_type, ()):
             recipient = rule.recipient
             if recipient is None:
@@ -128,7 +143,7 @@ class Policy:
                         )
                     )
                 continue
-            reason = _consent_check(rule, datum)
+            reason = facts.gate(rule, recipient)
             decisions.append(self._decided(rule, recipient, reason, version))
             if reason is None:
                 served.add(recipient)
@@ -161,25 +176,97 @@ def _decision(
     )
 
 
-def _consent_check(rule: Rule, datum: Mapping[str, Any]) -> str | None:
-    """None when the rule's consent requirement holds, else the withheld reason."""
-    if not rule.consent_scopes:
+class _Facts:
+    """What the record-level checks need of one record, worked out once."""
+
+    def __init__(
+        self, event_type: str, datum: Mapping[str, Any], safeguards: Safeguards
+    ) -> None:
+        envelope = datum.get("envelope") or {}
+        payload = datum.get("payload") or {}
+        self.source = envelope.get("source_institution_id")
+        self.purposes = frozenset(envelope.get("purposes") or ())
+        consent = payload.get("consent")
+        self.consent: Mapping[str, Any] = consent if isinstance(consent, Mapping) else {}
+        self.withdrawn = self.consent.get("withdrawn_at") is not None
+        # The flag is the person's choice only where consent was sought and given;
+        # a record without consent carries no choice, and rules needing consent
+        # fail on their own.
+        self.no_disclosure = (
+            self.consent.get("obtained") is True
+            and self.consent.get("disclosure_to_other_institutions") is False
+        )
+        self.override = _override(event_type, datum, safeguards)
+        self.escalated = _escalations(event_type, datum, safeguards)
+
+    def gate(self, rule: Rule, recipient: str) -> str | None:
+        """None when ``rule`` may deliver to ``recipient``, else why it may not."""
+        if self.no_disclosure and not rule.owner and recipient != self.source:
+            return model.DISCLOSURE_NOT_ALLOWED
+        if self.withdrawn and rule.legal_basis not in model.BASES_SURVIVING_WITHDRAWAL:
+            return model.CONSENT_WITHDRAWN
+        if (
+            rule.legal_basis not in model.BASES_WITHOUT_DECLARED_PURPOSE
+            and rule.purpose not in self.purposes
+        ):
+            return model.PURPOSE_NOT_DECLARED
+        reason = self._consent(rule)
+        if reason is not None:
+            return reason
+        if rule.view != "FULL" and any(rule.purpose not in p for p in self.escalated):
+            return model.ESCALATED_SENSITIVITY
         return None
-    payload = datum["payload"]
-    if (
-        rule.consent_override
-        and payload.get("consent_overridden")
-        and payload.get("override_reason") is not None
-    ):
+
+    def _consent(self, rule: Rule) -> str | None:
+        if not rule.consent_scopes:
+            return None
+        if rule.consent_override and self.override is True:
+            return None
+        consent = self.consent
+        if not consent.get("obtained"):
+            claimed = rule.consent_override and self.override is False
+            return (
+                model.OVERRIDE_NOT_APPLICABLE if claimed else model.CONSENT_NOT_OBTAINED
+            )
+        if not set(rule.consent_scopes).issubset(consent.get("scopes") or ()):
+            return model.CONSENT_SCOPE_MISSING
         return None
-    consent = payload["consent"]
-    if not consent.get("obtained"):
-        return model.CONSENT_NOT_OBTAINED
-    if consent.get("withdrawn_at") is not None:
-        return model.CONSENT_WITHDRAWN
-    if not set(rule.consent_scopes).issubset(consent.get("scopes") or ()):
-        return model.CONSENT_SCOPE_MISSING
-    return None
+
+
+def _override(
+    event_type: str, datum: Mapping[str, Any], safeguards: Safeguards
+) -> bool | None:
+    """Whether the record's consent override holds (None: none was claimed)."""
+    payload = datum.get("payload") or {}
+    reason = payload.get("override_reason")
+    if not payload.get("consent_overridden") or reason is None:
+        return None
+    override = safeguards.overrides.get(reason)
+    condition = override.conditions.get(event_type) if override else None
+    if condition is None:
+        return False
+    try:
+        return bool(condition.matches(datum))
+    except ConditionError:
+        return False
+
+
+def _escalations(
+    event_type: str, datum: Mapping[str, Any], safeguards: Safeguards
+) -> list[frozenset[str]]:
+    """The purposes of every escalation the record's values trigger."""
+    found = []
+    for escalation in safeguards.escalations:
+        condition = escalation.conditions.get(event_type)
+        if condition is None:
+            continue
+        try:
+            hit = condition.matches(datum)
+        except ConditionError:
+            hit = True  # a record the check cannot read is treated as sensitive
+        if hit:
+            found.append(escalation.purposes)
+    return found
 
 
 def _field_value(datum: Mapping[str, Any], path: str) -> Any:

@@ -3,8 +3,12 @@
 Views (DESIGN §4, domain.md §4.5) keep fields by their ``sensitivity`` tag; a field is
 kept iff its own tag is allowed and its parent is kept. A rule may grant extra paths
 (the whole subtree, plus its ancestors as containers) or remove paths (removal wins).
-``PSEUDO`` also drops exact age and district, cuts timestamps to the day, and for
-referrals masks the receiving institution of specialised-protection referrals.
+``PSEUDO`` also drops exact age and district, cuts timestamps to the day, and masks
+institutions whose mere involvement reveals a protection need (and, for referrals,
+who serves a specialised-protection referral). ``PSEUDO_S`` cuts timestamps to the
+hour. Both re-keyed views replace every *linkable* identifier (event, record and
+case ids: the ``linkable`` schema attribute) by the recipient's own UUID for it, so
+no two pseudonymous recipients share a value to join their datasets on.
 
 The projected schema keeps every record's full name, so a reader holding it can also
 resolve full writer data (Avro schema resolution); fields projected away vanish,
@@ -17,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal
+from uuid import UUID
 
 from services.contracts.catalog import SchemaEntry, make_entry
 from services.contracts.schema_json import PRIMITIVES, Schema, full_name, index_named
@@ -62,9 +67,32 @@ SERVICE_GROUPS: Final[Mapping[str, str]] = {
 }
 MASKED_INSTITUTION: Final = "masked"
 _SPECIALISED: Final = "SPECIALISED_PROTECTION"
+# Fields that name an institution; PSEUDO masks the ones that reveal a protection need.
+INSTITUTION_FIELDS: Final = (
+    "envelope.source_institution_id",
+    "payload.referring_institution_id",
+    "payload.receiving_institution_id",
+)
+_SOURCE: Final = "envelope.source_institution_id"
+_RECEIVING: Final = "payload.receiving_institution_id"
+_HOUR_MS: Final = 3_600_000
 
 Fn = Callable[[Any], Any]
-Apply = Callable[[Mapping[str, Any], "str | None"], dict[str, Any]]
+Ids = Callable[[str], str]
+Apply = Callable[[Mapping[str, Any], "str | None", "Ids | None"], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Generalisation:
+    """An enum field's values coarsened: symbols outside ``keep`` become ``otherwise``.
+
+    Removing a field only for some values tells the recipient those values by the
+    field's absence; replacing every other value by one symbol does not.
+    """
+
+    path: str
+    keep: frozenset[str]
+    otherwise: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,19 +119,33 @@ class Projection:
     # for them), so one encoding serves every delivery of an event among them.
     payload_key: tuple[Any, ...] = ()
 
-    def apply(self, datum: Mapping[str, Any], subject_key: str | None) -> dict[str, Any]:
+    def apply(
+        self,
+        datum: Mapping[str, Any],
+        subject_key: str | None,
+        ids: Ids | None = None,
+    ) -> dict[str, Any]:
         """The projected datum, ready for ``codec.encode(self.entry, ...)``.
 
         ``subject_key`` replaces ``envelope.subject_key``: the hub key for FULL and
-        IDENT, the recipient's re-keyed one for PSEUDO_S and PSEUDO.
+        IDENT, the recipient's re-keyed one for PSEUDO_S and PSEUDO. ``ids`` maps an
+        identifier to the recipient's own one; re-keyed views need it.
         """
-        return self._apply(datum, subject_key)
+        return self._apply(datum, subject_key, ids)
 
 
 def kept_paths(
-    tree: SchemaTree, view: View, grants: Iterable[str] = (), removes: Iterable[str] = ()
+    tree: SchemaTree,
+    view: View,
+    grants: Iterable[str] = (),
+    removes: Iterable[str] = (),
+    only: Iterable[str] = (),
 ) -> frozenset[str]:
-    """Every field path a view keeps, after a rule's grants and removals."""
+    """Every field path a view keeps, after a rule's grants, removals and allow-list.
+
+    ``only`` (when given) keeps, of the payload, just the named subtrees (and their
+    ancestors as containers); the envelope stays as the view has it.
+    """
     allowed = VIEW_TAGS[view]
     kept: set[str] = set()
 
@@ -123,6 +165,12 @@ def kept_paths(
                 kept.add(path)
     for remove in removes:
         kept.difference_update(tree.subtree(remove))
+    allowed_paths = [
+        p for path in only for p in (*tree.ancestors(path), *tree.subtree(path))
+    ]
+    if allowed_paths:
+        payload = {p for p in kept if p == "payload" or p.startswith("payload.")}
+        kept.difference_update(payload - {"payload", *allowed_paths})
     return frozenset(kept)
 
 
@@ -144,14 +192,21 @@ def build(
     *,
     grants: tuple[str, ...] = (),
     removes: tuple[str, ...] = (),
+    only: tuple[str, ...] = (),
+    generalise: tuple[Generalisation, ...] = (),
+    masked: frozenset[str] = frozenset(),
 ) -> Projection:
-    """Derive the projection ``name`` of ``source`` (deterministic for equal inputs)."""
-    kept = kept_paths(tree, view, grants, removes)
+    """Derive the projection ``name`` of ``source`` (deterministic for equal inputs).
+
+    ``masked`` names the institutions a PSEUDO view shows as ``masked``.
+    """
+    kept = kept_paths(tree, view, grants, removes, only)
     if view == "FULL" and kept == frozenset(tree.nodes):
         entry = source  # nothing dropped: deliveries use the event's own schema
     else:
         entry = make_entry(name, source.version, project_schema(source.schema, kept))
     payload = frozenset(tree.subtree("payload"))
+    rewrites = _Rewrites.of(tree, kept, view, generalise, masked)
     return Projection(
         name=name,
         view=view,
@@ -160,12 +215,15 @@ def build(
         field_paths=leaf_paths(tree, kept),
         grants=grants,
         removes=removes,
-        _apply=compile_apply(tree, kept, view),
+        _apply=compile_apply(tree, kept, view, rewrites),
         payload_verbatim=bool(payload)
         and payload <= kept
-        and view != "PSEUDO"
-        and _ReferralFixup.of(tree, kept, view) is None,
-        payload_key=(source.fingerprint, view == "PSEUDO", kept & payload),
+        and view in ("FULL", "IDENT")
+        and not rewrites.touches_payload,
+        # Re-keyed payloads differ per recipient: never shared between deliveries.
+        payload_key=(source.fingerprint, CUT_MS.get(view), kept & payload, rewrites.key)
+        if not rewrites.linkable_payload
+        else (),
     )
 
 
@@ -245,13 +303,19 @@ def _generalised_away(view: str, name: str) -> bool:
 
 
 _DAY_MS: Final = 86_400_000
+# How finely each view keeps timestamps (milliseconds; absent: exact). Exact times
+# shared by every recipient of an event are a join key as good as an id.
+CUT_MS: Final[Mapping[str, int]] = {"PSEUDO": _DAY_MS, "PSEUDO_S": _HOUR_MS}
 
 
-def _day(value: datetime | int) -> datetime | int:
+def cut_time(value: datetime | int, unit_ms: int) -> datetime | int:
+    """``value`` cut down to a multiple of ``unit_ms`` (a day or an hour)."""
     # The router works on plain datums (epoch milliseconds); tools on datetimes.
     if isinstance(value, int):
-        return value - value % _DAY_MS
-    return value.replace(hour=0, minute=0, second=0, microsecond=0)
+        return value - value % unit_ms
+    if unit_ms == _DAY_MS:
+        return value.replace(hour=0, minute=0, second=0, microsecond=0)
+    return value.replace(minute=0, second=0, microsecond=0)
 
 
 def _optional(fn: Fn) -> Fn:
@@ -261,10 +325,17 @@ def _optional(fn: Fn) -> Fn:
 class _Compiler:
     """Compiles the projection of a datum into nested comprehension closures."""
 
-    def __init__(self, kept: frozenset[str], view: View, copied: frozenset[str]) -> None:
+    def __init__(
+        self,
+        kept: frozenset[str],
+        view: View,
+        copied: frozenset[str],
+        generalise: Mapping[str, Generalisation],
+    ) -> None:
         self.kept = kept
-        self.cut_times = view == "PSEUDO"
+        self.cut_ms = CUT_MS.get(view)
         self.copied = copied
+        self.generalise = generalise
 
     def record(self, shape: Shape, path: str) -> Fn | None:
         parts: list[tuple[str, Fn | None]] = []
@@ -294,61 +365,170 @@ class _Compiler:
             if shape.kind == "array":
                 return lambda v: [inner(x) for x in v]
             return lambda v: {k: inner(x) for k, x in v.items()}
-        if self.cut_times and shape.logical == "timestamp-millis":
-            return _day
+        rule = self.generalise.get(path)
+        if rule is not None and shape.kind == "enum":
+            keep, otherwise = rule.keep, rule.otherwise
+            return lambda v: v if v in keep else otherwise
+        unit = self.cut_ms
+        if unit is not None and shape.logical == "timestamp-millis":
+            return lambda v: cut_time(v, unit)
         return None
 
 
-def compile_apply(tree: SchemaTree, kept: frozenset[str], view: View) -> Apply:
+def compile_apply(
+    tree: SchemaTree, kept: frozenset[str], view: View, rewrites: _Rewrites | None = None
+) -> Apply:
     """The function building the projected datum (see `Projection.apply`)."""
-    referral = _ReferralFixup.of(tree, kept, view)
-    copied = frozenset({"", "envelope", *(("payload",) if referral else ())})
-    root = _Compiler(kept, view, copied).record(tree.root, "")
+    rewrites = rewrites or _Rewrites.of(tree, kept, view)
+    copied = frozenset({"", "envelope", *rewrites.copied})
+    root = _Compiler(kept, view, copied, rewrites.generalised).record(tree.root, "")
     if root is None:  # unreachable: the root is always copied
         raise PolicyError("internal error: projection root was not compiled")
     keyed = "envelope.subject_key" in kept
+    linkable = rewrites.linkable
+    fixup = rewrites.fixup
 
-    def apply(datum: Mapping[str, Any], subject_key: str | None) -> dict[str, Any]:
+    def apply(
+        datum: Mapping[str, Any], subject_key: str | None, ids: Ids | None
+    ) -> dict[str, Any]:
         out: dict[str, Any] = root(datum)
         if keyed:
             out["envelope"]["subject_key"] = subject_key
-        if referral is not None:
-            referral(datum, out)
+        if linkable:
+            if ids is None:
+                raise PolicyError(
+                    "internal error: a re-keyed view was applied without recipient ids"
+                )
+            for steps in linkable:
+                _replace(out, steps, ids)
+        if fixup is not None:
+            fixup(datum, out)
         return out
 
     return apply
 
 
-@dataclass(frozen=True, slots=True)
-class _ReferralFixup:
-    """Derives ``service_group`` and, in PSEUDO, masks who serves protection cases."""
+def _replace(value: Any, steps: tuple[str, ...], ids: Ids) -> None:
+    """Map the identifier at ``steps`` (through lists) with ``ids``, in place."""
+    if isinstance(value, list):
+        for item in value:
+            _replace(item, steps, ids)
+        return
+    if not isinstance(value, dict):
+        return  # an absent optional record
+    name = steps[0]
+    if len(steps) == 1:
+        found = value.get(name)
+        if isinstance(found, str):
+            value[name] = ids(found)
+        elif isinstance(found, UUID):  # a decoded (natural) datum, not a plain one
+            value[name] = UUID(ids(str(found)))
+        return
+    _replace(value.get(name), steps[1:], ids)
 
-    group: bool
-    mask_institution: bool
-    mask_unit: bool
+
+@dataclass(frozen=True, slots=True)
+class _Rewrites:
+    """What a view changes in values (not in shape): ids, coarsened enums, masks."""
+
+    linkable: tuple[tuple[str, ...], ...] = ()
+    generalised: Mapping[str, Generalisation] = field(default_factory=dict)
+    fixup: _InstitutionMask | None = None
+    copied: frozenset[str] = frozenset()
+    key: tuple[Any, ...] = ()
 
     @classmethod
     def of(
-        cls, tree: SchemaTree, kept: frozenset[str], view: View
-    ) -> _ReferralFixup | None:
-        if tree.get("payload.service_category") is None:
+        cls,
+        tree: SchemaTree,
+        kept: frozenset[str],
+        view: View,
+        generalise: tuple[Generalisation, ...] = (),
+        masked: frozenset[str] = frozenset(),
+    ) -> _Rewrites:
+        linkable: tuple[str, ...] = ()
+        if view in REKEYED_VIEWS:
+            linkable = tuple(sorted(p for p in kept if tree.nodes[p].linkable))
+        generalised = {g.path: g for g in generalise if g.path in kept}
+        fixup = _InstitutionMask.of(tree, kept, view, masked)
+        copied: set[str] = set()
+        for path in linkable:
+            copied.update(tree.ancestors(path))
+        if fixup is not None:
+            copied.update({"envelope", "payload"})
+        key = (
+            tuple(
+                sorted(
+                    (g.path, tuple(sorted(g.keep)), g.otherwise)
+                    for g in generalised.values()
+                )
+            ),
+            fixup,
+        )
+        return cls(
+            tuple(tuple(p.split(".")) for p in linkable),
+            generalised,
+            fixup,
+            frozenset(copied),
+            key,
+        )
+
+    @property
+    def linkable_payload(self) -> bool:
+        """Whether the payload holds per-recipient ids (bytes differ per recipient)."""
+        return any(steps[0] == "payload" for steps in self.linkable)
+
+    @property
+    def touches_payload(self) -> bool:
+        """Whether the payload differs from the source's own."""
+        return (
+            self.linkable_payload
+            or bool(self.generalised)
+            or (self.fixup is not None and self.fixup.touches_payload)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _InstitutionMask:
+    """Derives ``service_group``; in PSEUDO, hides institutions that reveal a need.
+
+    A referral *to ISDEMU* reveals gender-based violence (domain.md §4.5): PSEUDO
+    shows ``masked`` for institutions flagged sensitive wherever they appear, and
+    for whoever serves a specialised-protection referral (and publishes about it).
+    """
+
+    group: bool
+    fields: tuple[str, ...]
+    masked: frozenset[str]
+    referral: bool
+
+    @classmethod
+    def of(
+        cls, tree: SchemaTree, kept: frozenset[str], view: View, masked: frozenset[str]
+    ) -> _InstitutionMask | None:
+        referral = tree.get("payload.service_category") is not None
+        group = referral and "payload.service_group" in kept
+        fields: tuple[str, ...] = ()
+        if view == "PSEUDO":
+            fields = tuple(p for p in INSTITUTION_FIELDS if p in kept)
+        if not (group or fields):
             return None
-        group = "payload.service_group" in kept
-        pseudo = view == "PSEUDO"
-        institution = pseudo and "payload.receiving_institution_id" in kept
-        unit = pseudo and "payload.receiving_unit_id" in kept
-        if not (group or institution or unit):
-            return None
-        return cls(group, institution, unit)
+        return cls(group, fields, masked if fields else frozenset(), referral)
+
+    @property
+    def touches_payload(self) -> bool:
+        """Whether the payload is rewritten (else only the envelope)."""
+        return self.group or any(p.startswith("payload.") for p in self.fields)
 
     def __call__(self, datum: Mapping[str, Any], out: dict[str, Any]) -> None:
-        group = SERVICE_GROUPS.get(datum["payload"]["service_category"], "OTHER")
-        payload = out["payload"]
-        if self.group:
-            payload["service_group"] = group
-        if group == _SPECIALISED:
-            # A referral *to ISDEMU* reveals GBV (domain.md §4.5): hide who serves it.
-            if self.mask_institution:
-                payload["receiving_institution_id"] = MASKED_INSTITUTION
-            if self.mask_unit:
-                payload["receiving_unit_id"] = None
+        hidden = set(self.masked)
+        if self.referral:
+            group = SERVICE_GROUPS.get(datum["payload"]["service_category"], "OTHER")
+            if self.group:
+                out["payload"]["service_group"] = group
+            if group == _SPECIALISED:
+                hidden.add(datum["payload"]["receiving_institution_id"])
+        for path in self.fields:
+            section, _, name = path.partition(".")
+            if out[section][name] in hidden:
+                out[section][name] = MASKED_INSTITUTION

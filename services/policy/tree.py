@@ -69,6 +69,9 @@ class Node:
     sensitivity: str
     shape: Shape
     nullable: bool
+    # An identifier every recipient of an event would otherwise share (event and
+    # record ids): pseudonymous views carry a per-recipient substitute instead.
+    linkable: bool = False
 
     @property
     def record(self) -> Shape | None:
@@ -187,8 +190,16 @@ class SchemaTree:
                 )
             branches = spec["type"] if isinstance(spec["type"], list) else []
             shape = self._shape(spec["type"], own_ns, child, (*stack, name))
+            linkable = spec.get("linkable", False) is True
+            if linkable and (shape.kind, shape.primitive) != ("scalar", "string"):
+                raise PolicyError(
+                    f"schema field {child} is linkable but not a string; only string "
+                    "identifiers can be re-keyed per recipient"
+                )
             nodes.append(
-                Node(child, spec["name"], sensitivity, shape, "null" in branches)
+                Node(
+                    child, spec["name"], sensitivity, shape, "null" in branches, linkable
+                )
             )
         return Shape("record", name=name, fields=tuple(nodes))
 

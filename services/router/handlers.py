@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError
 
 from services.contracts.errors import PuenteError
 from services.contracts.ids import EVENT_TYPES
+from services.policy.model import WITHHELD_REASONS
 from services.router.committer import Committer, Flight
 from services.router.dedupe import DedupeStore
 from services.router.pipeline import (
@@ -316,10 +317,20 @@ class BatchRouter:
     def _count_outputs(self, outputs: list[Output], routed: list[Accepted]) -> None:
         raw: TallyCounter[tuple[str | None, str, str | None]] = TallyCounter()
         delivered: set[str | None] = set()
+        withheld: TallyCounter[tuple[str | None, str, str]] = TallyCounter()
         for output in outputs:
             if output.kind == "delivery":
                 raw[(output.recipient, output.topic, output.view)] += 1
                 delivered.add(output.event_id)
+            elif output.withheld is not None:
+                key = (output.recipient, output.event_type or "", output.withheld)
+                withheld[key] += 1
+        for (recipient, event_type, reason), count in withheld.items():
+            self.metrics.withheld.labels(
+                bounded(recipient, self.institutions),
+                bounded(event_type, EVENT_TYPES),
+                bounded(reason, WITHHELD_REASONS),
+            ).inc(count)
         for (recipient, topic, view), count in raw.items():
             event_type = topic.rsplit(".", 1)[1]
             named = bounded(recipient, self.institutions)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal, Protocol
@@ -23,6 +23,7 @@ from services.router.audit import AuditEncoder
 OutputKind = Literal["delivery", "rejection", "audit"]
 AUDIT_NAMESPACE: Final = uuid.UUID("5a8e3c1e-2f4b-4c1d-9a57-0b1de1e5a001")
 _NAMESPACE_BYTES: Final = AUDIT_NAMESPACE.bytes
+# Views that carry the hub's own identifiers; the others get per-recipient ones.
 _RELAXED_VIEWS: Final = frozenset({"FULL", "IDENT"})
 
 
@@ -35,8 +36,13 @@ class Projection(Protocol):
     payload_verbatim: bool
     payload_key: tuple[Any, ...]
 
-    def apply(self, datum: Mapping[str, Any], subject_key: str | None) -> Any:
-        """The projected datum."""
+    def apply(
+        self,
+        datum: Mapping[str, Any],
+        subject_key: str | None,
+        ids: Callable[[str], str] | None = None,
+    ) -> Any:
+        """The projected datum (``ids``: the recipient's own identifiers)."""
 
 
 class Decision(Protocol):
@@ -80,6 +86,9 @@ class SubjectKeys(Protocol):
     def rekey(self, recipient: str, subject_key: str) -> str:
         """The recipient-specific key."""
 
+    def recipient_id(self, recipient: str, value: str) -> str:
+        """The recipient-specific UUID standing for an identifier."""
+
 
 # Inbound and Output are made once per record and per output: not frozen, as a
 # frozen dataclass takes five times as long to build.
@@ -107,6 +116,9 @@ class Output:
     recipient: str | None = None
     view: str | None = None
     event_id: str | None = None
+    # Audit entries of withheld decisions: why, for the withheld-decisions metric.
+    withheld: str | None = None
+    event_type: str | None = None
 
 
 @dataclass(slots=True)
@@ -157,7 +169,7 @@ class Pipeline:
 
     _stamped: tuple[datetime, str] | None = field(init=False, default=None)
     _split: dict[int, segments.Segments | None] = field(init=False, default_factory=dict)
-    _ext_cache: dict[tuple[str, str], headers.KafkaHeaders] = field(
+    _ext_cache: dict[tuple[str, str, str], headers.KafkaHeaders] = field(
         init=False, default_factory=dict
     )
 
@@ -174,18 +186,20 @@ class Pipeline:
         for entry in entries:
             self._parts(entry)
 
-    def _extensions(self, view: str, rule_id: str) -> headers.KafkaHeaders:
-        # The same three headers for every delivery under one rule: encoded once.
-        found = self._ext_cache.get((view, rule_id))
+    def _extensions(self, decision: Decision) -> headers.KafkaHeaders:
+        # The same four headers for every delivery under one rule: encoded once.
+        key = (decision.view, decision.purpose, decision.legal_basis)
+        found = self._ext_cache.get(key)
         if found is None:
             found = headers.extensions(
                 {
-                    headers.VIEW: view,
-                    headers.RULE: rule_id,
+                    headers.VIEW: decision.view,
+                    headers.PURPOSE: decision.purpose,
+                    headers.LEGAL_BASIS: decision.legal_basis,
                     headers.POLICY_VERSION: self.policy.version,
                 }
             )
-            self._ext_cache[(view, rule_id)] = found
+            self._ext_cache[key] = found
         return found
 
     def _stamp(self, now: datetime) -> str:
@@ -301,21 +315,43 @@ class Pipeline:
         base: headers.KafkaHeaders,
         payloads: dict[tuple[Any, ...], bytes],
     ) -> Output:
-        key = subject_key
-        if subject_key is not None and decision.view not in _RELAXED_VIEWS:
-            key = self.keys.rekey(decision.recipient, subject_key)
-        value = self._encode(accepted, decision.projection, key, payloads)
-        if accepted.event_type == "referral":
-            partition_key = str(accepted.datum["payload"]["referral_id"])
+        """One delivery; its headers come from the projected record (DESIGN §3).
+
+        Pseudonymous views get the recipient's own event id, cut time and masked
+        source in the headers exactly as in the body, and a Kafka key no other
+        recipient holds.
+        """
+        recipient = decision.recipient
+        if decision.view in _RELAXED_VIEWS:
+            projected = decision.projection.apply(accepted.datum, subject_key)
+            value = self._encode(accepted, decision.projection, projected, payloads)
+            if accepted.event_type == "referral":
+                partition_key = str(accepted.datum["payload"]["referral_id"])
+            else:
+                partition_key = subject_key or accepted.event_id
+            first = base
         else:
-            partition_key = key or accepted.event_id
+
+            def ids(value: str) -> str:
+                return self.keys.recipient_id(recipient, value)
+
+            key = subject_key and self.keys.rekey(recipient, subject_key)
+            projected = decision.projection.apply(accepted.datum, key, ids)
+            value = self._encode(accepted, decision.projection, projected, payloads)
+            envelope = projected["envelope"]
+            if accepted.event_type == "referral":
+                partition_key = ids(str(accepted.datum["payload"]["referral_id"]))
+            else:
+                partition_key = key or str(envelope["event_id"])
+            cloud = headers.for_envelope(envelope)
+            first = headers.attributes(cloud.id, cloud.source, cloud.type, cloud.time)
         return Output(
             "delivery",
-            topics.outbound(decision.recipient, accepted.event_type),
+            topics.outbound(recipient, accepted.event_type),
             partition_key.encode(),
             value,
-            base + self._extensions(decision.view, decision.rule_id),
-            decision.recipient,
+            first + self._extensions(decision),
+            recipient,
             decision.view,
             accepted.event_id,
         )
@@ -324,20 +360,22 @@ class Pipeline:
         self,
         accepted: Accepted,
         projection: Projection,
-        key: str | None,
+        projected: Any,
         payloads: dict[tuple[Any, ...], bytes],
     ) -> bytes:
         """The delivery's bytes: a fresh envelope, the payload reused where it can be.
 
         The payload is the publisher's own bytes when the projection passes it
-        through, else one encoding per distinct payload projection of the event.
+        through, else one encoding per distinct payload projection of the event
+        (none shared when it holds per-recipient ids: an empty ``payload_key``).
         """
-        projected = projection.apply(accepted.datum, key)
         parts = self._parts(projection.entry) if accepted.payload else None
         if parts is None:
             return codec.encode(projection.entry, projected, plain=True)
         if projection.payload_verbatim and projection.source is accepted.entry:
             payload = accepted.payload
+        elif not projection.payload_key:
+            payload = segments.write(parts, 1, projected["payload"])
         else:
             cached = payloads.get(projection.payload_key)
             payload = cached or segments.write(parts, 1, projected["payload"])
@@ -371,6 +409,9 @@ class Pipeline:
             cloud,
             decision.recipient,
             decision.view,
+            None,
+            decision.withheld_reason,
+            accepted.event_type,
         )
 
     def reject(self, rejected: Rejected, now: datetime) -> Output:

@@ -61,8 +61,9 @@ class HubMetrics:
         )
         self.withheld = Counter(
             "puente_decisions_withheld",
-            "Matching rules that did not deliver (e.g. consent)",
-            ["recipient", "event_type"],
+            "Matching rules that did not deliver, by reason (consent, purpose, "
+            "escalation, ...)",
+            ["recipient", "event_type", "reason"],
             registry=registry,
         )
         self.latency = Histogram(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import pytest
@@ -187,7 +188,9 @@ def test_deliveries_hold_only_what_their_rule_grants(
                 if not decision.rekeyed or key is None
                 else keys.rekey(decision.recipient, key)
             )
-            out = decision.projection.apply(datum, shown)
+            out = decision.projection.apply(
+                datum, shown, partial(keys.recipient_id, decision.recipient)
+            )
             present = set(_paths(out))
             assert present <= allowed[rule.id], (rule.id, present - allowed[rule.id])
             if decision.rekeyed:

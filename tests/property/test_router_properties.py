@@ -8,6 +8,7 @@ must equal encoding the whole projected record, and decode to it by fingerprint.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -88,7 +89,9 @@ def test_deliveries_written_from_parts_equal_the_whole_projected_record(
             if decision.rekeyed and hub_key is not None:
                 shown = keys.rekey(decision.recipient, hub_key)
             projection = decision.projection
-            whole = projection.apply(accepted.datum, shown)
+            whole = projection.apply(
+                accepted.datum, shown, partial(keys.recipient_id, decision.recipient)
+            )
             expected = codec.encode(projection.entry, whole, plain=True)
             assert deliveries[decision.recipient].value == expected, decision.rule_id
             writer, back = codec.decode(catalog, expected, plain=True)

@@ -15,6 +15,29 @@ from typing import Any
 from services.contracts.catalog import Catalog
 from services.contracts.natural import codec_for
 
+ALL_PURPOSES = (
+    "RECEPTION_ASSISTANCE",
+    "CHILD_PROTECTION",
+    "HEALTH_CARE",
+    "VICTIM_ASSISTANCE",
+    "EMPLOYMENT_REINTEGRATION",
+    "EDUCATION_CONTINUITY",
+    "LEGAL_AID",
+    "IDENTITY_DOCUMENTATION",
+    "HUMANITARIAN_SHELTER",
+    "BORDER_MANAGEMENT",
+    "OFFICIAL_STATISTICS",
+    "POLICY_COORDINATION",
+)
+
+
+_IDS = uuid.UUID("0b6a3f36-61b6-4a57-9f5e-8e1f4ff0e1a1")
+
+
+def ids(value: str) -> str:
+    """A stand-in for a recipient's own identifiers (re-keyed views need one)."""
+    return str(uuid.uuid5(_IDS, value))
+
 
 def envelope(event_type: str, source: str) -> dict[str, Any]:
     """A complete envelope as a source sends it (no subject key yet)."""
@@ -30,7 +53,8 @@ def envelope(event_type: str, source: str) -> dict[str, Any]:
         "published_at": "2026-11-02T14:15:01Z",
         "correlation_id": str(uuid.uuid4()),
         "legal_basis": "LEGAL_MANDATE",
-        "purposes": ["RECEPTION_ASSISTANCE"],
+        # Every purpose: rules are then limited only by what a test sets.
+        "purposes": list(ALL_PURPOSES),
     }
 
 

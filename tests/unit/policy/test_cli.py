@@ -33,7 +33,7 @@ def test_check_prints_a_summary_of_the_policy(policy: Policy) -> None:
     code, out, _ = _run("policy", "check")
     assert code == 0
     assert f"ok: policy {policy.version}" in out
-    assert "rules for referral: 13" in out
+    assert "rules for referral: 14" in out
     assert "fgr" in out
     assert "pnc" in out
 
@@ -98,6 +98,7 @@ def test_export_writes_the_schemas_a_recipient_decodes_with(
     assert files == [
         "border_crossing.PSEUDO.v1.avsc",
         "referral.PSEUDO.v1.avsc",
+        "referral.rule.referral-revocation-notice.v1.avsc",
         "referral.v1.avsc",
         "return_arrival.rule.rree_vmdmh-ra-employment.v1.avsc",
         "return_arrival.rule.rree_vmdmh-ra-monitoring.v1.avsc",

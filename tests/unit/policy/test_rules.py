@@ -8,7 +8,7 @@ import pytest
 
 from services.contracts.catalog import Catalog
 from services.policy import Decision, Policy
-from tests.unit.policy.records import consent, record
+from tests.unit.policy.records import consent, profile, record
 
 Changes = dict[str, Any]
 
@@ -102,16 +102,6 @@ CASES: dict[str, tuple[str, Changes, Changes]] = {
         ),
         _minor_bc(minor_travel={"accompanied_by": "BOTH_PARENTS"}),
     ),
-    "conapina-bc-minor-alert-restricted": (
-        "border_crossing",
-        _minor_bc(
-            outcome="REFUSED",
-            refusal_reason="MIGRATION_RESTRICTION",
-            minor_travel={"accompanied_by": "UNACCOMPANIED"},
-        ),
-        # not restricted: the plain alert serves conapina instead
-        _minor_bc(minor_travel={"accompanied_by": "UNACCOMPANIED"}),
-    ),
     "rree_vmdmh-bc-labour-mobility": (
         "border_crossing",
         {"payload.labour_mobility_programme": "US_H2A"},
@@ -174,8 +164,13 @@ CASES: dict[str, tuple[str, Changes, Changes]] = {
     ),
     "referral-to-child-protection": (
         "referral",
+        _referral_to(
+            "conapina",
+            service_category="CHILD_PROTECTION",
+            subject_profile=profile(minor=True),
+        ),
+        # an adult referred to child protection gets nothing on the best-interest basis
         _referral_to("conapina", service_category="CHILD_PROTECTION"),
-        _referral_to("pgr", service_category="CHILD_PROTECTION"),
     ),
     "referral-to-shelter": (
         "referral",
@@ -197,6 +192,21 @@ CASES: dict[str, tuple[str, Changes, Changes]] = {
         "referral",
         _referral_to("fgr", "VICTIM_ASSISTANCE"),
         _referral_to("pnc", consent_overridden=True, override_reason="LEGAL_OBLIGATION"),
+    ),
+    "referral-revocation-notice": (
+        "referral",
+        _referral_to(
+            "minsal",
+            "HEALTH_CARE",
+            lifecycle_event="REVOKED",
+            status="REVOKED",
+            revocation_reason="CONSENT_WITHDRAWN",
+            consent=consent("HEALTH_CARE", withdrawn=True),
+        ),
+        # not revoked: the health rule serves minsal in full instead
+        _referral_to(
+            "minsal", "HEALTH_CARE", lifecycle_event="REVOKED", status="REVOKED"
+        ),
     ),
     "rree_vmdmh-ref-sent": (
         "referral",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,8 +28,15 @@ class WholeRecord:
     def source(self) -> SchemaEntry:
         return self.entry
 
-    def apply(self, datum: Mapping[str, Any], subject_key: str | None) -> Any:
+    def apply(
+        self,
+        datum: Mapping[str, Any],
+        subject_key: str | None,
+        ids: Callable[[str], str] | None = None,
+    ) -> Any:
         envelope = dict(datum["envelope"], subject_key=subject_key)
+        if ids is not None:
+            envelope["event_id"] = ids(envelope["event_id"])
         return {**datum, "envelope": envelope}
 
 
@@ -77,6 +85,9 @@ class StandInKeys:
 
     def rekey(self, recipient: str, subject_key: str) -> str:
         return f"{subject_key}:{recipient}"
+
+    def recipient_id(self, recipient: str, value: str) -> str:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{recipient}/{value}"))
 
 
 def stand_in_pipeline(catalog: Catalog) -> Pipeline:
