@@ -67,6 +67,10 @@ _RETRY_SECONDS: Final = 1.0
 _MAX_RETRY_SECONDS: Final = 30.0
 
 
+# The checkpoint topic anchors the ledger from outside: kept without time limit.
+CHECKPOINT_TOPIC_CONFIG: Final = {"retention.ms": "-1"}
+
+
 class AuditTopicMissingError(PuenteError):
     """The audit topic has no partitions on the broker (it could not be created)."""
 
@@ -176,7 +180,9 @@ class AuditService:
         self._failed.clear()
         self._error, self._failures, self._closing = None, 0, False
         await runtime_topics.create(
-            s.kafka, {s.topic: s.topics.audit_partitions, s.checkpoint_topic: 1}
+            s.kafka,
+            {s.topic: s.topics.audit_partitions, s.checkpoint_topic: 1},
+            configs={s.checkpoint_topic: CHECKPOINT_TOPIC_CONFIG},
         )
         self.ledger = await asyncio.to_thread(Ledger.open_writer, s.ledger_file)
         self._head_seq = self.ledger.head().seq

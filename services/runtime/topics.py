@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from typing import Final
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
@@ -21,6 +22,10 @@ from services.runtime.settings import KafkaSettings, TopicSettings
 log = logging.getLogger(__name__)
 
 Rights = Mapping[str, Iterable[str]]
+# Signed checkpoints anchor the audit ledger from outside: kept without time limit.
+CONFIGS: Final[Mapping[str, Mapping[str, str]]] = {
+    topics.AUDIT_CHECKPOINTS: {"retention.ms": "-1"}
+}
 
 
 class TopicBootstrapError(PuenteError):
@@ -48,15 +53,26 @@ def plan(settings: TopicSettings, publish: Rights, receive: Rights) -> dict[str,
 
 
 async def create(
-    kafka: KafkaSettings, wanted: Mapping[str, int], replication: int = 1
+    kafka: KafkaSettings,
+    wanted: Mapping[str, int],
+    replication: int = 1,
+    configs: Mapping[str, Mapping[str, str]] = CONFIGS,
 ) -> list[str]:
-    """Create the topics of ``wanted`` that do not exist yet; return their names."""
+    """Create the topics of ``wanted`` that do not exist yet; return their names.
+
+    ``configs``: topic configuration by topic name (default: `CONFIGS`).
+    """
     admin = AIOKafkaAdminClient(**admin_config(kafka, "puente-bootstrap"))
     try:
         await admin.start()
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(name, num_partitions=n, replication_factor=replication)
+            NewTopic(
+                name,
+                num_partitions=n,
+                replication_factor=replication,
+                topic_configs=dict(configs.get(name, {})),
+            )
             for name, n in wanted.items()
             if name not in existing
         ]

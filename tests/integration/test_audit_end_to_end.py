@@ -29,7 +29,9 @@ from services.audit import queries
 from services.audit.api import reading, verify_ledger
 from services.audit.app import AuditService
 from services.audit.app import build_service as build_audit
+from services.audit.credentials import CredentialStore, Role
 from services.audit.settings import AuditSettings
+from services.audit.trust import pinned_keys
 from services.contracts.catalog import Catalog
 from services.contracts.natural import codec_for, format_timestamp
 from services.policy import Decision, Policy, SubjectKeys
@@ -370,7 +372,11 @@ async def test_the_cli_answers_who_received_as_json(hub: Hub) -> None:
 async def test_the_http_api_answers_who_received(hub: Hub) -> None:
     published = hub.events["referral"]
     base = f"http://127.0.0.1:{hub.audit.settings.port}"
-    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+    store = CredentialStore(hub.audit.settings.credentials_file)
+    _, token = store.create(Role.OVERSIGHT)
+    store.close()
+    bearer = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base, timeout=10, headers=bearer) as http:
         response = await http.get(f"/v1/events/{published.event_id}/recipients")
         bad = await http.get("/v1/events/not-a-uuid/recipients")
 
@@ -384,7 +390,7 @@ async def test_the_http_api_answers_who_received(hub: Hub) -> None:
 async def test_the_ledger_verifies_after_the_run(hub: Hub) -> None:
     # Stopping signs a last checkpoint, so every entry is covered by a signature.
     await hub.audit.stop()
-    result = verify_ledger(hub.ledger)
+    result = verify_ledger(hub.ledger, pinned_keys(hub.audit.settings))
 
     assert result.ok, result.problems
     assert result.entries == result.head_seq == result.last_checkpoint_seq

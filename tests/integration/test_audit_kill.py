@@ -15,10 +15,12 @@ import pytest
 
 from services.audit.api import reading, verify_ledger
 from services.audit.ledger import LedgerError
+from services.audit.settings import AuditSettings
+from services.audit.trust import pinned_keys
 from services.contracts.catalog import Catalog
 from services.runtime import topics as runtime_topics
 from services.runtime.embedded import free_port
-from services.runtime.settings import REPO_ROOT, KafkaSettings
+from services.runtime.settings import REPO_ROOT, HubSettings, KafkaSettings
 from tests.support.kafka import produce
 from tests.unit.audit.support import encoded, many
 
@@ -109,7 +111,8 @@ async def test_a_killed_audit_service_restarts_with_no_gap_and_no_duplicate(
             process.kill()
         publisher.cancel()
 
-    result = verify_ledger(ledger)
+    pinned = pinned_keys(AuditSettings(hub=HubSettings(state_dir=state_dir)))
+    result = verify_ledger(ledger, pinned)
     assert result.ok, result.problems
     assert result.entries == TOTAL
     assert result.last_checkpoint_seq == TOTAL  # a clean stop signs the tail

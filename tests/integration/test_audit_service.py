@@ -20,8 +20,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.audit.api import reading, verify_ledger
 from services.audit.app import AuditService, AuditTopicMissingError, build_service
 from services.audit.checkpoints import from_datum
+from services.audit.credentials import CredentialStore, Role
 from services.audit.ledger import Ledger, LedgerError
 from services.audit.settings import AuditSettings
+from services.audit.trust import pinned_keys
 from services.contracts import codec
 from services.contracts.catalog import Catalog
 from services.runtime import topics as runtime_topics
@@ -105,7 +107,7 @@ async def test_entries_are_appended_once_each_and_checkpoints_are_published(
         committed = await committed_offset(kafka, settings.group_id, settings.topic)
     finally:
         await service.stop()
-    result = verify_ledger(settings.ledger_file)
+    result = verify_ledger(settings.ledger_file, pinned_keys(settings))
     assert result.ok, result.problems
     assert (result.entries, result.last_checkpoint_seq) == (60, 60)  # stop signs the rest
     assert committed == 71
@@ -175,7 +177,7 @@ async def test_a_restart_resumes_at_the_ledgers_positions_not_kafkas(
         assert registry.get_sample_value("puente_audit_entries_appended_total") == 15
     finally:
         await service.stop()
-    assert verify_ledger(second.ledger_file).ok
+    assert verify_ledger(second.ledger_file, pinned_keys(second)).ok
 
 
 async def test_the_running_service_answers_queries_health_and_metrics(
@@ -189,7 +191,11 @@ async def test_the_running_service_answers_queries_health_and_metrics(
     try:
         await until(lambda: count(service) == 6)
         base = f"http://127.0.0.1:{settings.port}"
-        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        store = CredentialStore(settings.credentials_file)
+        _, token = store.create(Role.OVERSIGHT)
+        store.close()
+        bearer = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=base, timeout=10, headers=bearer) as http:
             health = (await http.get("/health")).json()
             event = str(datums[0]["event_id"])
             recipients = (await http.get(f"/v1/events/{event}/recipients")).json()
@@ -280,7 +286,7 @@ async def test_a_ledger_behind_kafkas_committed_offset_is_caught_up_with_no_gap(
         rows = list(ledger.rows())
     assert [r.seq for r in rows] == list(range(1, 46))
     assert [r.audit_id for r in rows] == [str(d["audit_id"]) for d in datums]
-    assert verify_ledger(settings.ledger_file).ok
+    assert verify_ledger(settings.ledger_file, pinned_keys(settings)).ok
 
 
 def fail_appends(monkeypatch: pytest.MonkeyPatch, times: int | None) -> list[int]:
@@ -322,7 +328,7 @@ async def test_a_batch_the_ledger_refuses_is_read_again_and_stored_once(
     assert sample(registry, failed, app_name="audit", exception_type="LedgerError") == 1
     assert registry.get_sample_value("puente_audit_entries_appended_total") == 20
     assert registry.get_sample_value("puente_audit_duplicates_skipped_total") == 0
-    result = verify_ledger(settings.ledger_file)
+    result = verify_ledger(settings.ledger_file, pinned_keys(settings))
     assert result.ok, result.problems
     assert result.entries == 20
 
@@ -353,4 +359,4 @@ async def test_run_until_ends_with_the_ledgers_error_and_the_next_run_loses_noth
         await until(lambda: count(again) == 8)
     finally:
         await again.stop()
-    assert verify_ledger(settings.ledger_file).entries == 8
+    assert verify_ledger(settings.ledger_file, pinned_keys(settings)).entries == 8
