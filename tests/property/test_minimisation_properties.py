@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -136,7 +136,7 @@ def _visible(catalog: Catalog, output: Output) -> tuple[Any, set[str]]:
     return datum, seen
 
 
-def _values_at(tree: SchemaTree, datum: Any, paths: set[str]) -> Iterator[str]:
+def _values_at(tree: SchemaTree, datum: Any, paths: Collection[str]) -> Iterator[str]:
     """Strings held at ``paths`` of a plain datum (arrays are transparent)."""
     for path in paths:
         node = tree.nodes[path]
@@ -162,7 +162,7 @@ def _decisions(policy: Policy, accepted: Accepted) -> dict[str, Any]:
     return {d.recipient: d for d in decided if d.delivered}
 
 
-def _examples() -> Any:
+def _examples() -> Callable[[Callable[..., None]], Callable[..., None]]:
     return settings(
         max_examples=EXAMPLES,
         deadline=None,

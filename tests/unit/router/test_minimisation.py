@@ -304,7 +304,7 @@ def test_the_referral_oversight_view_holds_no_unit_or_service_code(
 def test_an_adult_referred_to_child_protection_is_not_disclosed_on_the_childs_basis(
     pipeline: Pipeline, catalog: Catalog
 ) -> None:
-    changes = {
+    changes: dict[str, Any] = {
         "payload.receiving_institution_id": "conapina",
         "payload.service_category": "CHILD_PROTECTION",
     }
