@@ -111,6 +111,26 @@ def rotate_if_needed(
     return rotation
 
 
+def _check_witness(settings: AuditSettings) -> None:
+    """Warn when the witness cannot do its job: absent, or beside the ledger."""
+    path = settings.witness_file
+    if path is None:
+        log.warning(
+            "no witness file (PUENTE_AUDIT_WITNESS_FILE): a ledger cut back past its "
+            "last published checkpoint cannot be detected"
+        )
+        return
+    state = settings.hub.state_dir.resolve()
+    if path.resolve().is_relative_to(state) or path.resolve().is_relative_to(
+        settings.ledger_file.resolve().parent
+    ):
+        log.warning(
+            "the witness file %s lies beside the ledger: whoever can cut the ledger "
+            "can cut the witness too; keep it on another volume or host",
+            path,
+        )
+
+
 def signing_key(settings: AuditSettings) -> Ed25519PrivateKey:
     """The configured key, else the key file, else a development key (generated once)."""
     if settings.signing_key is not None:
@@ -184,6 +204,7 @@ class AuditService:
             {s.topic: s.topics.audit_partitions, s.checkpoint_topic: 1},
             configs={s.checkpoint_topic: CHECKPOINT_TOPIC_CONFIG},
         )
+        _check_witness(s)
         self.ledger = await asyncio.to_thread(Ledger.open_writer, s.ledger_file)
         self._head_seq = self.ledger.head().seq
         self.metrics.entries.set(self._head_seq)
