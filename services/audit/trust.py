@@ -4,7 +4,7 @@ Keys stored in the ledger are never trusted: whoever can rewrite the ledger can
 store a key of their own. The pinned keys are, in order of precedence, the
 ``--public-key`` files given to the CLI, ``PUENTE_AUDIT_VERIFY_KEY`` /
 ``PUENTE_AUDIT_VERIFY_KEY_FILE``, else the public half of the configured signing
-key (the service's own key, also configuration).
+key (the service's own key, also configuration) and of the previous one, if set.
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ def pinned_keys(settings: AuditSettings, files: Sequence[Path] = ()) -> dict[str
         raws.append(parse_public_key(read_key_file(settings.verify_key_file)))
     if not raws and (own := _signing_public(settings)) is not None:
         raws.append(own)
+        # The key before a rotation signed the checkpoints before it.
+        if (previous := settings.previous_signing_key_file) is not None:
+            raws.append(raw_public(parse_private_key(read_key_file(previous))))
     if not raws:
         raise NoVerifyKeyError(
             "no public key to verify the ledger with: set PUENTE_AUDIT_VERIFY_KEY_FILE "
