@@ -354,7 +354,11 @@ class Ledger:
             )  # fmt: skip
 
     def rotations(self) -> list[Rotation]:
-        """Stored key rotations in seq order."""
+        """Stored key rotations in seq order (none in a ledger older than rotations)."""
+        if not self.select(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'key_rotations'"
+        ):
+            return []
         ledger_id = self.ledger_id
         rows = self.select(
             "SELECT seq, signed_at, key_id, public_key, next_key_id, next_public_key, "

@@ -304,3 +304,12 @@ def _renumber(path: Path) -> None:
         ("UPDATE entries SET seq = -seq", ()),
     )
     rewrite_and_rehash(path, 0, lambda b: b)
+
+
+def test_a_ledger_written_before_rotations_existed_still_verifies(
+    ledger_path: Path, catalog: Catalog, key: Ed25519PrivateKey, witness_file: Path
+) -> None:
+    path = run_service(ledger_path, catalog, key, witness_file)
+    tamper(path, ("DROP TABLE key_rotations", ()))
+    result = verify_ledger(path, _pinned(key), witness_anchors(witness_file)[0])
+    assert result.ok, result.problems
