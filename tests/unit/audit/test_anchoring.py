@@ -15,16 +15,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
 from services.audit import witness
-from services.audit.api import verify_ledger
+from services.audit.api import ApiConfig, audit_app, verify_ledger
 from services.audit.app import rotate_if_needed
 from services.audit.checkpoints import CHECKPOINT_SCHEMA, Schedule, sign
 from services.audit.cli import app
+from services.audit.credentials import CredentialStore, Role
 from services.audit.handlers import Checkpointer
 from services.audit.keys import key_id, raw_public
 from services.audit.ledger import Ledger
@@ -313,3 +315,30 @@ def test_a_ledger_written_before_rotations_existed_still_verifies(
     tamper(path, ("DROP TABLE key_rotations", ()))
     result = verify_ledger(path, _pinned(key), witness_anchors(witness_file)[0])
     assert result.ok, result.problems
+
+
+async def test_the_api_verify_uses_the_pinned_key_and_the_witness(
+    ledger_path: Path, catalog: Catalog, key: Ed25519PrivateKey, witness_file: Path
+) -> None:
+    path = run_service(ledger_path, catalog, key, witness_file)
+    credentials = path.parent / "credentials.sqlite"
+    store = CredentialStore(credentials)
+    _, token = store.create(Role.OVERSIGHT)
+    store.close()
+    config = ApiConfig(path, credentials, _pinned(key), witness_file)
+    api = audit_app(config, CollectorRegistry(), lambda: {"ok": True})
+    transport = httpx.ASGITransport(app=api)
+    bearer = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://audit", headers=bearer
+    ) as client:
+        intact = (await client.get("/v1/verify")).json()
+        tamper(path, ("DELETE FROM entries WHERE seq > 10", ()))
+        cut = (await client.get("/v1/verify")).json()
+    assert intact["ok"] is True
+    assert intact["newest_anchor"]["seq"] == 12
+    assert cut["ok"] is False
+    assert (cut["first_problem"]["seq"], cut["first_problem"]["kind"]) == (
+        10,
+        "truncated",
+    )
