@@ -86,7 +86,7 @@ Attest = Annotated[
     bool,
     typer.Option(
         "--operator-attests-oversight",
-        help="Outside production, with no credential: the operator acts for oversight",
+        help="Outside production only, instead of a credential: act for oversight",
     ),
 ]
 

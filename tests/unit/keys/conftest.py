@@ -18,6 +18,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         "PUENTE_AUDIT_SIGNING_KEY",
         "PUENTE_AUDIT_SIGNING_KEY_FILE",
         "PUENTE_OVERSIGHT_CREDENTIAL",
+        "PUENTE_AUDIT_CREDENTIALS_PATH",
         "PUENTE_STATE_DIR",
     ):
         monkeypatch.delenv(name, raising=False)
