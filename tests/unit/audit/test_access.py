@@ -154,6 +154,12 @@ async def test_every_question_is_logged_with_who_asked_it(api: Api) -> None:
     store.close()
     assert asked[0].credential_id == ids["oversight"]
     assert asked[1].credential_id == ids["conapina"]
+    shown = runner.invoke(app, ["query-log", "--ledger", str(api.ledger), "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert [q["query"] for q in json.loads(shown.output)] == [
+        "subject_report",
+        "received",
+    ]
 
 
 async def test_the_query_log_cannot_be_rewritten(api: Api) -> None:
