@@ -1,7 +1,8 @@
 #!/bin/sh
 # The kafka-init job (apache/kafka image), run on every `docker compose up`:
 #   1. SCRAM users: the hub's three services from the environment, and one per
-#      institution from PUENTE_SECRETS_DIR/kafka-users/<institution id> files;
+#      file of PUENTE_SECRETS_DIR/kafka-users: <institution id> (its own systems) and
+#      puente-gateway-reader.<institution id> (the gateway serving its HTTP pulls);
 #   2. the ACL bindings `puente acl plan --format kafka-acls` wrote for this policy.
 # Both steps are idempotent. Topics are created by the kafka-topics job.
 set -eu
@@ -45,7 +46,9 @@ scram puente-audit "$KAFKA_AUDIT_PASSWORD"
 if [ -d "$KAFKA_USERS_DIR" ]; then
   for file in "$KAFKA_USERS_DIR"/*; do
     [ -f "$file" ] || continue
-    id=$(basename "$file")
+    name=$(basename "$file")
+    # An institution id, or the gateway's reader of one (puente-gateway-reader.<id>).
+    id=${name#puente-gateway-reader.}
     case "$id" in
       [a-z]*) ;;
       *) echo "skipping $file: not an institution id" >&2; continue ;;
@@ -53,7 +56,7 @@ if [ -d "$KAFKA_USERS_DIR" ]; then
     case "$id" in
       *[!a-z0-9_]*) echo "skipping $file: not an institution id" >&2; continue ;;
     esac
-    scram "$id" "$(tr -d '\n' < "$file")"
+    scram "$name" "$(tr -d '\n' < "$file")"
   done
 fi
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -26,6 +26,8 @@ from services.runtime.kafka import admin_config, bootstrap
 from services.runtime.settings import KafkaSettings
 
 CLIENT_ID: Final = "puente-acl"
+# As the compose stack's init job sets them (kafka-configs --add-config).
+SCRAM_ITERATIONS: Final = 8192
 
 _OPERATIONS: Final[dict[str, Operation]] = {op: op for op in get_args(Operation)}
 _PERMISSIONS: Final[dict[str, Permission]] = {p: p for p in get_args(Permission)}
@@ -160,6 +162,37 @@ class KafkaAcls:
         if failures and all(f.unauthorized for f in failures):
             raise self._unauthorized("CreateAcls", "ALTER")
         return failures
+
+    def scram_users(self) -> set[str]:
+        """The users that have a SCRAM-SHA-512 credential on the cluster."""
+        with self._translated("DescribeUserScramCredentials", "DESCRIBE"):
+            found = self._client.describe_user_scram_credentials()
+        return {
+            str(name)
+            for name, info in found.items()
+            if not info["error"]
+            and any(
+                c["mechanism"].name == "SCRAM_SHA_512" for c in info["credential_infos"]
+            )
+        }
+
+    def set_scram(self, users: Mapping[str, str]) -> dict[str, str]:
+        """Create or update each user's SCRAM-SHA-512 credential (name -> password).
+
+        Returns the users the broker refused, with its reason. The salted password is
+        derived here (PBKDF2, 8192 iterations): the password never leaves this process.
+        """
+        if not users:
+            return {}
+        upsertions = [
+            kafka_admin.UserScramCredentialUpsertion(
+                name, "SCRAM-SHA-512", password, iterations=SCRAM_ITERATIONS
+            )
+            for name, password in sorted(users.items())
+        ]
+        with self._translated("AlterUserScramCredentials", "ALTER"):
+            result = self._client.alter_user_scram_credentials(upsertions)
+        return {str(name): str(error) for name, error in result.items() if error}
 
     def _connect(self) -> Any:
         timeout = self._settings.request_timeout_ms

@@ -14,6 +14,7 @@ from services.acl.admin import AclAdminError, KafkaAcls, summarize
 from services.acl.diff import HubScope, describe, diff
 from services.acl.plan import ServicePrincipals, plan
 from services.acl.settings import AclSettings
+from services.acl.users import changes, known_users, read_users
 from services.audit.settings import AuditSettings
 from services.contracts.catalog import Catalog
 from services.policy import Policy, load_policy
@@ -88,6 +89,14 @@ def apply(
             "--dry-run", help="Read the broker's ACLs, print what would be created"
         ),
     ] = False,
+    users_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--users-dir",
+            help="Password files, one per SCRAM user to create or update "
+            "[default: PUENTE_ACL_USERS_DIR]",
+        ),
+    ] = None,
     policy_dir: PolicyDir = None,
     schemas_dir: SchemasDir = None,
 ) -> None:
@@ -95,15 +104,25 @@ def apply(
 
     Prints `created N, already present M`; --dry-run only reads the broker's bindings.
 
+    With --users-dir, first sets the SCRAM-SHA-512 credential of every user that has a
+    password file there (file name = user name).
+
     Never removes one: hub principals' bindings the plan lacks are warnings (README).
 
     Needs a broker with an authorizer: the embedded broker has no ACLs.
     """
+    settings = AclSettings()
     policy = _policy(policy_dir, schemas_dir)
     services = principals()
     bindings = plan(policy, services)
     scope = HubScope.of(services, policy.institutions)
-    with KafkaAcls(AclSettings().kafka) as acls:
+    folder = users_dir or settings.users_dir
+    users = (
+        read_users(folder, known_users(services, policy.institutions)) if folder else {}
+    )
+    with KafkaAcls(settings.kafka) as acls:
+        if users:
+            _apply_users(acls, users, dry_run=dry_run)
         change = diff(bindings, acls.describe(), scope)
         for binding in change.stale:
             typer.echo(
@@ -128,6 +147,30 @@ def apply(
         raise AclAdminError(
             f"{len(failures)} of {len(change.missing)} bindings were not created: "
             f"{summarize(failures)}; `puente acl apply --dry-run` lists them"
+        )
+
+
+def _apply_users(acls: KafkaAcls, users: dict[str, str], *, dry_run: bool) -> None:
+    """Set each user's SCRAM credential (or say what would be set); fail on a refusal."""
+    new, known = changes(users, acls.scram_users())
+    verb = "would " if dry_run else ""
+    for name in new:
+        typer.echo(f"{verb}create SCRAM user {name}")
+    for name in known:
+        typer.echo(f"{verb}update SCRAM user {name}")
+    if dry_run:
+        typer.echo(f"would create {len(new)} and update {len(known)} SCRAM users")
+        return
+    refused = acls.set_scram(users)
+    typer.echo(
+        f"SCRAM users: created {len([n for n in new if n not in refused])}, "
+        f"updated {len([n for n in known if n not in refused])}"
+    )
+    if refused:
+        name, reason = next(iter(sorted(refused.items())))
+        raise AclAdminError(
+            f"{len(refused)} of {len(users)} SCRAM users were not set; "
+            f"the first, {name}: {reason}"
         )
 
 
@@ -166,6 +209,7 @@ def principals() -> ServicePrincipals:
         router=acl.router_principal,
         gateway=acl.gateway_principal,
         audit=acl.audit_principal,
+        gateway_reader_prefix=acl.gateway_reader_prefix,
         router_group=router.group_id,
         audit_group=audit.group_id,
         audit_topic=audit.topic,

@@ -22,7 +22,8 @@ HUB_TOPIC_PREFIX = "hub."
 class HubScope:
     """Whose bindings on the broker belong to the hub, so that apply may judge them.
 
-    ``principals`` are the services' and the policy's institutions'. A principal with
+    ``principals`` are the services', the policy's institutions' and the gateway's
+    reader of each institution. A principal with
     any binding on a hub topic belongs too: that catches an institution that has left
     the policy, whose bindings are exactly the ones an operator must remove.
     """
@@ -32,7 +33,9 @@ class HubScope:
     @classmethod
     def of(cls, services: ServicePrincipals, institutions: Iterable[str]) -> HubScope:
         """The scope of these service principals and institution ids."""
-        names = [*services.names(), *institutions]
+        institutions = list(institutions)
+        readers = [services.gateway_reader(i) for i in institutions]
+        names = [*services.names(), *institutions, *readers]
         return cls(frozenset(user(n) for n in names))
 
     def owners(self, existing: Iterable[Binding]) -> frozenset[str]:

@@ -1,10 +1,26 @@
 """Kafka ACL bindings derived from the access policy (pure, no I/O).
 
-The topic of an inbound record is its publisher's authenticated identity (DESIGN §3),
-so in production the broker must let each institution write only under
-``hub.in.<id>.`` and read only ``hub.out.<id>.`` and ``hub.rejected.<id>``; every
-service principal gets exactly the topics and groups it consumes and produces.
-Everything else is denied by the broker (``allow.everyone.if.no.acl.found=false``).
+The topic of an inbound record is its publisher's authenticated identity, so in
+production the broker must let each institution write only under ``hub.in.<id>.``
+and read only ``hub.out.<id>.`` and ``hub.rejected.<id>``; every service principal
+gets exactly the topics and groups it consumes and produces. Everything else is
+denied by the broker (``allow.everyone.if.no.acl.found=false``).
+
+The gateway faces the internet, so no credential it holds may read every
+institution's deliveries. It has two kinds of principal:
+
+* ``puente-gateway``, the outbox relay: it writes the inbound topics of the
+  institutions that may publish, and reads nothing;
+* ``puente-gateway-reader.<id>``, one per institution: it reads that institution's
+  deliveries and rejections only, to serve its HTTP pulls.
+
+Per-institution readers rather than one delivery-reader principal, because then the
+broker, not the gateway's own code, keeps one institution's pull from returning
+another's records: a bug in the gateway's token check, cursor or topic choice meets
+an authorization error, and a leaked reader credential discloses one institution's
+deliveries, revocable on its own. The gateway holds reader credentials only for the
+institutions that pull over HTTP; a reader with no SCRAM user cannot log in, so its
+bindings grant nothing until ``puente acl apply --users-dir`` creates the user.
 """
 
 from __future__ import annotations
@@ -96,10 +112,15 @@ class ServicePrincipals:
     audit_group: str = "puente-audit"
     audit_topic: str = topics.AUDIT
     checkpoint_topic: str = topics.AUDIT_CHECKPOINTS
+    gateway_reader_prefix: str = "puente-gateway-reader."
 
     def names(self) -> tuple[str, str, str]:
         """The three service user names."""
         return (self.router, self.gateway, self.audit)
+
+    def gateway_reader(self, institution: str) -> str:
+        """The user name the gateway reads ``institution``'s deliveries as."""
+        return f"{self.gateway_reader_prefix}{institution}"
 
 
 def user(name: str) -> str:
@@ -115,13 +136,12 @@ def plan(
     _check_principals(services, policy.institutions)
     bindings = service_bindings(services)
     for institution in sorted(policy.institutions):
-        bindings.extend(
-            institution_bindings(
-                institution,
-                publishes=bool(policy.publish_rights.get(institution)),
-                receives=bool(policy.receive_rights.get(institution)),
-            )
-        )
+        rights = {
+            "publishes": bool(policy.publish_rights.get(institution)),
+            "receives": bool(policy.receive_rights.get(institution)),
+        }
+        bindings.extend(institution_bindings(institution, **rights))
+        bindings.extend(gateway_bindings(services, institution, **rights))
     return sorted(set(bindings))
 
 
@@ -151,18 +171,42 @@ def institution_bindings(
     return found
 
 
-def service_bindings(services: ServicePrincipals) -> list[Binding]:
-    """What each hub service consumes and produces, and nothing more.
+def gateway_bindings(
+    services: ServicePrincipals, institution: str, *, publishes: bool, receives: bool
+) -> list[Binding]:
+    """The gateway's rights for one institution (module docstring: why split).
 
-    The gateway writes every ``hub.in.`` topic because its outbox relay publishes on
-    behalf of HTTP callers; it checks each caller's publish right itself before
-    accepting an event. It reads every ``hub.out.`` and ``hub.rejected.`` topic to
-    serve each institution its own deliveries over HTTP, without a consumer group.
-    Topics are created by the init job's admin principal, so no service may create.
-    At start-up the router checks that every hub topic exists, the audit checkpoints
+    The relay writes the institution's inbound topics because it publishes on behalf
+    of its HTTP callers (it checks each caller's publish right before accepting an
+    event). The institution's reader reads its deliveries and rejections without a
+    consumer group (the gateway keeps each caller's cursor itself).
+    """
+    relay = user(services.gateway)
+    reader = user(services.gateway_reader(check_institution_id(institution)))
+    found: list[Binding] = []
+    if publishes:
+        found.append(
+            _allow(relay, "WRITE", "TOPIC", "PREFIXED", f"{IN_PREFIX}{institution}.")
+        )
+        found.append(
+            _allow(reader, "READ", "TOPIC", "LITERAL", topics.rejected(institution))
+        )
+    if receives:
+        found.append(
+            _allow(reader, "READ", "TOPIC", "PREFIXED", f"{OUT_PREFIX}{institution}.")
+        )
+    return found
+
+
+def service_bindings(services: ServicePrincipals) -> list[Binding]:
+    """What the router and the audit consume and produce, and nothing more.
+
+    The gateway's bindings depend on the institutions (`gateway_bindings`). Topics
+    are created by the init job's admin principal, so no service may create. At
+    start-up the router checks that every hub topic exists, the audit checkpoints
     included, so it may see (DESCRIBE) that one without reading or writing it.
     """
-    router, gateway, audit = (user(n) for n in services.names())
+    router, audit = user(services.router), user(services.audit)
     return [
         _allow(router, "READ", "TOPIC", "PREFIXED", IN_PREFIX),
         _allow(router, "WRITE", "TOPIC", "PREFIXED", OUT_PREFIX),
@@ -170,9 +214,6 @@ def service_bindings(services: ServicePrincipals) -> list[Binding]:
         _allow(router, "WRITE", "TOPIC", "LITERAL", services.audit_topic),
         _allow(router, "DESCRIBE", "TOPIC", "LITERAL", services.checkpoint_topic),
         _allow(router, "READ", "GROUP", "LITERAL", services.router_group),
-        _allow(gateway, "WRITE", "TOPIC", "PREFIXED", IN_PREFIX),
-        _allow(gateway, "READ", "TOPIC", "PREFIXED", OUT_PREFIX),
-        _allow(gateway, "READ", "TOPIC", "PREFIXED", REJECTED_PREFIX),
         _allow(audit, "READ", "TOPIC", "LITERAL", services.audit_topic),
         _allow(audit, "WRITE", "TOPIC", "LITERAL", services.checkpoint_topic),
         _allow(audit, "READ", "GROUP", "LITERAL", services.audit_group),
@@ -225,7 +266,9 @@ def _allow(
 
 def _check_principals(services: ServicePrincipals, institutions: Iterable[str]) -> None:
     names = services.names()
-    for name in names:
+    institutions = list(institutions)
+    readers = [services.gateway_reader(i) for i in institutions]
+    for name in (*names, services.gateway_reader("x")):
         if not _PRINCIPAL.fullmatch(name):
             raise ConfigurationError(
                 f"service principal {name[:64]!r} must be letters, digits, '.', '_' "
@@ -235,7 +278,7 @@ def _check_principals(services: ServicePrincipals, institutions: Iterable[str]) 
         raise ConfigurationError(
             f"the router, gateway and audit principals must differ: {', '.join(names)}"
         )
-    clash = sorted(set(names) & set(institutions))
+    clash = sorted((set(names) | set(readers)) & set(institutions))
     if clash:
         raise ConfigurationError(
             f"service principal {clash[0]!r} is also an institution id; "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -20,6 +22,10 @@ class AclSettings(BaseSettings):
     router_principal: str = "puente-router"
     gateway_principal: str = "puente-gateway"
     audit_principal: str = "puente-audit"
+    # The gateway reads institution <id>'s deliveries as <prefix><id> (plan docstring).
+    gateway_reader_prefix: str = "puente-gateway-reader."
+    # One password file per SCRAM user `puente acl apply` creates (services.acl.users).
+    users_dir: Path | None = None
     hub: HubSettings = Field(default_factory=HubSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)

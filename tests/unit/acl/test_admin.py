@@ -124,6 +124,23 @@ class FakeClient:
             ],
         }
 
+    def describe_user_scram_credentials(self) -> dict[str, Any]:
+        if self.raises:
+            raise self.raises
+        sha512 = kafka_admin.ScramMechanism.SCRAM_SHA_512
+        sha256 = kafka_admin.ScramMechanism.SCRAM_SHA_256
+        return {
+            "dgme": {"error": None, "credential_infos": [{"mechanism": sha512}]},
+            "old": {"error": None, "credential_infos": [{"mechanism": sha256}]},
+            "gone": {"error": "not found", "credential_infos": []},
+        }
+
+    def alter_user_scram_credentials(self, alterations: list[Any]) -> dict[str, Any]:
+        if self.raises:
+            raise self.raises
+        self.sent.extend(alterations)
+        return {a.user: self.failing.get(a.user) for a in alterations}
+
     def close(self) -> None:
         pass
 
@@ -282,3 +299,31 @@ def undecodable() -> logging.LogRecord:
             {"msg": "Unhandled exception in task", "exc_info": sys.exc_info()}
         )
     raise AssertionError("unreachable")
+
+
+def test_only_users_with_a_scram_sha_512_credential_count_as_present() -> None:
+    assert connected(FakeClient()).scram_users() == {"dgme"}
+
+
+def test_set_scram_sends_salted_sha_512_credentials_and_returns_refusals() -> None:
+    client = FakeClient()
+    client.failing = {"rree": "Illegal user name."}
+    refused = connected(client).set_scram({"rree": "p" * 20, "dgme": "q" * 20})
+    assert refused == {"rree": "Illegal user name."}
+    assert [a.user for a in client.sent] == ["dgme", "rree"]
+    for upsertion in client.sent:
+        assert upsertion.mechanism is kafka_admin.ScramMechanism.SCRAM_SHA_512
+        assert upsertion.iterations == 8192
+        assert len(upsertion.salted_password) == 64
+        assert b"q" * 20 not in upsertion.salted_password
+
+
+def test_setting_no_users_asks_the_broker_nothing() -> None:
+    client = FakeClient(raises=AssertionError("called"))
+    assert connected(client).set_scram({}) == {}
+
+
+def test_a_principal_that_may_not_alter_users_is_told_so() -> None:
+    client = FakeClient(raises=kafka_errors.ClusterAuthorizationFailedError())
+    with pytest.raises(AclAdminError, match="may not call AlterUserScramCredentials"):
+        connected(client).set_scram({"dgme": "p" * 20})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -69,6 +69,8 @@ class FakeAcls:
     existing: ClassVar[list[Binding]] = []
     refuse: ClassVar[dict[Binding, str]] = {}
     created: ClassVar[list[Binding]] = []
+    users: ClassVar[dict[str, str]] = {}
+    refuse_users: ClassVar[set[str]] = set()
 
     def __init__(self, settings: KafkaSettings) -> None:
         assert settings.bootstrap_servers == "kafka.example:9092"
@@ -81,6 +83,13 @@ class FakeAcls:
 
     def describe(self) -> list[Binding]:
         return list(self.existing)
+
+    def scram_users(self) -> set[str]:
+        return set(self.users)
+
+    def set_scram(self, users: Mapping[str, str]) -> dict[str, str]:
+        FakeAcls.users = {**self.users, **users}
+        return {n: "Refused." for n in users if n in self.refuse_users}
 
     def create(self, bindings: Sequence[Binding]) -> list[Failure]:
         FakeAcls.created = [b for b in bindings if b not in self.refuse]
@@ -96,7 +105,93 @@ def broker(monkeypatch: pytest.MonkeyPatch) -> type[FakeAcls]:
     monkeypatch.setattr(FakeAcls, "existing", [])
     monkeypatch.setattr(FakeAcls, "refuse", {})
     monkeypatch.setattr(FakeAcls, "created", [])
+    monkeypatch.setattr(FakeAcls, "users", {})
+    monkeypatch.setattr(FakeAcls, "refuse_users", set())
     return FakeAcls
+
+
+def users_dir(tmp_path: Path, names: Sequence[str]) -> Path:
+    folder = tmp_path / "kafka-users"
+    folder.mkdir()
+    for name in names:
+        (folder / name).write_text(f"secret-of-{name}-0123456789\n", encoding="utf-8")
+    return folder
+
+
+def test_apply_creates_and_updates_the_scram_users_of_the_folder_before_the_acls(
+    bindings: list[Binding], broker: type[FakeAcls], tmp_path: Path
+) -> None:
+    broker.existing = list(bindings)
+    broker.users = {"dgme": "old-password-0123456789"}
+    folder = users_dir(tmp_path, ["dgme", "rree", "puente-gateway-reader.rree"])
+    result = runner.invoke(app, ["apply", "--users-dir", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "create SCRAM user puente-gateway-reader.rree",
+        "create SCRAM user rree",
+        "update SCRAM user dgme",
+        "SCRAM users: created 2, updated 1",
+        f"created 0, already present {len(bindings)}",
+    ]
+    assert broker.users == {
+        "dgme": "secret-of-dgme-0123456789",
+        "rree": "secret-of-rree-0123456789",
+        "puente-gateway-reader.rree": "secret-of-puente-gateway-reader.rree-0123456789",
+    }
+    assert "secret" not in result.output
+
+
+def test_apply_dry_run_sets_no_user(
+    bindings: list[Binding], broker: type[FakeAcls], tmp_path: Path
+) -> None:
+    broker.existing = list(bindings)
+    result = runner.invoke(
+        app, ["apply", "--dry-run", "--users-dir", str(users_dir(tmp_path, ["rree"]))]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[:2] == [
+        "would create SCRAM user rree",
+        "would create 1 and update 0 SCRAM users",
+    ]
+    assert broker.users == {}
+
+
+def test_apply_reads_the_users_folder_from_the_environment(
+    bindings: list[Binding],
+    broker: type[FakeAcls],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    broker.existing = list(bindings)
+    monkeypatch.setenv("PUENTE_ACL_USERS_DIR", str(users_dir(tmp_path, ["rree"])))
+    result = runner.invoke(app, ["apply"])
+    assert result.exit_code == 0, result.output
+    assert set(broker.users) == {"rree"}
+
+
+def test_a_refused_user_fails_apply_in_one_line(
+    bindings: list[Binding], broker: type[FakeAcls], tmp_path: Path
+) -> None:
+    broker.existing = list(bindings)
+    broker.refuse_users = {"rree"}
+    folder = users_dir(tmp_path, ["dgme", "rree"])
+    result = runner.invoke(app, ["apply", "--users-dir", str(folder)])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[-1] == "SCRAM users: created 1, updated 0"
+    assert result.stderr == (
+        "error: 1 of 2 SCRAM users were not set; the first, rree: Refused.\n"
+    )
+
+
+def test_a_password_file_of_no_principal_stops_apply_before_the_broker(
+    broker: type[FakeAcls], tmp_path: Path
+) -> None:
+    folder = users_dir(tmp_path, ["dgmee"])
+    result = runner.invoke(app, ["apply", "--users-dir", str(folder)])
+    assert result.exit_code == 1
+    assert "'dgmee' is no principal of the plan" in result.stderr
+    assert broker.users == {}
+    assert broker.created == []
 
 
 def test_apply_dry_run_prints_what_it_would_create_and_creates_nothing(

@@ -7,9 +7,10 @@ import itertools
 import pytest
 
 from services.acl import Binding, ServicePrincipals, permits, plan
-from services.acl.plan import Operation
+from services.acl.plan import Operation, service_bindings
 from services.contracts import topics
 from services.contracts.errors import ConfigurationError, InvalidIdError
+from services.contracts.ids import check_institution_id
 from services.policy import Policy
 from tests.unit.acl.conftest import StandIn
 
@@ -130,7 +131,7 @@ def test_the_router_reads_every_inbound_topic_and_writes_every_output(
     assert not permits(bindings, router, "READ", "GROUP", "puente-audit")
 
 
-def test_the_gateway_relays_inbound_and_serves_deliveries_but_never_writes_them(
+def test_the_gateway_relay_writes_publishers_inbound_topics_and_reads_nothing(
     bindings: list[Binding], hub_topics: dict[str, int]
 ) -> None:
     gateway = "User:puente-gateway"
@@ -139,9 +140,59 @@ def test_the_gateway_relays_inbound_and_serves_deliveries_but_never_writes_them(
         assert permits(bindings, gateway, "WRITE", "TOPIC", topic) == (kind == "in"), (
             topic
         )
-        reads = kind in ("out", "rejected")
-        assert permits(bindings, gateway, "READ", "TOPIC", topic) == reads, topic
+        assert not permits(bindings, gateway, "READ", "TOPIC", topic), topic
     assert not any(b.resource_type == "GROUP" for b in bindings if b.principal == gateway)
+
+
+def test_no_gateway_credential_reads_more_than_one_institutions_deliveries(
+    policy: Policy, bindings: list[Binding], hub_topics: dict[str, int]
+) -> None:
+    readers = {b.principal for b in bindings if b.operation == "READ"}
+    for principal in readers - {"User:puente-router", "User:puente-audit"}:
+        owners = {
+            owner(t)
+            for t in hub_topics
+            if topics.parse(t).kind in ("out", "rejected")
+            and permits(bindings, principal, "READ", "TOPIC", t)
+        }
+        assert len(owners) <= 1, f"{principal} reads deliveries of {owners}"
+
+
+def test_each_institutions_gateway_reader_reads_its_deliveries_and_rejections_only(
+    policy: Policy, bindings: list[Binding], hub_topics: dict[str, int]
+) -> None:
+    services = ServicePrincipals()
+    checked = 0
+    for institution in policy.institutions:
+        reader = f"User:{services.gateway_reader(institution)}"
+        mine = institution in policy.receive_rights or institution in (
+            policy.publish_rights
+        )
+        for topic in hub_topics:
+            parsed = topics.parse(topic)
+            allowed = (
+                mine
+                and parsed.institution == institution
+                and parsed.kind
+                in (
+                    "out",
+                    "rejected",
+                )
+            )
+            assert permits(bindings, reader, "READ", "TOPIC", topic) == allowed, (
+                f"{reader} {topic}"
+            )
+            assert not permits(bindings, reader, "WRITE", "TOPIC", topic)
+            checked += 1
+        assert not permits(bindings, reader, "READ", "GROUP", f"{institution}.app")
+    assert checked > 1000
+
+
+def test_a_gateway_reader_principal_can_never_be_an_institution() -> None:
+    reader = ServicePrincipals().gateway_reader("dgme")
+    assert reader == "puente-gateway-reader.dgme"
+    with pytest.raises(InvalidIdError):
+        check_institution_id(reader)
 
 
 def test_the_audit_reads_the_audit_topic_and_writes_only_checkpoints(
@@ -175,8 +226,11 @@ def test_a_stand_in_policy_gets_bindings_for_exactly_its_rights() -> None:
         publish_rights={"alpha": frozenset({"referral"})},
         receive_rights={"beta": frozenset({"referral"})},
     )
-    got = {b.line() for b in plan(stand_in) if not b.principal.startswith("User:puente")}
-    assert got == {
+    got = {b.line() for b in plan(stand_in)}
+    assert got - {b.line() for b in service_bindings(ServicePrincipals())} == {
+        "User:puente-gateway ALLOW WRITE TOPIC PREFIXED hub.in.alpha.",
+        "User:puente-gateway-reader.alpha ALLOW READ TOPIC LITERAL hub.rejected.alpha",
+        "User:puente-gateway-reader.beta ALLOW READ TOPIC PREFIXED hub.out.beta.",
         "User:alpha ALLOW WRITE TOPIC PREFIXED hub.in.alpha.",
         "User:alpha ALLOW READ TOPIC LITERAL hub.rejected.alpha",
         "User:alpha ALLOW READ GROUP PREFIXED alpha.",
@@ -194,7 +248,7 @@ def test_custom_service_principals_and_groups_are_used() -> None:
         router="r", gateway="g", audit="a", router_group="rg", audit_group="ag"
     )
     got = plan(StandIn(institutions={}), services)
-    assert {b.principal for b in got} == {"User:r", "User:g", "User:a"}
+    assert {b.principal for b in got} == {"User:r", "User:a"}
     assert permits(got, "User:r", "READ", "GROUP", "rg")
     assert permits(got, "User:a", "READ", "GROUP", "ag")
     assert not permits(got, "User:r", "READ", "GROUP", "puente-router")
@@ -207,6 +261,8 @@ def test_custom_service_principals_and_groups_are_used() -> None:
         (ServicePrincipals(router="same", gateway="same"), "must differ"),
         (ServicePrincipals(audit="bad name"), "must be letters"),
         (ServicePrincipals(gateway=""), "must be letters"),
+        (ServicePrincipals(gateway_reader_prefix="bad name."), "must be letters"),
+        (ServicePrincipals(gateway_reader_prefix=""), "also an institution id"),
     ],
 )
 def test_service_principals_that_would_blur_identities_are_refused(

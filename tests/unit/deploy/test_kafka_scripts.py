@@ -130,7 +130,9 @@ def test_init_creates_every_user_then_applies_the_plan(
     users = tmp_path / "users"
     users.mkdir()
     (users / "dgme").write_text("d" + PASSWORD + "\n")
+    (users / "puente-gateway-reader.dgme").write_text("e" + PASSWORD + "\n")
     (users / "Not-An-Id").write_text(PASSWORD)
+    (users / "puente-gateway-reader.Not-An-Id").write_text(PASSWORD)
     admin_config = str(tmp_path / "admin.properties")
     plan_file = tmp_path / "acls.sh"
     script = kafka_acls(plan(policy), AdminConnection("kafka:9092", admin_config))
@@ -148,6 +150,9 @@ def test_init_creates_every_user_then_applies_the_plan(
         "puente-gateway": f"SCRAM-SHA-512=[iterations=8192,password=g{PASSWORD}]",
         "puente-audit": f"SCRAM-SHA-512=[iterations=8192,password=a{PASSWORD}]",
         "dgme": f"SCRAM-SHA-512=[iterations=8192,password=d{PASSWORD}]",
+        "puente-gateway-reader.dgme": (
+            f"SCRAM-SHA-512=[iterations=8192,password=e{PASSWORD}]"
+        ),
     }
     assert "skipping" in output
     acls = [c for c in calls if c.startswith("kafka-acls.sh")]

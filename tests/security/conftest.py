@@ -1,0 +1,5 @@
+"""Security tests run against Apache Kafka itself (one broker for the session)."""
+
+from tests.support.apache_kafka import apache_kafka
+
+__all__ = ["apache_kafka"]

@@ -1,0 +1,318 @@
+"""The access boundary between institutions, enforced by Apache Kafka's authorizer.
+
+`puente acl apply` creates the SCRAM users and ACL bindings of the policy on a real
+broker (the compose stack's settings: default deny). Then every principal tries to
+write and read every hub topic and to commit offsets for every institution's consumer
+group; each attempt the rules below forbid must be refused by the broker, and each
+they allow must succeed. Institutions connect over the TLS listener, as their systems
+do in production; the hub's services over the internal one.
+
+The rules are written here from the contract, not read from the plan, so a wrong
+plan fails the test:
+
+* an institution writes only ``hub.in.<own>.*``, reads only ``hub.out.<own>.*`` and
+  ``hub.rejected.<own>``, and commits only for groups ``<own>.*``;
+* the gateway relay writes every ``hub.in.*`` and reads nothing;
+* the gateway's reader of an institution reads only that institution's deliveries
+  and rejections, writes nothing and has no group;
+* the router reads ``hub.in.*`` and writes ``hub.out.*``, ``hub.rejected.*`` and
+  ``hub.audit``; the audit reads ``hub.audit`` and writes ``hub.audit.checkpoints``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
+
+from services.acl import Binding, ServicePrincipals, plan
+from services.acl.admin import KafkaAcls
+from services.contracts import topics
+from services.contracts.catalog import Catalog
+from services.kafkalocal import LocalKafka
+from services.policy import Policy, load_policy
+from services.runtime import topics as runtime_topics
+from services.runtime.kafka import consumer_config, producer_config
+from services.runtime.settings import REPO_ROOT, KafkaSettings, TopicSettings
+from tests.security.probe import (
+    GROUP_AUTHORIZATION_FAILED,
+    NONE,
+    TOPIC_AUTHORIZATION_FAILED,
+    Probe,
+)
+from tests.support.apache_kafka import STARTUP
+
+pytestmark = [pytest.mark.security, pytest.mark.timeout(300)]
+
+SERVICES = ServicePrincipals()
+Attempt = tuple[str, str, str]  # principal, "write"/"read"/"commit", topic or group
+
+
+@dataclass(frozen=True)
+class Hub:
+    """The broker after `puente acl topics --create` and `puente acl apply`."""
+
+    kafka: LocalKafka
+    policy: Policy
+    bindings: list[Binding]
+    members: list[str]  # institutions with a publish or receive right
+    passwords: dict[str, str]
+    topics: list[str]
+    users_dir: Path
+    applied: str
+
+    def settings(self, principal: str) -> KafkaSettings:
+        """Institutions over SASL_SSL (the external listener), services over SASL."""
+        password = self.passwords[principal]
+        if principal in self.members:
+            return self.kafka.tls_settings(principal, password)
+        return self.kafka.settings(principal, password)
+
+
+def puente(kafka: LocalKafka, *args: str) -> subprocess.CompletedProcess[str]:
+    """A `puente` command as the admin principal, as an operator runs it."""
+    env = {
+        **os.environ,
+        "PUENTE_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
+        "PUENTE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "PUENTE_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "PUENTE_KAFKA_SASL_USERNAME": "admin",
+        "PUENTE_KAFKA_SASL_PASSWORD": kafka.admin_password,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "services", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def hub(
+    apache_kafka: LocalKafka, catalog: Catalog, tmp_path_factory: pytest.TempPathFactory
+) -> Hub:
+    policy = load_policy(REPO_ROOT / "deploy" / "policy", catalog)
+    members = sorted(set(policy.publish_rights) | set(policy.receive_rights))
+    users = [
+        *SERVICES.names(),
+        *members,
+        *(SERVICES.gateway_reader(m) for m in members),
+    ]
+    passwords = {user: secrets.token_hex(16) for user in users}
+    folder = tmp_path_factory.mktemp("kafka-users")
+    for user, password in passwords.items():
+        (folder / user).write_text(password + "\n", encoding="utf-8")
+    created = puente(apache_kafka, "acl", "topics", "--create")
+    assert created.returncode == 0, created.stderr
+    applied = puente(apache_kafka, "acl", "apply", "--users-dir", str(folder))
+    assert applied.returncode == 0, applied.stderr
+    wanted = runtime_topics.plan(
+        TopicSettings(), policy.publish_rights, policy.receive_rights
+    )
+    return Hub(
+        kafka=apache_kafka,
+        policy=policy,
+        bindings=plan(policy),
+        members=members,
+        passwords=passwords,
+        topics=sorted(wanted),
+        users_dir=folder,
+        applied=applied.stdout,
+    )
+
+
+def may_write(principal: str, topic: str) -> bool:
+    kind, owner = topics.parse(topic).kind, topics.parse(topic).institution
+    rules = {
+        SERVICES.router: kind in ("out", "rejected", "audit"),
+        SERVICES.gateway: kind == "in",
+        SERVICES.audit: kind == "audit_checkpoints",
+    }
+    if principal in rules:
+        return rules[principal]
+    return kind == "in" and owner == principal
+
+
+def may_read(principal: str, topic: str) -> bool:
+    kind, owner = topics.parse(topic).kind, topics.parse(topic).institution
+    rules = {
+        SERVICES.router: kind == "in",
+        SERVICES.gateway: False,
+        SERVICES.audit: kind == "audit",
+    }
+    if principal in rules:
+        return rules[principal]
+    reader = principal.removeprefix(SERVICES.gateway_reader_prefix)
+    return kind in ("out", "rejected") and owner == reader
+
+
+def test_apply_creates_every_scram_user_and_binding_of_the_plan(hub: Hub) -> None:
+    lines = hub.applied.splitlines()
+    assert f"SCRAM users: created {len(hub.passwords)}, updated 0" in lines
+    assert lines[-1] == f"created {len(hub.bindings)}, already present 0"
+    with KafkaAcls(hub.kafka.settings()) as acls:
+        assert sorted(acls.describe()) == hub.bindings
+        assert set(hub.passwords) <= acls.scram_users()
+
+
+def test_a_second_apply_creates_nothing(hub: Hub) -> None:
+    again = puente(hub.kafka, "acl", "apply")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == f"created 0, already present {len(hub.bindings)}\n"
+    assert again.stderr == ""
+
+
+async def test_every_principal_writes_and_reads_exactly_the_topics_the_rules_allow(
+    hub: Hub,
+) -> None:
+    principals = sorted(hub.passwords)
+    outcomes = await asyncio.gather(*(topic_attempts(hub, p) for p in principals))
+    answers = {attempt: code for found in outcomes for attempt, code in found.items()}
+    wrong = [
+        f"{who} {op} {topic}: broker answered {code}"
+        for (who, op, topic), code in sorted(answers.items())
+        if code != (NONE if allowed(who, op, topic) else TOPIC_AUTHORIZATION_FAILED)
+    ]
+    assert wrong == [], "\n".join(wrong[:40])
+    counts = Counter(
+        (op, "allowed" if code == NONE else "refused")
+        for (_, op, _), code in answers.items()
+    )
+    assert len(answers) == len(principals) * len(hub.topics) * 2
+    assert counts[("write", "refused")] > 2000
+    assert counts[("read", "refused")] > 2000
+    report(hub, "topics", counts)
+
+
+async def test_consumer_groups_are_each_institutions_own(hub: Hub) -> None:
+    groups = [f"{m}.app" for m in hub.members] + [SERVICES.router_group, "puente-audit"]
+    answers: dict[Attempt, int] = {}
+    for member in hub.members:
+        own_topic = own_readable_topic(hub, member)
+        async with Probe(hub.settings(member)) as probe:
+            for group in groups:
+                code = await probe.commit(group, own_topic)
+                answers[(member, "commit", group)] = code
+    wrong = [
+        f"{who} commit {group}: broker answered {code}"
+        for (who, _, group), code in sorted(answers.items())
+        if code != (NONE if group == f"{who}.app" else GROUP_AUTHORIZATION_FAILED)
+    ]
+    assert wrong == [], "\n".join(wrong[:40])
+    counts = Counter("allowed" if c == NONE else "refused" for c in answers.values())
+    assert counts["allowed"] == len(hub.members)
+    report(hub, "groups", counts)
+
+
+async def test_every_institution_publishes_and_reads_its_own_with_the_hubs_client(
+    hub: Hub,
+) -> None:
+    """aiokafka over TLS, as an institution's system: its deliveries arrive and the
+    offsets of its own group commit; another institution's topic is refused."""
+    router = AIOKafkaProducer(**producer_config(hub.settings("puente-router"), "t"))
+    await router.start()
+    try:
+        for member in hub.members:
+            await exercise(hub, router, member)
+    finally:
+        await router.stop()
+
+
+async def exercise(hub: Hub, router: AIOKafkaProducer, member: str) -> None:
+    settings = hub.settings(member)
+    mine = [t for t in hub.topics if may_read(member, t)]
+    marker = f"for {member}".encode()
+    for topic in mine:
+        await router.send_and_wait(topic, marker)
+    producer = AIOKafkaProducer(**producer_config(settings, f"{member}.system"))
+    await producer.start()
+    try:
+        for topic in (t for t in hub.topics if may_write(member, t)):
+            await producer.send_and_wait(topic, b"from " + member.encode())
+        foreign = next(
+            t for t in hub.topics if t.startswith("hub.in.") and not may_write(member, t)
+        )
+        with pytest.raises(TopicAuthorizationFailedError):
+            await producer.send_and_wait(foreign, b"spoofed")
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(**consumer_config(settings, f"{member}.app", "t"))
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(t, 0) for t in mine]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        seen: set[str] = set()
+        for _ in range(50):
+            batch = await consumer.getmany(timeout_ms=200)
+            seen |= {
+                tp.topic for tp, rs in batch.items() if any(r.value == marker for r in rs)
+            }
+            if seen == set(mine):
+                break
+        assert seen == set(mine), member
+        await consumer.commit()
+    finally:
+        await consumer.stop()
+
+
+async def test_a_wrong_password_is_refused_on_both_listeners(
+    hub: Hub, caplog: pytest.LogCaptureFixture
+) -> None:
+    member = hub.members[0]
+    wrong = "x" * 32
+    for settings in (
+        hub.kafka.settings(member, wrong),
+        hub.kafka.tls_settings(member, wrong),
+    ):
+        caplog.clear()
+        producer = AIOKafkaProducer(**producer_config(settings, "intruder"))
+        try:
+            with pytest.raises(KafkaConnectionError):
+                await producer.start()
+        finally:
+            await producer.stop()
+        assert "invalid credentials with SASL mechanism SCRAM-SHA-512" in caplog.text
+
+
+def allowed(principal: str, operation: str, topic: str) -> bool:
+    return (may_write if operation == "write" else may_read)(principal, topic)
+
+
+async def topic_attempts(hub: Hub, principal: str) -> dict[Attempt, int]:
+    found: dict[Attempt, int] = {}
+    async with Probe(hub.settings(principal)) as probe:
+        for topic in hub.topics:
+            found[(principal, "write", topic)] = await probe.produce(topic)
+            found[(principal, "read", topic)] = (await probe.fetch(topic))[0]
+    return found
+
+
+def own_readable_topic(hub: Hub, member: str) -> str:
+    return next(t for t in hub.topics if may_read(member, t))
+
+
+def report(hub: Hub, name: str, counts: Mapping[Any, int]) -> None:
+    """Counts of this run, beside the broker's files (and printed with -s)."""
+    text = json.dumps(
+        {
+            "checks": {str(k): v for k, v in sorted(counts.items(), key=str)},
+            "startup_seconds": round(STARTUP.get("seconds", 0.0), 1),
+        }
+    )
+    (hub.kafka.state_dir / f"security-{name}.json").write_text(text, encoding="utf-8")
+    print(f"security {name}: {text}")

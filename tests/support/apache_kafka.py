@@ -1,0 +1,43 @@
+"""One Apache Kafka broker per test session, started as `puente kafka up` starts it.
+
+The broker runs the pinned Apache Kafka (``deploy/kafka/pom.xml``, fetched with Maven
+on first use) with the compose stack's settings file: SASL/SCRAM, the standard
+authorizer, deny by default, no topic auto-creation, and a TLS listener whose CA is
+``apache_kafka.tls_files.ca``. Tests get a `LocalKafka`: ``settings()`` and
+``tls_settings()`` give client settings for the admin super-user or any SCRAM user.
+
+A test directory uses it by importing the fixture into its ``conftest.py``::
+
+    from tests.support.apache_kafka import apache_kafka  # noqa: F401
+
+A missing JDK, Maven or artifact repository fails the tests that need the broker with
+one line saying so: nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from services.kafkalocal import LocalKafka, LocalKafkaError
+
+# Seconds the last session's broker took to start (jar resolution included).
+STARTUP: dict[str, float] = {}
+
+
+@pytest.fixture(scope="session")
+def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    """A single Apache Kafka node on free loopback ports, stopped after the session."""
+    began = time.monotonic()
+    kafka = LocalKafka(tmp_path_factory.mktemp("apache-kafka"), port_base=0, heap="512m")
+    try:
+        kafka.start()
+    except LocalKafkaError as e:
+        pytest.fail(f"Apache Kafka could not be started: {e}", pytrace=False)
+    STARTUP["seconds"] = time.monotonic() - began
+    try:
+        yield kafka
+    finally:
+        kafka.stop()
