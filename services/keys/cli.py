@@ -8,7 +8,7 @@ from typing import Annotated, Final
 import typer
 
 from services.contracts.errors import PuenteError
-from services.keys.oversight import authorise
+from services.keys.oversight import authorise, record_request
 from services.policy.keys import HUB_KEY_SETTINGS, fingerprint, load_hub_keys, rotate
 from services.policy.settings import PolicySettings
 from services.policy.subject import SubjectKeys
@@ -107,12 +107,18 @@ def subject_key(
     documents = [_split(text) for text in document]
     who = authorise(oversight_credential, attested=operator_attests_oversight)
     keys = load_hub_keys(PolicySettings())
+    answers = [
+        [(_key_of(v, type_, number, country), v.version) for v in keys.every_version()]
+        for type_, number in documents
+    ]
+    for answer in answers:
+        # Logged before it is shown: a request that cannot be logged is not answered.
+        record_request(who, answer[0][0][0])
     # Who asked, never for whom: the document is personal data.
     log.info("subject keys computed for a data-subject request by %s", who)
-    for type_, number in documents:
-        for version in keys.every_version():
-            key, basis = _key_of(version, type_, number, country)
-            typer.echo(f"{key}  {basis}  hub key version k{version.version}")
+    for (type_, number), answer in zip(documents, answers, strict=True):
+        for (key, basis), version in answer:
+            typer.echo(f"{key}  {basis}  hub key version k{version}")
         if country is None and _needs_country(keys.current(), type_, number):
             typer.echo(
                 f"note: {type_} keys include the issuing country; without --country "

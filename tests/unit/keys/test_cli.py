@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from services.audit import querylog
 from services.audit.credentials import CredentialStore, Role
+from services.audit.ledger import Ledger
 from services.cli import app
 from services.contracts.catalog import Catalog
 from services.policy.subject import SubjectKeys
@@ -78,7 +80,7 @@ def test_subject_key_in_production_needs_an_oversight_credential(
 ) -> None:
     monkeypatch.setenv("PUENTE_ENV", "production")
     store = CredentialStore(tmp_path / "audit" / "credentials.sqlite")
-    _, oversight = store.create(Role.OVERSIGHT, label="data protection officer")
+    dpo, oversight = store.create(Role.OVERSIGHT, label="data protection officer")
     _, institution = store.create(Role.INSTITUTION, institution="minsal")
     revoked, gone = store.create(Role.OVERSIGHT)
     store.revoke(revoked.id)
@@ -97,10 +99,22 @@ def test_subject_key_in_production_needs_an_oversight_credential(
         assert wrong.stdout == ""
         assert "not a live audit credential of role oversight" in wrong.stderr
     monkeypatch.setenv("PUENTE_OVERSIGHT_CREDENTIAL", oversight)
+    unlogged = runner.invoke(app, args)
+    assert unlogged.exit_code == 1
+    assert unlogged.stdout == ""
+    assert "no audit ledger at" in unlogged.stderr
+    ledger = tmp_path / "audit" / "ledger.sqlite"
+    Ledger.open_writer(ledger).close()
     allowed = runner.invoke(app, args)
     assert allowed.exit_code == 0, allowed.stderr
     assert len(_keys(allowed.stdout)) == 2
     assert oversight not in allowed.stderr
+    reader = Ledger.open_reader(ledger)
+    asked = querylog.read(reader)
+    reader.close()
+    assert [(a.credential_id, a.role, a.query, a.query_key) for a in asked] == [
+        (dpo.id, "oversight", "subject-key", _keys(allowed.stdout)[0])
+    ]
 
 
 @pytest.mark.usefixtures("two_versions")
