@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Annotated, Final
 
 import typer
 
 from services.contracts.errors import PuenteError
 from services.keys.oversight import authorise, record_request
-from services.policy.keys import HUB_KEY_SETTINGS, fingerprint, load_hub_keys, rotate
+from services.policy.keys import (
+    HUB_KEY_SETTINGS,
+    HubKeys,
+    fingerprint,
+    load_hub_keys,
+    rotate,
+)
 from services.policy.settings import PolicySettings
 from services.policy.subject import SubjectKeys
 
@@ -108,17 +115,18 @@ def subject_key(
     who = authorise(oversight_credential, attested=operator_attests_oversight)
     keys = load_hub_keys(PolicySettings())
     answers = [
-        [(_key_of(v, type_, number, country), v.version) for v in keys.every_version()]
-        for type_, number in documents
+        _every_version(keys, type_, number, country) for type_, number in documents
     ]
     for answer in answers:
         # Logged before it is shown: a request that cannot be logged is not answered.
-        record_request(who, answer[0][0][0])
+        record_request(who, answer[0].key)  # newest first
     # Who asked, never for whom: the document is personal data.
     log.info("subject keys computed for a data-subject request by %s", who)
     for (type_, number), answer in zip(documents, answers, strict=True):
-        for (key, basis), version in answer:
-            typer.echo(f"{key}  {basis}  hub key version k{version}")
+        for computed in answer:
+            typer.echo(
+                f"{computed.key}  {computed.basis}  hub key version k{computed.version}"
+            )
         if country is None and _needs_country(keys.current(), type_, number):
             typer.echo(
                 f"note: {type_} keys include the issuing country; without --country "
@@ -132,6 +140,23 @@ def subject_key(
 
 class DocumentError(PuenteError):
     """A ``--document`` value the hub cannot turn into a subject key."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Computed:
+    key: str
+    basis: str
+    version: int
+
+
+def _every_version(
+    keys: HubKeys, type_: str, number: str, country: str | None
+) -> list[_Computed]:
+    """The document's subject key under every version, newest first."""
+    return [
+        _Computed(*_key_of(version, type_, number, country), version.version)
+        for version in keys.every_version()
+    ]
 
 
 def _split(text: str) -> tuple[str, str]:
