@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import secrets
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ DEV_KEY_PATH: Final = Path("keys") / "hub.key"
 HUB_KEY_SETTINGS: Final = "PUENTE_HUB_KEYS, PUENTE_HUB_KEY or PUENTE_HUB_KEY_FILE"
 PRIVATE_FILE: Final = 0o600
 PRIVATE_DIR: Final = 0o700
+_SHARED: Final = stat.S_IRWXG | stat.S_IRWXO
 _HEX: Final = re.compile(r"(?:[0-9a-fA-F]{2})+")
 _VERSIONED: Final = re.compile(r"k([1-9][0-9]{0,5}):(.*)")
 _SEPARATORS: Final = re.compile(r"[,\n]")
@@ -294,6 +296,17 @@ def _append(fd: int, path: Path, text: str) -> None:
 
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="ascii")
+        text = path.read_text(encoding="ascii")
+        mode = stat.S_IMODE(path.stat().st_mode)
     except (OSError, UnicodeDecodeError) as e:
         raise KeyMaterialError(f"cannot read the hub key file {path}: {e}") from e
+    if mode & _SHARED:
+        # A warning, not a refusal: some secret stores mount files 0644 in a
+        # container only the service runs in.
+        log.warning(
+            "the hub key file %s is readable by other users (mode %04o); "
+            "make it 0600 or 0400",
+            path,
+            mode,
+        )
+    return text

@@ -165,3 +165,21 @@ def test_rotation_in_production_without_keys_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ExplicitKeyRequiredError):
         rotate(settings)
     assert not (tmp_path / "keys").exists()
+
+
+def test_a_key_file_others_may_read_is_named_in_a_warning_without_the_key(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "hub.keys"
+    path.write_text(f"k1:{OLD.hex()}\n")
+    path.chmod(0o600)
+    with caplog.at_level("WARNING"):
+        load_hub_keys(PolicySettings(hub_key_file=path))
+    assert not caplog.records
+    path.chmod(0o644)
+    with caplog.at_level("WARNING"):
+        load_hub_keys(PolicySettings(hub_key_file=path))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"the hub key file {path} is readable by other users (mode 0644); "
+        "make it 0600 or 0400"
+    ]
