@@ -85,7 +85,8 @@ Credential = Annotated[
     typer.Option(
         "--oversight-credential",
         envvar="PUENTE_OVERSIGHT_CREDENTIAL",
-        help="A credential with the oversight role [env: PUENTE_OVERSIGHT_CREDENTIAL]",
+        metavar="TOKEN",
+        help="An audit credential of role oversight (or env PUENTE_OVERSIGHT_CREDENTIAL)",
         show_envvar=False,
     ),
 ]
