@@ -24,9 +24,15 @@ POM: Final = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
 _MARKER: Final = "complete"
 # Maven's own words for "the repository could not be reached or refused the file".
 _MAVEN_REASON: Final = re.compile(
-    r"(Could not (?:resolve|transfer|find)[^\n]*|Unknown host[^\n]*|"
+    r"(Could not (?:transfer|find|resolve)[^\n]*|Unknown host[^\n]*|"
     r"Connection refused[^\n]*|Network is unreachable[^\n]*)"
 )
+# Named in full, not as `dependency:`: with no repository to ask, Maven then says
+# which download failed, instead of "no plugin found for prefix".
+COPY_GOAL: Final = (
+    "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies"
+)
+_NOISE: Final = re.compile(r"\x1b\[[0-9;]*m|transfer failed for \S+: | -> \[Help \d+\]")
 _JAVA_VERSION: Final = re.compile(r'version "(\d+)(?:\.(\d+))?')
 MIN_JAVA: Final = 17
 
@@ -111,13 +117,18 @@ def resolve(
     """
     java = find_java()
     version = pinned_version(pom)
-    digest = hashlib.sha256(_read(pom).encode()).hexdigest()[:16]
-    folder = (cache or cache_root()) / f"{version}-{digest}"
+    folder = cache_folder(cache or cache_root(), pom)
     lib = folder / "lib"
     if not (folder / _MARKER).is_file():
         _download(pom, lib, maven_args)
         (folder / _MARKER).write_text(version + "\n", encoding="utf-8")
     return Artifacts(java=java, lib=lib, version=version)
+
+
+def cache_folder(cache: Path, pom: Path = POM) -> Path:
+    """``<cache>/<version>-<digest of the pom>``: a changed pom gets a new folder."""
+    digest = hashlib.sha256(_read(pom).encode()).hexdigest()[:16]
+    return cache / f"{pinned_version(pom)}-{digest}"
 
 
 def _download(pom: Path, lib: Path, maven_args: Sequence[str]) -> None:
@@ -132,7 +143,7 @@ def _download(pom: Path, lib: Path, maven_args: Sequence[str]) -> None:
     lib.parent.mkdir(parents=True, exist_ok=True)
     command = [
         mvn, "-B", "-q", "-f", str(pom),
-        "dependency:copy-dependencies", f"-DoutputDirectory={lib}", *maven_args,
+        COPY_GOAL, f"-DoutputDirectory={lib}", *maven_args,
     ]  # fmt: skip
     try:
         done = subprocess.run(  # noqa: S603 - Maven on the PATH, no shell
@@ -146,18 +157,20 @@ def _download(pom: Path, lib: Path, maven_args: Sequence[str]) -> None:
     if done.returncode != 0:
         raise ArtifactsError(
             f"Maven could not fetch the pinned Kafka jars ({pom.name}): "
-            f"{maven_reason(done.stdout + done.stderr)}"
+            f"{maven_reason(done.stdout + done.stderr)}; is the artifact repository "
+            "reachable?"
         )
 
 
 def maven_reason(output: str) -> str:
     """The one line of Maven's output that says why resolution failed."""
+    output = _NOISE.sub("", output)
     found = _MAVEN_REASON.search(output)
     if found:
-        return found.group(1).strip()[:300]
+        return found.group(1).strip()[:400]
     errors = [line for line in output.splitlines() if "[ERROR]" in line and line.strip()]
     text = errors[0] if errors else (output.strip().splitlines() or ["no output"])[-1]
-    return text.replace("[ERROR]", "").strip()[:300]
+    return text.replace("[ERROR]", "").strip()[:400]
 
 
 def _read(pom: Path) -> str:
