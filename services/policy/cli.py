@@ -14,9 +14,10 @@ from rich.table import Table
 from services.contracts.catalog import Catalog
 from services.contracts.errors import PuenteError
 from services.contracts.ids import EVENT_TYPES
-from services.policy.loader import load_policy
+from services.policy.loader import load_policy, tree_of
 from services.policy.model import Institution, Rule
 from services.policy.policy import Policy
+from services.policy.projection import REKEYED_VIEWS
 from services.runtime.settings import HubSettings
 
 app = typer.Typer(
@@ -118,6 +119,14 @@ def explain(
             )
 
 
+def _linkable(rule: Rule) -> frozenset[str]:
+    """The identifier paths a re-keyed view replaces with the recipient's own."""
+    if rule.view not in REKEYED_VIEWS:
+        return frozenset()
+    tree = tree_of(rule.latest.source)
+    return frozenset(p for p, node in tree.nodes.items() if node.linkable)
+
+
 def _rule_table(rule: Rule) -> Table:
     projection = rule.latest
     table = Table(
@@ -144,10 +153,25 @@ def _rule_table(rule: Rule) -> Table:
         ("legal basis", rule.legal_basis),
         ("consent", consent),
     ]
+    if rule.owner:
+        rows.append(("owner", "yes: delivers even when the person limits disclosure"))
     if rule.grants:
         rows.append(("granted", ", ".join(rule.grants)))
     if rule.removes:
         rows.append(("removed", ", ".join(rule.removes)))
+    if rule.only:
+        rows.append(("only", ", ".join(rule.only)))
+    rows.extend(
+        (
+            "generalised",
+            f"{item.path}: {', '.join(sorted(item.keep))} as sent, "
+            f"any other value as {item.otherwise}",
+        )
+        for item in rule.generalise
+    )
+    rekeyed = [p for p in projection.field_paths if p in _linkable(rule)]
+    if rekeyed:
+        rows.append(("own ids", "re-keyed for this recipient: " + ", ".join(rekeyed)))
     if rule.note:
         rows.append(("why", rule.note))
     rows.append(
