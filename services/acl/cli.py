@@ -152,7 +152,7 @@ def apply(
 
 def _apply_users(acls: KafkaAcls, users: dict[str, str], *, dry_run: bool) -> None:
     """Set each user's SCRAM credential (or say what would be set); fail on a refusal."""
-    new, known = changes(users, acls.scram_users())
+    new, known = changes(users, acls.scram_users(users))
     verb = "would " if dry_run else ""
     for name in new:
         typer.echo(f"{verb}create SCRAM user {name}")

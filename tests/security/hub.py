@@ -46,15 +46,17 @@ class Hub:
         return self.kafka.settings(principal, password)
 
 
-def puente(kafka: LocalKafka, *args: str) -> subprocess.CompletedProcess[str]:
-    """A `puente` command as the admin principal, as an operator runs it."""
+def puente(
+    kafka: LocalKafka, *args: str, user: str = "admin", password: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A `puente` command as an operator runs it (as the admin unless ``user``)."""
     env = {
         **os.environ,
         "PUENTE_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
         "PUENTE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
         "PUENTE_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
-        "PUENTE_KAFKA_SASL_USERNAME": "admin",
-        "PUENTE_KAFKA_SASL_PASSWORD": kafka.admin_password,
+        "PUENTE_KAFKA_SASL_USERNAME": user,
+        "PUENTE_KAFKA_SASL_PASSWORD": password or kafka.admin_password,
     }
     return subprocess.run(
         [sys.executable, "-m", "services", *args],

@@ -29,11 +29,12 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 
 from services.acl.admin import KafkaAcls
 from services.contracts import topics
-from services.runtime.kafka import consumer_config, producer_config
+from services.runtime.kafka import admin_config, consumer_config, producer_config
 from tests.security.hub import SERVICES, Hub, puente
 from tests.security.probe import (
     GROUP_AUTHORIZATION_FAILED,
@@ -79,7 +80,7 @@ def test_apply_creates_every_scram_user_and_binding_of_the_plan(hub: Hub) -> Non
     assert lines[-1] == f"created {len(hub.bindings)}, already present 0"
     with KafkaAcls(hub.kafka.settings()) as acls:
         assert sorted(acls.describe()) == hub.bindings
-        assert set(hub.passwords) <= acls.scram_users()
+        assert acls.scram_users([*hub.passwords, "nobody"]) == set(hub.passwords)
 
 
 def test_a_second_apply_creates_nothing(hub: Hub) -> None:
@@ -87,6 +88,46 @@ def test_a_second_apply_creates_nothing(hub: Hub) -> None:
     assert again.returncode == 0, again.stderr
     assert again.stdout == f"created 0, already present {len(hub.bindings)}\n"
     assert again.stderr == ""
+
+
+@pytest.mark.parametrize("who", ["dgme", "puente-gateway", "puente-router"])
+def test_no_principal_but_the_admin_may_change_users_acls_or_topics(
+    hub: Hub, who: str
+) -> None:
+    password = hub.passwords[who]
+    users = puente(
+        hub.kafka, "acl", "apply", "--users-dir", str(hub.users_dir), user=who,
+        password=password,
+    )  # fmt: skip
+    assert users.returncode == 1
+    assert users.stderr == (
+        f"error: not authorized: SASL user {who!r} may not call "
+        "DescribeUserScramCredentials (it needs DESCRIBE on the cluster); run as the "
+        "admin principal\n"
+    )
+    acls = puente(hub.kafka, "acl", "apply", user=who, password=password)
+    assert acls.returncode == 1
+    assert "may not call DescribeAcls" in acls.stderr
+    with KafkaAcls(hub.kafka.settings()) as admin:
+        assert sorted(admin.describe()) == hub.bindings
+
+
+async def test_no_principal_but_the_admin_may_create_a_topic(hub: Hub) -> None:
+    for who in ("dgme", "puente-router", "puente-gateway"):
+        client = AIOKafkaAdminClient(**admin_config(hub.settings(who), "intruder"))
+        await client.start()
+        try:
+            answer = await client.create_topics([NewTopic(f"hub.in.{who}.x", 1, 1)])
+        finally:
+            await client.close()
+        [(topic, code, _)] = answer.topic_errors
+        assert (topic, code) == (f"hub.in.{who}.x", TOPIC_AUTHORIZATION_FAILED)
+    admin = AIOKafkaAdminClient(**admin_config(hub.kafka.settings(), "admin"))
+    await admin.start()
+    try:
+        assert not {t for t in await admin.list_topics() if t.endswith(".x")}
+    finally:
+        await admin.close()
 
 
 async def test_every_principal_writes_and_reads_exactly_the_topics_the_rules_allow(

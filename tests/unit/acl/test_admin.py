@@ -124,9 +124,10 @@ class FakeClient:
             ],
         }
 
-    def describe_user_scram_credentials(self) -> dict[str, Any]:
+    def describe_user_scram_credentials(self, users: list[str]) -> dict[str, Any]:
         if self.raises:
             raise self.raises
+        assert users == sorted(users)
         sha512 = kafka_admin.ScramMechanism.SCRAM_SHA_512
         sha256 = kafka_admin.ScramMechanism.SCRAM_SHA_256
         return {
@@ -302,7 +303,13 @@ def undecodable() -> logging.LogRecord:
 
 
 def test_only_users_with_a_scram_sha_512_credential_count_as_present() -> None:
-    assert connected(FakeClient()).scram_users() == {"dgme"}
+    assert connected(FakeClient()).scram_users(["old", "gone", "dgme"]) == {"dgme"}
+
+
+def test_a_principal_that_may_not_list_users_is_told_so() -> None:
+    client = FakeClient(raises=kafka_errors.ClusterAuthorizationFailedError())
+    with pytest.raises(AclAdminError, match="may not call DescribeUserScramCredentials"):
+        connected(client).scram_users(["dgme"])
 
 
 def test_set_scram_sends_salted_sha_512_credentials_and_returns_refusals() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -84,8 +84,8 @@ class FakeAcls:
     def describe(self) -> list[Binding]:
         return list(self.existing)
 
-    def scram_users(self) -> set[str]:
-        return set(self.users)
+    def scram_users(self, names: Iterable[str]) -> set[str]:
+        return set(self.users) & set(names)
 
     def set_scram(self, users: Mapping[str, str]) -> dict[str, str]:
         FakeAcls.users = {**self.users, **users}
