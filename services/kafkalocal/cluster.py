@@ -89,10 +89,12 @@ class LocalKafka:
     startup_timeout: float = 120.0
     bound: bool = True
     artifacts: Artifacts | None = None
-    nodes: list[config.Node] = field(default_factory=list)
-    credentials: Credentials | None = None
-    tls_files: tls.TlsFiles | None = None
-    _processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    nodes: list[config.Node] = field(default_factory=list, init=False)
+    credentials: Credentials | None = field(default=None, init=False)
+    tls_files: tls.TlsFiles | None = field(default=None, init=False)
+    _processes: list[subprocess.Popen[bytes]] = field(
+        default_factory=list, init=False, repr=False
+    )
 
     @property
     def bootstrap(self) -> str:
@@ -187,6 +189,13 @@ class LocalKafka:
         process.wait(timeout=10)
         return process.pid
 
+    def restart(self, index: int) -> None:
+        """Start node ``index`` again on its data (after `kill`); wait until it serves."""
+        if self.artifacts is None or self._processes[index].poll() is None:
+            raise LocalKafkaError(f"node {index + 1} is not stopped")
+        self._processes[index] = self._spawn(self.artifacts, self.nodes[index])
+        self._wait_until_ready([index])
+
     def __enter__(self) -> Self:
         return self.start()
 
@@ -275,9 +284,10 @@ class LocalKafka:
             artifacts.classpath,
         ]
 
-    def _wait_until_ready(self) -> None:
+    def _wait_until_ready(self, indexes: list[int] | None = None) -> None:
         deadline = time.monotonic() + self.startup_timeout
-        pending = list(zip(self.nodes, self._processes, strict=True))
+        chosen = range(len(self.nodes)) if indexes is None else indexes
+        pending = [(self.nodes[i], self._processes[i]) for i in chosen]
         while pending:
             for node, process in list(pending):
                 log = _node_dir(self.state_dir, node.node_id) / "broker.log"
