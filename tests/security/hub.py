@@ -41,7 +41,7 @@ class Hub:
     def settings(self, principal: str) -> KafkaSettings:
         """Institutions over SASL_SSL (the external listener), services over SASL."""
         password = self.passwords[principal]
-        if principal in self.members:
+        if principal in self.policy.institutions:
             return self.kafka.tls_settings(principal, password)
         return self.kafka.settings(principal, password)
 
@@ -74,9 +74,11 @@ def hub(
 ) -> Hub:
     policy = load_policy(REPO_ROOT / "deploy" / "policy", catalog)
     members = sorted(set(policy.publish_rights) | set(policy.receive_rights))
+    # Every institution gets a user, those with no stream too: with no binding, the
+    # broker must refuse them everything.
     users = [
         *SERVICES.names(),
-        *members,
+        *policy.institutions,
         *(SERVICES.gateway_reader(m) for m in members),
     ]
     passwords = {user: secrets.token_hex(16) for user in users}
