@@ -7,6 +7,7 @@ makes a later start skip Maven altogether, and a changed pin gets a folder of it
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -120,8 +121,13 @@ def resolve(
     folder = cache_folder(cache or cache_root(), pom)
     lib = folder / "lib"
     if not (folder / _MARKER).is_file():
-        _download(pom, lib, maven_args)
-        (folder / _MARKER).write_text(version + "\n", encoding="utf-8")
+        folder.mkdir(parents=True, exist_ok=True)
+        # One download at a time: a second `kafka up` or test run waits for the first.
+        with (folder.parent / f"{folder.name}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (folder / _MARKER).is_file():
+                _download(pom, lib, maven_args)
+                (folder / _MARKER).write_text(version + "\n", encoding="utf-8")
     return Artifacts(java=java, lib=lib, version=version)
 
 
