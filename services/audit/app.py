@@ -272,7 +272,8 @@ class AuditService:
             # ledger's transaction only to report lag. A failed batch is sought back.
             ack_policy=AckPolicy.MANUAL,
             decoder=subscribers.skip_bodies,  # the ingestor decodes the raw records
-            **subscriber_options(s.kafka),
+            # Only entries of committed router transactions (exactly-once routing).
+            **subscriber_options(s.kafka, isolation_level="read_committed"),
         )
         subscriber(self._handle)
         return broker

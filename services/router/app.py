@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import TransactionalIdAuthorizationFailed
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -16,6 +17,7 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import CollectorRegistry
 
 from services.contracts.catalog import Catalog
+from services.contracts.errors import PuenteError
 from services.contracts.topics import parse as parse_topic
 from services.policy import load_policy
 from services.policy.keys import subject_keys
@@ -46,6 +48,10 @@ ROUTER_BATCH_BYTES = 1_000_000
 _OUTPUT_KINDS: Final = frozenset({"out", "rejected", "audit"})
 
 
+class TransactionsUnavailableError(PuenteError):
+    """PUENTE_ROUTER_TRANSACTIONS=on, and the broker grants no transactional id."""
+
+
 class RouterService:
     """The router process: consume hub.in.* in batches, route, commit after acks."""
 
@@ -56,17 +62,7 @@ class RouterService:
         keys = subject_keys(PolicySettings(hub=settings.hub))
         self.metrics = HubMetrics(registry)
         self.store = DedupeStore(settings.dedupe_file)
-        self.producer = AIOKafkaProducer(
-            **producer_config(
-                settings.kafka,
-                "puente-router",
-                # The router builds whole record batches itself (send_batch), so
-                # lingering only delays them; the broker's cost is per record batch,
-                # so a batch may take every output a partition gets from one send.
-                linger_ms=0,
-                max_batch_size=ROUTER_BATCH_BYTES,
-            )
-        )
+        self.producer = AIOKafkaProducer(**self._producer_config())
         limits = Limits(
             settings.max_event_bytes, timedelta(seconds=settings.future_skew_seconds)
         )
@@ -107,6 +103,62 @@ class RouterService:
         )
         self._running = False
 
+    def _producer_config(self, **options: Any) -> dict[str, Any]:
+        return producer_config(
+            self.settings.kafka,
+            "puente-router",
+            # The router builds whole record batches itself (send_batch), so
+            # lingering only delays them; the broker's cost is per record batch,
+            # so a batch may take every output a partition gets from one send.
+            linger_ms=0,
+            max_batch_size=ROUTER_BATCH_BYTES,
+            **options,
+        )
+
+    async def _start_producer(self) -> None:
+        """Start producing: in transactions when the setting and the broker allow.
+
+        With ``auto`` the broker is asked for a producer id for this router's
+        transactional id (which also aborts what a killed predecessor with the same
+        id left open); a broker without transactions keeps the plain producer.
+        """
+        mode = self.settings.transactions
+        if mode == "off":
+            log.info("routing at-least-once: transactions are off")
+            await self.producer.start()
+            return
+        tid = self.settings.transactional_id
+        producer = AIOKafkaProducer(**self._producer_config(transactional_id=tid))
+        try:
+            await producer.start()
+        except Exception as e:  # any refusal means: no transactions here
+            await producer.stop()
+            if mode == "on":
+                raise TransactionsUnavailableError(
+                    f"the broker refused transactional id {tid!r} "
+                    f"({type(e).__name__}); PUENTE_ROUTER_TRANSACTIONS=on needs "
+                    "Apache Kafka and a WRITE grant on that transactional id"
+                ) from e
+            # A refused grant is a set-up error worth a warning; an embedded broker
+            # without transactions is expected.
+            level = (
+                logging.WARNING
+                if isinstance(e, TransactionalIdAuthorizationFailed)
+                else logging.INFO
+            )
+            log.log(
+                level,
+                "routing at-least-once with event-id de-duplication: the broker "
+                "grants no transactions (%s)",
+                type(e).__name__,
+            )
+            await self.producer.start()
+            return
+        await self.producer.stop()  # never started; the transactional one replaces it
+        self.producer = producer
+        self.router.use_transactions(producer)
+        log.info("routing exactly-once in Kafka transactions as %s", tid)
+
     async def _handle(self, body: None, msg: KafkaMessage) -> None:
         del body  # the raw records carry topic, offset and timestamp too
         raw: Any = msg.raw_message
@@ -123,6 +175,7 @@ class RouterService:
             "ok": self._running,
             "policy_version": self.policy.version,
             "partitions": self.assigned(),
+            "transactions": self.router.transactional,
         }
 
     async def start(self) -> None:
@@ -133,7 +186,7 @@ class RouterService:
         await runtime_topics.create(self.settings.kafka, wanted)
         tune_gc()
         await self.ops.start()
-        await self.producer.start()
+        await self._start_producer()
         outputs = [t for t in wanted if parse_topic(t).kind in _OUTPUT_KINDS]
         await self.router.warm(outputs)
         self.router.start()

@@ -13,6 +13,12 @@ flight in the air is dropped: their records are read and routed again
 twice once an event was recorded). A batch fetched before the rewind that starts
 beyond the rewound position is dropped when it arrives; the partition is sought
 back again, so no record can be skipped.
+
+With Kafka transactions (``transactional``), a flight's acks resolve only once its
+outputs and its input offsets were committed together in one transaction; the
+committer then records the ids and the committed offsets and commits nothing
+itself. A failed transaction was aborted, so the rewind re-reads exactly what no
+``read_committed`` reader saw.
 """
 
 from __future__ import annotations
@@ -88,6 +94,8 @@ class Committer:
         self._ids: dict[str, bytes] = {}
         self._task: asyncio.Task[None] | None = None
         self.generation = 0
+        # True when a flight's offsets were committed in its outputs' transaction.
+        self.transactional = False
 
     def start(self) -> None:
         """Start the committing task (inside the running loop)."""
@@ -243,6 +251,9 @@ class Committer:
         assigned = consumer.assignment()
         offsets = {tp: o for tp, o in offsets.items() if tp in assigned}
         if not offsets:
+            return
+        if self.transactional:
+            self._committed.update(offsets)  # committed with the outputs
             return
         try:
             await consumer.commit(offsets)

@@ -3,6 +3,12 @@
 The batch's input offsets are committed by the `Committer` once the broker
 acknowledged every output of it (and of every batch before it), so consuming goes
 on while outputs are in the air; on a broker error the committer rewinds.
+
+With Kafka transactions (`BatchRouter.use_transactions`) the sender task puts the
+outputs of the batches it sends together and their input offsets into one
+transaction (begin, sends, ``send_offsets_to_transaction``, commit), so a
+``read_committed`` reader sees every delivery and audit entry of a record once, or
+none of them while the record is still to be routed again.
 """
 
 from __future__ import annotations
@@ -53,6 +59,10 @@ class OutputsDroppedError(PuenteError):
     retriable = True
 
 
+class TransactionAbortedError(OutputsDroppedError):
+    """A transaction of outputs and offsets failed and was aborted; routed again."""
+
+
 @dataclass
 class RouteStats:
     """Counters for benchmarks and health: records seen, outputs sent, when."""
@@ -96,6 +106,21 @@ class BatchRouter:
         self._partitions = batches.Partitions(producer)
         self._latency: dict[str, Any] = {}  # latency histograms by event type
         self.stats = RouteStats()
+        self.transactional = False
+        # The generation whose transaction failed: its later parcels must not commit
+        # offsets beyond the aborted records (-1: none).
+        self._aborted = -1
+
+    def use_transactions(self, producer: AIOKafkaProducer) -> None:
+        """Send through ``producer`` (started, transactional) with the input offsets.
+
+        Called before `start`. From then on a batch counts as routed once its
+        outputs and its offsets were committed in one transaction.
+        """
+        self.producer = producer
+        self._partitions = batches.Partitions(producer)
+        self.transactional = True
+        self.committer.transactional = True
 
     async def warm(self, topics: Collection[str]) -> None:
         """Learn the output topics' partitions before the first batch needs them."""
@@ -140,11 +165,10 @@ class BatchRouter:
         if decided is None or self.stopping:
             return  # a rewind or a stop while deciding: these records are read again
         outputs, routed, tally, held = decided
+        next_offsets = _next_offsets(records)
         sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         sent.add_done_callback(_observe)
-        self._outbox.put_nowait(_Parcel(generation, outputs, sent))
-
-        next_offsets = _next_offsets(records)
+        self._outbox.put_nowait(_Parcel(generation, outputs, sent, next_offsets))
 
         def acked() -> None:
             # Counted only now, so a batch routed again after a broker error counts once.
@@ -258,11 +282,11 @@ class BatchRouter:
             parcels = [await self._outbox.get()]
             while not self._outbox.empty():
                 parcels.append(self._outbox.get_nowait())
-            current = [p for p in parcels if p.generation == self.committer.generation]
-            for parcel in parcels:
-                if parcel.generation != self.committer.generation:
-                    parcel.sent.set_exception(OutputsDroppedError("dropped by a rewind"))
+            current = self._current(parcels)
             if not current:
+                continue
+            if self.transactional:
+                await self._send_in_transaction(current)
                 continue
             try:
                 acks = await self._send([o for p in current for o in p.outputs])
@@ -281,6 +305,58 @@ class BatchRouter:
                 continue
             for parcel in current:
                 parcel.sent.set_exception(error)
+
+    def _current(self, parcels: list[_Parcel]) -> list[_Parcel]:
+        """The parcels still to send; the others' batches are routed again."""
+        live = self.committer.generation
+        current = []
+        for parcel in parcels:
+            if parcel.generation == live and parcel.generation != self._aborted:
+                current.append(parcel)
+            else:
+                parcel.sent.set_exception(OutputsDroppedError("dropped by a rewind"))
+        return current
+
+    async def _send_in_transaction(self, parcels: list[_Parcel]) -> None:
+        """Send ``parcels``' outputs and commit their input offsets in one transaction.
+
+        Their futures resolve once the transaction committed. On a failure it is
+        aborted, and the later parcels of the same generation are dropped as well:
+        committing their offsets would skip the aborted records.
+        """
+        offsets: dict[TopicPartition, int] = {}
+        for parcel in parcels:
+            offsets.update(parcel.offsets)  # later batches read further
+        producer = self.producer
+        acks: list[asyncio.Future[Any]] = []
+        try:
+            await producer.begin_transaction()
+            acks = await self._send([o for p in parcels for o in p.outputs])
+            if offsets:
+                await producer.send_offsets_to_transaction(offsets, self.group)
+            await producer.commit_transaction()
+            await asyncio.gather(*acks)
+        except Exception as e:  # noqa: BLE001 - a dead sender would stall routing
+            self._aborted = parcels[0].generation
+            for ack in acks:
+                ack.add_done_callback(_observe)
+            await self._abort()
+            error = TransactionAbortedError(f"transaction aborted: {type(e).__name__}")
+            error.__cause__ = e
+            for parcel in parcels:
+                parcel.sent.set_exception(error)
+            return
+        for parcel in parcels:
+            parcel.sent.set_result(None)
+
+    async def _abort(self) -> None:
+        """Abort the open transaction; what it sent stays invisible to read_committed."""
+        try:
+            await self.producer.abort_transaction()
+        except Exception as e:  # noqa: BLE001 - the rewind routes the records again
+            # A fenced producer cannot abort: another router took this transactional
+            # id, and this one's transactions fail until it is restarted.
+            log.warning("transaction could not be aborted (%s)", type(e).__name__)
 
     async def _send(self, outputs: list[Output]) -> list[asyncio.Future[Any]]:
         """Hand every output to the producer, whole record batches per partition.
@@ -382,6 +458,7 @@ class _Parcel:
     generation: int
     outputs: list[Output]
     sent: asyncio.Future[None]  # resolves once every output was acknowledged
+    offsets: dict[TopicPartition, int]  # the batch's next input offsets
 
 
 def _relay(target: asyncio.Future[None], acks: asyncio.Future[list[Any]]) -> None:
@@ -395,7 +472,7 @@ def _relay(target: asyncio.Future[None], acks: asyncio.Future[list[Any]]) -> Non
         target.set_result(None)
 
 
-def _observe(future: asyncio.Future[None]) -> None:
+def _observe(future: asyncio.Future[Any]) -> None:
     # Dropped batches' failures are expected; mark them retrieved so asyncio does
     # not report them as lost.
     if not future.cancelled():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,9 +34,25 @@ class RouterSettings(BaseSettings):
     # How far in the future occurred_at/recorded_at may lie (clock skew between systems).
     future_skew_seconds: int = Field(default=300, ge=0)
     dedupe_path: Path | None = None  # default: <state_dir>/router/dedupe.sqlite
+    # Exactly-once routing: consume, deliver, audit and commit in one Kafka
+    # transaction. "auto" turns it on when the broker grants this router a producer
+    # id for its transactional id at start (Apache Kafka does; the embedded broker
+    # does not, and stays at-least-once with event-id de-duplication).
+    transactions: Literal["auto", "on", "off"] = "auto"
+    # Names this router instance in its transactional id; it must stay the same
+    # across restarts (so a restarted router aborts what its killed predecessor left
+    # open) and differ between routers running at once (one fences the other).
+    # Default: the host name and the ops port.
+    instance_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,100}$")
     hub: HubSettings = Field(default_factory=HubSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
+
+    @property
+    def transactional_id(self) -> str:
+        """``<group>.<instance>``: the ACL plan grants the router ``<group>.*``."""
+        instance = self.instance_id or f"{socket.gethostname()}-{self.port}"
+        return f"{self.group_id}.{instance}"
 
     @property
     def dedupe_file(self) -> Path:
