@@ -1,0 +1,1 @@
+"""``puente fuzz``: generated and mutated inputs through the router and the gateway."""
