@@ -1,4 +1,4 @@
-"""``puente bench router``: the router against a raw aiokafka pipe, on a fresh broker.
+"""``puente bench router``: the router against a raw aiokafka pipe, on one broker.
 
 1. Publish N realistic mixed events (simulated ministries, 2 % bad) to hub.in.*.
 2. Router: consume them all; events/s from its first batch to its last.
@@ -7,6 +7,9 @@
    repeated in rounds, each ratio taken from runs back to back.
 4. Latency: the router caught up, events offered at R/s for S seconds; per event,
    from send to the first delivery seen by a recipient-side consumer.
+
+The broker is the embedded one (fresh for every phase) or Apache Kafka
+(`services.router.bench_brokers`); a run measures on one, the command on each asked.
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ import contextlib
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from services.contracts.catalog import Catalog
@@ -29,16 +33,24 @@ from services.contracts.headers import event_id_of
 from services.contracts.natural import codec_for
 from services.policy import Policy, load_policy
 from services.router.app import build_service
+from services.router.bench_brokers import (
+    Brokers,
+    CpuReader,
+    Embedded,
+    Phase,
+    partitions_of,
+)
 from services.router.settings import RouterSettings
 from services.router.workers import Workers
 from services.runtime import topics as runtime_topics
-from services.runtime.embedded import EmbeddedBroker, free_port
+from services.runtime.embedded import free_port
 from services.runtime.kafka import consumer_config, producer_config
 from services.runtime.service import tune_gc
 from services.runtime.settings import HubSettings, KafkaSettings, TopicSettings
 from services.sim.traffic import SimEvent, Traffic
 
 Echo = Callable[[str], None]
+Transactions = Literal["on", "off"]
 RAW_SINK = "bench.raw.out"
 WATCHER_FETCH_WAIT_MS = 10
 
@@ -74,6 +86,9 @@ class Figures:
     # The broker's CPU while events were offered, as a share of one core (None: not
     # readable here): the latency depends on how busy it is.
     broker_cpu: float | None = None
+    broker: str = "embedded broker"
+    # The router's transactions setting in every phase of the run.
+    transactions: Transactions = "off"
 
     @property
     def outputs(self) -> int:
@@ -109,32 +124,38 @@ async def run(
     echo: Echo,
     workers: int = 2,
     rounds: int = 2,
+    brokers: Brokers | None = None,
+    transactions: Transactions = "off",
 ) -> Figures:
-    """Run every phase, each on its own fresh embedded broker, and return the figures.
+    """Run every phase on ``brokers`` (default: the embedded one) and return the figures.
 
-    A fresh broker per phase: the embedded broker slows down as stored batches pile
-    up (shared/reference/embedded-broker.md), which would penalise later phases.
+    On the embedded broker each phase has a fresh one: it slows down as stored
+    batches pile up, which would penalise later phases. ``transactions`` is the
+    router's setting ("on" needs a broker with transactions: Apache Kafka).
     """
+    where = brokers or Embedded()
+    echo(f"-- {where.label}, transactions {transactions}")
     with tempfile.TemporaryDirectory() as tmp:
         hub = HubSettings(state_dir=Path(tmp) / "router")
         catalog = Catalog.load(hub.schemas_dir)
         policy = load_policy(hub.policy_dir, catalog)
         inputs = Traffic(seed, lambda: datetime.now(UTC)).take(events)
-        bench = _Bench(catalog, policy, inputs, Path(tmp), echo)
+        bench = _Bench(catalog, policy, inputs, Path(tmp), echo, where, transactions)
 
-        async with bench.broker("latency") as (kafka, broker):
+        async with bench.phase("latency") as phase:
             latencies, broker_cpu = await _latency_phase(
-                bench.settings(kafka, "latency"),
+                bench.settings(phase.kafka, "latency"),
                 catalog,
                 policy=policy,
                 seed=seed,
                 rate=rate,
                 duration=duration,
-                broker=broker,
+                phase=phase,
             )
         echo(f"latency at {rate:,.0f}/s measured over {len(latencies)} events")
 
-        async with bench.broker("workers") as (kafka, _):
+        async with bench.phase("workers") as phase:
+            kafka = phase.kafka
             # The processes join an idle group first, so no rebalance happens while
             # they route (a rebalance would make them re-read records).
             many = Workers(bench.settings(kafka, "workers"), workers)
@@ -157,6 +178,7 @@ async def run(
     return Figures(
         events, workers, workers_eps, tuple(pairs), len(latencies),
         rate, p50, p99, tuple(_percentiles(f)[1] for f in fifths), broker_cpu,
+        where.label, transactions,
     )  # fmt: skip
 
 
@@ -169,16 +191,14 @@ class _Bench:
     inputs: list[SimEvent]
     tmp: Path
     echo: Echo
+    brokers: Brokers
+    transactions: Transactions
 
-    @contextlib.asynccontextmanager
-    async def broker(
-        self, phase: str
-    ) -> AsyncIterator[tuple[KafkaSettings, EmbeddedBroker]]:
-        """A fresh embedded broker with every hub topic created."""
-        with EmbeddedBroker() as broker:
-            kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers)
-            await _create_topics(kafka, self.policy, self.inputs)
-            yield kafka, broker
+    def phase(self, phase: str) -> contextlib.AbstractAsyncContextManager[Phase]:
+        """The broker for ``phase``: every hub topic, the phase's group at the end."""
+        return self.brokers.phase(
+            _wanted_topics(self.policy, self.inputs), [_group(phase)]
+        )
 
     async def publish(self, kafka: KafkaSettings) -> None:
         """Publish the inputs and say how long it took."""
@@ -189,14 +209,16 @@ class _Bench:
 
     async def pair(self, events: int, number: int) -> Pair:
         """The router on a fresh broker, then the raw pipe on another."""
-        async with self.broker(f"single-{number}") as (kafka, _):
-            await self.publish(kafka)
+        async with self.phase(f"single-{number}") as phase:
+            await self.publish(phase.kafka)
             router_eps, outputs = await _router_phase(
-                self.settings(kafka, f"single-{number}"), events
+                self.settings(phase.kafka, f"single-{number}"), events
             )
-        async with self.broker(f"raw-{number}") as (kafka, _):
-            await self.publish(kafka)
-            raw_eps = await _raw_phase(kafka, events, outputs)
+        async with self.phase(f"raw-{number}") as phase:
+            await self.publish(phase.kafka)
+            raw_eps = await _raw_phase(
+                phase.kafka, events, outputs, _group(f"raw-{number}")
+            )
         pair = Pair(router_eps, raw_eps, outputs)
         self.echo(
             f"round {number}: router, 1 process {router_eps:,.0f} events/s "
@@ -208,16 +230,19 @@ class _Bench:
     def settings(self, kafka: KafkaSettings, phase: str) -> RouterSettings:
         """Router settings with a de-duplication memory of the phase's own."""
         return RouterSettings(
-            group_id=f"bench-{phase}",
+            group_id=_group(phase),
+            transactions=self.transactions,
             port=free_port(),
             hub=HubSettings(state_dir=self.tmp / phase),
             kafka=kafka,
         )
 
 
-async def _create_topics(
-    kafka: KafkaSettings, policy: Policy, inputs: list[SimEvent]
-) -> None:
+def _group(phase: str) -> str:
+    return f"bench-{phase}"
+
+
+def _wanted_topics(policy: Policy, inputs: list[SimEvent]) -> Mapping[str, int]:
     wanted = runtime_topics.plan(
         TopicSettings(), policy.publish_rights, policy.receive_rights
     )
@@ -225,7 +250,7 @@ async def _create_topics(
     for event in inputs:  # bad inputs may target topics no right creates
         wanted.setdefault(event.topic, partitions)
     wanted[RAW_SINK] = 4
-    await runtime_topics.create(kafka, wanted)
+    return wanted
 
 
 async def _produce(
@@ -260,8 +285,10 @@ async def _router_phase(settings: RouterSettings, events: int) -> tuple[float, i
         await service.stop()
 
 
-async def _raw_phase(kafka: KafkaSettings, events: int, outputs: int) -> float:
-    consumer = AIOKafkaConsumer(**consumer_config(kafka, "bench-raw", "bench-raw"))
+async def _raw_phase(
+    kafka: KafkaSettings, events: int, outputs: int, group: str
+) -> float:
+    consumer = AIOKafkaConsumer(**consumer_config(kafka, group, "bench-raw"))
     producer = AIOKafkaProducer(**producer_config(kafka, "bench-raw"))
     consumer.subscribe(pattern=r"hub\.in\..*")
     await consumer.start()
@@ -299,7 +326,7 @@ async def _latency_phase(
     seed: int,
     rate: float,
     duration: float,
-    broker: EmbeddedBroker,
+    phase: Phase,
 ) -> tuple[list[float], float | None]:
     """Offer events at ``rate`` to a router in its own process; time first deliveries.
 
@@ -311,13 +338,14 @@ async def _latency_phase(
     delivered = {e.event_id for e in offered if _delivers(catalog, policy, e)}
     router = Workers(settings, 1)
     router.start()
-    watcher = _Watcher(settings.kafka, policy)
+    watcher = _Watcher(settings.kafka)
+    cpu: CpuReader = phase.cpu_seconds
     try:
         await router.ready(limit=120)
         await watcher.start()
-        before, started = broker.cpu_seconds(), time.perf_counter()
+        before, started = cpu(), time.perf_counter()
         sent = await _offer(settings.kafka, catalog, offered, rate)
-        after, seconds = broker.cpu_seconds(), time.perf_counter() - started
+        after, seconds = cpu(), time.perf_counter() - started
         seen = await watcher.collect(delivered, seconds=duration + 30)
     finally:
         await watcher.stop()
@@ -369,23 +397,23 @@ async def _offer(
 class _Watcher:
     """A recipient-side consumer of every hub.out topic, noting first arrivals."""
 
-    def __init__(self, kafka: KafkaSettings, policy: Policy) -> None:
-        # A recipient that wants low latency fetches with a short wait, as the router.
+    def __init__(self, kafka: KafkaSettings) -> None:
+        # A recipient that wants low latency fetches with a short wait, as the router;
+        # it reads committed records only, as recipients do.
         quick = kafka.model_copy(update={"fetch_max_wait_ms": WATCHER_FETCH_WAIT_MS})
+        self.kafka = kafka
         self.consumer = AIOKafkaConsumer(**consumer_config(quick, None, "bench-watcher"))
-        self.policy = policy
         self.seen: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.consumer.start()
         existing = await self.consumer.topics()
-        partitions = [
-            TopicPartition(t, p)
-            for t in sorted(existing)
-            if t.startswith("hub.out.")
-            for p in sorted(self.consumer.partitions_for_topic(t) or ())
-        ]
+        # The partitions asked of the broker: the consumer's metadata may predate
+        # topics created a moment ago.
+        partitions = await partitions_of(
+            self.kafka, sorted(t for t in existing if t.startswith("hub.out."))
+        )
         self.consumer.assign(partitions)
         await self.consumer.seek_to_beginning(*partitions)
         while await self._drain():  # skip what earlier phases delivered

@@ -35,8 +35,7 @@ class _Shared:
     last: Synchronized[float]
 
 
-def _worker(settings_json: str, shared: _Shared, stop: Event) -> None:
-    settings = RouterSettings.model_validate_json(settings_json)
+def _worker(settings: RouterSettings, shared: _Shared, stop: Event) -> None:
     asyncio.run(_serve(settings, shared, stop))
 
 
@@ -129,5 +128,6 @@ class Workers:
             await asyncio.sleep(0.05)
 
 
-def _with_port(settings: RouterSettings) -> str:
-    return settings.model_copy(update={"port": free_port()}).model_dump_json()
+def _with_port(settings: RouterSettings) -> RouterSettings:
+    # Handed over pickled, not as JSON: JSON masks the SASL password.
+    return settings.model_copy(update={"port": free_port()})

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import re
 
+import psutil
+import pytest
+from typer.testing import CliRunner
+
+from services.cli import app
 from services.router import bench
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -33,4 +38,36 @@ async def test_a_small_router_bench_measures_every_phase() -> None:
     assert [line.split(":")[0] for line in lines if line.startswith("round")] == [
         "round 1",
         "round 2",
+    ]
+
+
+@pytest.mark.timeout(300)
+def test_the_bench_measures_on_a_local_apache_kafka_with_transactions_off_and_on() -> (
+    None
+):
+    result = CliRunner().invoke(
+        app,
+        ["bench", "router", "--no-embedded", "--kafka", "--transactions", "both",
+         "--events", "200", "--rate", "200", "--duration", "1", "--workers", "1",
+         "--rounds", "1"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    reports = re.findall(
+        r"router bench on Apache Kafka \S+ \(local, 1 node\), transactions (on|off) "
+        r"\(200 events, (\d+) outputs\)",
+        result.output,
+    )
+    # One report per setting, each with the same outputs: transactions change how
+    # the router writes, not what.
+    assert [mode for mode, _ in reports] == ["off", "on"]
+    assert len({outputs for _, outputs in reports}) == 1
+    assert int(reports[0][1]) >= 200
+    latencies = re.findall(r"p99 ([\d.]+) ms over (\d+) events", result.output)
+    assert len(latencies) == 2
+    assert all(int(events) > 100 for _, events in latencies)
+    # The broker's CPU is read from the JVM the bench started.
+    assert result.output.count("broker while offered") == 2
+    # ... which it stopped afterwards.
+    assert not [
+        p for p in psutil.Process().children(recursive=True) if "java" in p.name()
     ]
