@@ -2,7 +2,9 @@
 
 Layout of the schema directory::
 
-    shared/vN.avsc        named types used by several records (a JSON list)
+    shared/vN.avsc        named types used by several records (a JSON list); vN holds
+                          the types that changed in version N (records vM see every
+                          shared file up to M)
     <name>/vN.avsc        one record type per folder, one file per version
 
 Event records (the four event types) and the hub's own records (rejections, audit
@@ -97,14 +99,17 @@ class Catalog:
         """Read every ``<name>/vN.avsc`` under ``directory``, resolving shared types."""
         if not directory.is_dir():
             raise SchemaCatalogError(f"schema directory {directory} does not exist")
-        named = index_named([_read(p) for p in _versions(directory / SHARED_DIR)])
+        shared = [
+            (_version_of(p), index_named([_read(p)]))
+            for p in _versions(directory / SHARED_DIR)
+        ]
         entries = []
         for folder in sorted(p for p in directory.iterdir() if p.is_dir()):
             if folder.name == SHARED_DIR:
                 continue
             for path in _versions(folder):
-                version = int(_VERSION_FILE.fullmatch(path.name)[1])  # type: ignore[index]
-                schema = inline(_read(path), named)
+                version = _version_of(path)
+                schema = inline(_read(path), _shared_for(shared, version))
                 entries.append(make_entry(folder.name, version, schema))
         return cls(entries)
 
@@ -159,6 +164,26 @@ class Catalog:
             raise UnknownEventTypeError(
                 f"no schema named {name[:64]!r}; known: {', '.join(self.names)}"
             ) from None
+
+
+def _version_of(path: Path) -> int:
+    return int(_VERSION_FILE.fullmatch(path.name)[1])  # type: ignore[index]
+
+
+def _shared_for(
+    shared: list[tuple[int, dict[str, Schema]]], version: int
+) -> dict[str, Schema]:
+    """The shared named types a version-``version`` record resolves against.
+
+    ``shared/vN.avsc`` holds what changed in N (e.g. an enum that gained symbols); a
+    record ``vM`` sees every shared file up to M, later definitions replacing earlier
+    ones, so published versions keep resolving exactly as when they were published.
+    """
+    named: dict[str, Schema] = {}
+    for shared_version, types in shared:
+        if shared_version <= version:
+            named.update(types)
+    return named
 
 
 def _versions(folder: Path) -> list[Path]:

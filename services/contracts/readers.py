@@ -76,6 +76,10 @@ def read_varint(data: bytes, position: int, first: int) -> tuple[int, int]:
         position += 1
         value |= (byte & 0x7F) << shift
         if byte < 0x80:
+            if value >> 64:
+                # A tenth byte can carry bits past 64 that other readers drop
+                # silently; a long never has them, so the record is damaged.
+                raise ValueError("a varint wider than 64 bits")
             return value, position
         shift += 7
         if shift > _MAX_VARINT_SHIFT:

@@ -174,7 +174,7 @@ class Pipeline:
     )
 
     def __post_init__(self) -> None:
-        self._audit = AuditEncoder(self.catalog.get("audit_entry", 1))
+        self._audit = AuditEncoder(self.catalog.get("audit_entry"))
         self._rejection = self.catalog.get("rejection", 1)
 
     def warm(self, entries: Iterable[SchemaEntry]) -> None:

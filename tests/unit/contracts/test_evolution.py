@@ -20,8 +20,10 @@ def schemas(tmp_path: Path) -> Path:
     return target
 
 
-def add_version(schemas: Path, name: str, change: str) -> None:
-    schema = json.loads((schemas / name / "v1.avsc").read_text())
+def add_version(schemas: Path, name: str, change: str) -> int:
+    """Write the next version of ``name`` with ``change``; its version number."""
+    latest = max(int(p.stem[1:]) for p in (schemas / name).glob("v*.avsc"))
+    schema = json.loads((schemas / name / f"v{latest}.avsc").read_text())
     payload = next(f for f in schema["fields"] if f["name"] == "payload")["type"]
     if change == "add_optional":
         payload["fields"].append(
@@ -41,7 +43,8 @@ def add_version(schemas: Path, name: str, change: str) -> None:
         field["type"]["symbols"].remove("PRIORITY_72H")
         field["type"].pop("default")
         field.pop("default")
-    (schemas / name / "v2.avsc").write_text(json.dumps(schema))
+    (schemas / name / f"v{latest + 1}.avsc").write_text(json.dumps(schema))
+    return latest + 1
 
 
 def test_the_repository_schemas_pass_the_check() -> None:
@@ -62,10 +65,10 @@ def test_adding_an_optional_field_is_backward_compatible(schemas: Path) -> None:
 def test_an_incompatible_new_version_is_caught(
     schemas: Path, name: str, change: str
 ) -> None:
-    add_version(schemas, name, change)
+    version = add_version(schemas, name, change)
     result = runner.invoke(app, ["schemas", "check", "--schemas-dir", str(schemas)])
     assert result.exit_code == 1
-    assert f"{name}: v2 cannot read v1 data" in result.output
+    assert f"{name}: v{version} cannot read v1 data" in result.output
 
 
 def test_changing_a_published_version_is_caught(schemas: Path) -> None:

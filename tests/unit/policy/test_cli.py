@@ -95,14 +95,16 @@ def test_export_writes_the_schemas_a_recipient_decodes_with(
     )
     assert code == 0, out
     files = sorted(p.name for p in out_dir.glob("*.avsc"))
-    assert files == [
-        "border_crossing.PSEUDO.v1.avsc",
-        "referral.PSEUDO.v1.avsc",
-        "referral.rule.referral-revocation-notice.v1.avsc",
-        "referral.v1.avsc",
-        "return_arrival.rule.rree_vmdmh-ra-employment.v1.avsc",
-        "return_arrival.rule.rree_vmdmh-ra-monitoring.v1.avsc",
+    stems = [
+        "border_crossing.PSEUDO",
+        "referral.PSEUDO",
+        "referral.rule.referral-revocation-notice",
+        "referral",
+        "return_arrival.rule.rree_vmdmh-ra-employment",
+        "return_arrival.rule.rree_vmdmh-ra-monitoring",
     ]
+    # every schema version a source may write: v1 and v2 of each
+    assert files == sorted(f"{stem}.v{v}.avsc" for stem in stems for v in (1, 2))
     readme = (out_dir / "README.md").read_text()
     assert "rree_vmdmh-ref-oversight (PSEUDO)" in readme
     exported = json.loads((out_dir / "referral.PSEUDO.v1.avsc").read_text())

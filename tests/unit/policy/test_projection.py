@@ -218,10 +218,12 @@ def test_the_policy_registers_its_projected_schemas_in_the_catalog(
     policy: Policy, catalog: Catalog
 ) -> None:
     pseudo = catalog.get("referral.PSEUDO")
-    assert catalog.by_fingerprint(pseudo.fingerprint) is pseudo
-    rule = catalog.get("return_arrival.rule.rree_vmdmh-ra-employment", 1)
-    [projection] = [r.latest for r in policy.rules if r.id == "rree_vmdmh-ra-employment"]
-    assert projection.entry is rule
+    assert catalog.by_fingerprint(pseudo.fingerprint).canonical == pseudo.canonical
+    [rule] = [r for r in policy.rules if r.id == "rree_vmdmh-ra-employment"]
+    for version, projection in rule.projections.items():
+        name = "return_arrival.rule.rree_vmdmh-ra-employment"
+        assert projection.entry is catalog.get(name, version)
+    projection = rule.latest
     assert "payload.person_identity.phone" in projection.field_paths
 
 

@@ -184,13 +184,13 @@ CASES: dict[str, tuple[str, Changes, Changes]] = {
     ),
     "referral-to-international-partner": (
         "referral",
-        _referral_to("io_acnur", "RECEPTION_ASSISTANCE"),
+        _referral_to("io_acnur", "INTERNATIONAL_PARTNER_ASSISTANCE"),
         # an override counts for other services, never for a no-stream partner
         _referral_to("io_acnur", consent_overridden=True, override_reason="RISK_TO_LIFE"),
     ),
     "referral-to-justice-with-consent": (
         "referral",
-        _referral_to("fgr", "VICTIM_ASSISTANCE"),
+        _referral_to("fgr", "ACCESS_TO_JUSTICE"),
         _referral_to("pnc", consent_overridden=True, override_reason="LEGAL_OBLIGATION"),
     ),
     "referral-revocation-notice": (

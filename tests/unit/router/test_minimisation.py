@@ -320,7 +320,7 @@ def test_justice_gets_a_consented_referral_without_protection_flags(
         "payload.receiving_institution_id": "fgr",
         "payload.service_category": "LEGAL_AID",
         "payload.protection_flags": ["CRIME_VICTIM_IN_TRANSIT"],
-        "payload.consent": consent("VICTIM_ASSISTANCE"),
+        "payload.consent": consent("ACCESS_TO_JUSTICE"),
     }
     body = _body(
         catalog, _delivered(_route(pipeline, catalog, "referral", changes))["fgr"]
@@ -436,3 +436,29 @@ def test_every_withheld_decision_is_an_audit_entry_without_fields(
     assert datum["withheld_reason"] == reasons.ESCALATED_SENSITIVITY
     assert datum["disclosed_fields"] == []
     assert entry.event_type == "return_arrival"
+
+
+def test_consent_to_victim_assistance_does_not_reach_the_police(
+    pipeline: Pipeline, catalog: Catalog
+) -> None:
+    changes = {
+        "payload.receiving_institution_id": "pnc",
+        "payload.service_category": "LEGAL_AID",
+        "payload.consent": consent("VICTIM_ASSISTANCE", "LEGAL_AID"),
+    }
+    outputs = _route(pipeline, catalog, "referral", changes)
+    assert "pnc" not in _delivered(outputs)
+    assert _withheld(outputs)["pnc"] == reasons.CONSENT_SCOPE_MISSING
+
+
+def test_consent_to_reception_does_not_reach_an_international_partner(
+    pipeline: Pipeline, catalog: Catalog
+) -> None:
+    changes = {
+        "payload.receiving_institution_id": "io_acnur",
+        "payload.consent": consent("RECEPTION_ASSISTANCE"),
+    }
+    outputs = _route(pipeline, catalog, "referral", changes)
+    assert _withheld(outputs)["io_acnur"] == reasons.CONSENT_SCOPE_MISSING
+    changes["payload.consent"] = consent("INTERNATIONAL_PARTNER_ASSISTANCE")
+    assert "io_acnur" in _delivered(_route(pipeline, catalog, "referral", changes))
