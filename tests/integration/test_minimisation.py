@@ -32,6 +32,7 @@ from tests.support.kafka import collect, header
 pytestmark = pytest.mark.integration
 EXAMPLES = REPO_ROOT / "examples"
 PSEUDONYMOUS = ("PSEUDO", "PSEUDO_S")
+REGISTRIES: dict[int, CollectorRegistry] = {}  # the router's metrics, by service
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -46,8 +47,10 @@ async def hub(
         hub=state,
         kafka=KafkaSettings(bootstrap_servers=embedded_broker.bootstrap_servers),
     )
-    service = build_service(settings, CollectorRegistry())
+    registry = CollectorRegistry()
+    service = build_service(settings, registry)
     await service.start()
+    REGISTRIES[id(service)] = registry
     yield service, subject_keys(PolicySettings(hub=state))
     await service.stop()
 
@@ -270,11 +273,22 @@ async def test_purposes_and_the_no_disclosure_flag_are_honoured_and_audited(
     assert "purpose_not_declared" in _withheld(decided, "rree_vmdmh")
     assert header(delivered["rree_vmdmh"], headers.PURPOSE) == "POLICY_COORDINATION"
 
+    router = hub[0]
+    registry = REGISTRIES[id(router)]
+    labels = {"recipient": "rree_vmdmh", "event_type": "return_arrival"}
+    withheld = "puente_decisions_withheld_total"
+
+    def count(reason: str) -> float:
+        return registry.get_sample_value(withheld, {**labels, "reason": reason}) or 0.0
+
+    assert count("purpose_not_declared") >= 1
+    before = count("disclosure_not_allowed")
     closed = _example("return_arrival", **base)
     closed["payload"]["consent"]["disclosure_to_other_institutions"] = False
     delivered, decided = await _route(hub, kafka, closed)
     assert set(delivered) == {"dgme"}
     assert _withheld(decided, "rree_vmdmh") == {"disclosure_not_allowed"}
+    assert count("disclosure_not_allowed") == before + 2  # both rree_vmdmh rules
     assert all(
         d["disclosed_fields"] == [] for d in decided if d["decision"] != "delivered"
     )
