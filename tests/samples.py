@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from typing import Any
 
+from services.contracts import lifecycle
 from services.contracts.catalog import SchemaEntry
 
 _PRIMITIVE: dict[tuple[str, str | None], Any] = {
@@ -62,3 +64,24 @@ def _value(schema: Any, named: dict[str, Any]) -> Any:
     if isinstance(kind, dict | list):
         return _value(kind, named)
     return _PRIMITIVE[(kind, schema.get("logicalType"))]
+
+
+def authored_referral(datum: Any, publishers: Collection[str]) -> None:
+    """Make a generated referral a consistent transition from its rightful author.
+
+    Its lifecycle event, status and source then agree (`contracts.lifecycle`), so the
+    router does not refuse it as forged; the source is a publisher among
+    ``publishers``, switching to a referring institution's event when needed.
+    """
+    payload, envelope = datum["payload"], datum["envelope"]
+    event = payload["lifecycle_event"]
+    author = lifecycle.author_of(event)
+    receiving = payload["receiving_institution_id"]
+    if author == lifecycle.HUB or (
+        author == lifecycle.RECEIVING and receiving not in publishers
+    ):
+        event = payload["lifecycle_event"] = "CREATED"
+        author = lifecycle.REFERRING
+    payload["status"] = min(lifecycle.TRANSITIONS[event][1])
+    side = "referring" if author == lifecycle.REFERRING else "receiving"
+    envelope["source_institution_id"] = payload[f"{side}_institution_id"]

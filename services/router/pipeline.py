@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal, Protocol
 
-from services.contracts import admission, codec, headers, segments, topics
+from services.contracts import admission, codec, headers, lifecycle, segments, topics
 from services.contracts.catalog import Catalog, SchemaEntry
 from services.contracts.errors import ContractError, DecodeError
 from services.contracts.natural import format_timestamp
@@ -479,15 +479,15 @@ def _semantics(
         for name in ("referring_institution_id", "receiving_institution_id"):
             if not policy.knows(payload[name]):
                 return "invalid", f"payload.{name} is not a member institution"
-        parties = {
+        problem = lifecycle.transition_problem(
+            payload["lifecycle_event"],
+            payload["status"],
+            envelope["source_institution_id"],
             payload["referring_institution_id"],
             payload["receiving_institution_id"],
-        }
-        if envelope["source_institution_id"] not in parties:
-            return (
-                "invalid",
-                "a referral event must come from its referring or receiving institution",
-            )
+        )
+        if problem is not None:
+            return lifecycle.FORGED_TRANSITION, problem
     return None
 
 

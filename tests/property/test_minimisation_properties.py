@@ -20,7 +20,7 @@ import os
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -36,6 +36,7 @@ from services.policy.loader import tree_of
 from services.policy.tree import SchemaTree
 from services.router.pipeline import Accepted, Inbound, Limits, Output, Pipeline
 from services.runtime.settings import REPO_ROOT
+from tests.samples import authored_referral
 from tests.strategies import datums
 from tests.unit.policy.records import ALL_PURPOSES
 
@@ -100,8 +101,7 @@ def _route(pipeline: Pipeline, catalog: Catalog, event_type: str, datum: Any) ->
     """The accepted record and its outputs, or None when the router refuses it."""
     entry = catalog.get(event_type)
     if event_type == "referral":
-        referring = datum["payload"]["referring_institution_id"]
-        datum["envelope"]["source_institution_id"] = referring
+        authored_referral(datum, _referral_publishers(pipeline))
     source = datum["envelope"]["source_institution_id"]
     value = codec.encode(entry, datum)
     inbound = Inbound(topics.inbound(source, event_type), 0, 1, None, value, 0)
@@ -326,3 +326,8 @@ def test_no_delivery_changes_when_only_withheld_fields_change(
             assert after.key == before[recipient].key, rule.id
 
     check()
+
+
+def _referral_publishers(pipeline: Pipeline) -> set[str]:
+    rights = cast(Policy, pipeline.policy).publish_rights
+    return {source for source, types in rights.items() if "referral" in types}

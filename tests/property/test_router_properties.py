@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -21,6 +21,7 @@ from services.contracts.ids import EVENT_TYPES
 from services.policy import Policy, SubjectKeys, load_policy
 from services.router.pipeline import Accepted, Inbound, Limits, Pipeline
 from services.runtime.settings import REPO_ROOT
+from tests.samples import authored_referral
 from tests.strategies import datums
 
 HUB_KEY = bytes(range(64, 96))
@@ -70,8 +71,7 @@ def test_deliveries_written_from_parts_equal_the_whole_projected_record(
     @given(datums(entry.schema, _overrides(policy, event_type)))
     def check(datum: dict[str, Any]) -> None:
         if event_type == "referral":
-            referring = datum["payload"]["referring_institution_id"]
-            datum["envelope"]["source_institution_id"] = referring
+            authored_referral(datum, _referral_publishers(pipeline))
         source = datum["envelope"]["source_institution_id"]
         value = codec.encode(entry, datum)
         inbound = Inbound(topics.inbound(source, event_type), 0, 1, None, value, 0)
@@ -103,3 +103,8 @@ def test_deliveries_written_from_parts_equal_the_whole_projected_record(
 
 def _not_warmed(entry: SchemaEntry) -> segments.Segments:
     raise AssertionError(f"{entry.name} v{entry.version} was not warmed")
+
+
+def _referral_publishers(pipeline: Pipeline) -> set[str]:
+    rights = cast(Policy, pipeline.policy).publish_rights
+    return {source for source, types in rights.items() if "referral" in types}

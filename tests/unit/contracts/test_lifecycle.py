@@ -1,0 +1,96 @@
+"""Who may say what about a referral: the rules the router and the tracker share."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.contracts import codec, lifecycle, topics
+from services.contracts.catalog import Catalog
+from services.policy import SubjectKeys, load_policy
+from services.router.pipeline import Accepted, Inbound, Limits, Pipeline, Rejected
+from services.runtime.settings import REPO_ROOT
+from tests.unit.policy.records import record
+
+NOW = datetime(2026, 11, 3, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("event", "status", "source"),
+    [
+        ("CREATED", "SENT", "rree_vmdmh"),
+        ("REVOKED", "REVOKED", "rree_vmdmh"),
+        ("REASSIGNED", "SENT", "rree_vmdmh"),
+        ("ACCEPTED", "ACCEPTED", "minsal"),
+        ("REJECTED", "REJECTED", "minsal"),
+        ("APPOINTMENT_SCHEDULED", "ACCEPTED", "minsal"),
+        ("SERVICE_STARTED", "IN_SERVICE", "minsal"),
+        ("COMPLETED", "DONE", "minsal"),
+    ],
+)
+def test_each_transition_is_accepted_from_its_author(
+    event: str, status: str, source: str
+) -> None:
+    assert (
+        lifecycle.transition_problem(event, status, source, "rree_vmdmh", "minsal")
+        is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("event", "status", "source", "words"),
+    [
+        ("CREATED", "SENT", "minsal", "from the referring institution (rree_vmdmh)"),
+        ("REVOKED", "REVOKED", "minsal", "referring institution"),
+        ("ACCEPTED", "ACCEPTED", "rree_vmdmh", "from the receiving institution (minsal)"),
+        ("COMPLETED", "DONE", "rree_vmdmh", "receiving institution"),
+        ("EXPIRED", "EXPIRED", "minsal", "the hub's to publish"),
+        ("ACCEPTED", "DONE", "minsal", "leaves a referral in ACCEPTED"),
+    ],
+)
+def test_a_transition_from_anyone_else_or_with_another_status_is_refused(
+    event: str, status: str, source: str, words: str
+) -> None:
+    problem = lifecycle.transition_problem(event, status, source, "rree_vmdmh", "minsal")
+    assert problem is not None
+    assert words in problem
+
+
+def test_a_receiving_institution_cannot_forge_a_referral_in_another_ones_name(
+    catalog: Catalog,
+) -> None:
+    policy = load_policy(REPO_ROOT / "deploy" / "policy", catalog)
+    limits = Limits(max_event_bytes=1 << 20, future_skew=timedelta(days=1))
+    pipeline = Pipeline(catalog, policy, SubjectKeys(bytes(range(32))), limits)
+    forged = record(
+        catalog,
+        "referral",
+        {
+            "envelope.source_institution_id": "minsal",
+            "payload.referring_institution_id": "rree_vmdmh",
+            "payload.receiving_institution_id": "minsal",
+        },
+    )
+    entry = catalog.get("referral")
+    value = codec.encode(entry, forged)
+    inbound = Inbound(topics.inbound("minsal", "referral"), 0, 1, None, value, 0)
+    refused = pipeline.inspect(inbound, NOW)
+    assert isinstance(refused, Rejected)
+    assert refused.reason == lifecycle.FORGED_TRANSITION
+    assert refused.source == "minsal"  # the answer goes back to the forger
+    accepted_from_author = record(
+        catalog,
+        "referral",
+        {
+            "envelope.source_institution_id": "minsal",
+            "payload.referring_institution_id": "rree_vmdmh",
+            "payload.receiving_institution_id": "minsal",
+            "payload.lifecycle_event": "ACCEPTED",
+            "payload.status": "ACCEPTED",
+            "payload.previous_status": "SENT",
+        },
+    )
+    value = codec.encode(entry, accepted_from_author)
+    inbound = Inbound(topics.inbound("minsal", "referral"), 0, 2, None, value, 0)
+    assert isinstance(pipeline.inspect(inbound, NOW), Accepted)
