@@ -193,6 +193,14 @@ class Committer:
             if consumer is not None and tp in assigned:
                 consumer.seek(tp, offset)
 
+    def holds(self, partitions: Iterable[TopicPartition]) -> bool:
+        """Whether the consumer still holds every one of ``partitions``."""
+        consumer = self._consumer
+        if consumer is None:
+            return True
+        assigned = consumer.assignment()
+        return all(tp in assigned for tp in partitions)
+
     def forget(self, partitions: Iterable[TopicPartition]) -> None:
         """Drop what is known of ``partitions`` (after a rebalance moved them)."""
         for tp in partitions:

@@ -327,15 +327,9 @@ class BatchRouter:
         offsets: dict[TopicPartition, int] = {}
         for parcel in parcels:
             offsets.update(parcel.offsets)  # later batches read further
-        producer = self.producer
         acks: list[asyncio.Future[Any]] = []
         try:
-            await producer.begin_transaction()
-            acks = await self._send([o for p in parcels for o in p.outputs])
-            if offsets:
-                await producer.send_offsets_to_transaction(offsets, self.group)
-            await producer.commit_transaction()
-            await asyncio.gather(*acks)
+            await self._transact([o for p in parcels for o in p.outputs], offsets, acks)
         except Exception as e:  # noqa: BLE001 - a dead sender would stall routing
             self._aborted = parcels[0].generation
             for ack in acks:
@@ -348,6 +342,26 @@ class BatchRouter:
             return
         for parcel in parcels:
             parcel.sent.set_result(None)
+
+    async def _transact(
+        self,
+        outputs: list[Output],
+        offsets: dict[TopicPartition, int],
+        acks: list[asyncio.Future[Any]],
+    ) -> None:
+        """One transaction: ``outputs`` (their futures into ``acks``) and ``offsets``."""
+        producer = self.producer
+        await producer.begin_transaction()
+        acks.extend(await self._send(outputs))
+        if offsets:
+            await producer.send_offsets_to_transaction(offsets, self.group)
+        if not self.committer.holds(offsets):
+            # A rebalance gave some of these records to another router, which reads
+            # them from the last committed offsets: committing these outputs as
+            # well would deliver them twice.
+            raise TransactionAbortedError("input partitions moved to another router")
+        await producer.commit_transaction()
+        await asyncio.gather(*acks)
 
     async def _abort(self) -> None:
         """Abort the open transaction; what it sent stays invisible to read_committed."""

@@ -57,9 +57,10 @@ class Consumer:
     def __init__(self) -> None:
         self.commits: list[dict[TopicPartition, int]] = []
         self.seeks: list[tuple[TopicPartition, int]] = []
+        self.assigned = {TP}
 
     def assignment(self) -> set[TopicPartition]:
-        return {TP}
+        return set(self.assigned)
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
         self.seeks.append((partition, offset))
@@ -181,6 +182,30 @@ async def test_after_an_aborted_transaction_later_batches_of_its_generation_are_
     assert "commit failed" in producer.calls
     assert "commit" not in producer.calls  # in whichever order the tasks ran
     assert consumer.seeks[0] == (TP, 0)
+
+
+async def test_outputs_of_records_a_rebalance_moved_away_are_aborted_not_committed(
+    router: BatchRouter,
+    producer: TransactionalProducer,
+    catalog: Catalog,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another router reads them from the last committed offset and routes them."""
+    consumer = Consumer()
+    send = router._send
+
+    async def send_then_lose_the_partition(outputs: list[Output]) -> Any:
+        consumer.assigned = set()  # the group rebalanced while the outputs went out
+        return await send(outputs)
+
+    monkeypatch.setattr(router, "_send", send_then_lose_the_partition)
+    records, ids = consumed(catalog, 0, 3)
+    await router.route(records, consumer)
+    await asyncio.wait_for(router.committer.drain(), 5)
+
+    assert producer.calls[-1] == "abort"
+    assert "commit" not in producer.calls
+    assert router.store.lookup(ids) == {}
 
 
 async def test_a_parcel_of_the_generation_of_an_aborted_transaction_is_not_sent(
