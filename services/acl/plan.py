@@ -201,6 +201,9 @@ def gateway_bindings(
 def service_bindings(services: ServicePrincipals) -> list[Binding]:
     """What the router and the audit consume and produce, and nothing more.
 
+    The router's transactions (consume, deliver, audit and commit its input offsets
+    at once) need WRITE on its transactional ids, ``<router group>.<instance>``;
+    idempotent producers need nothing beyond WRITE on their topics (Kafka 3+).
     The gateway's bindings depend on the institutions (`gateway_bindings`). Topics
     are created by the init job's admin principal, so no service may create. At
     start-up the router checks that every hub topic exists, the audit checkpoints
@@ -214,6 +217,10 @@ def service_bindings(services: ServicePrincipals) -> list[Binding]:
         _allow(router, "WRITE", "TOPIC", "LITERAL", services.audit_topic),
         _allow(router, "DESCRIBE", "TOPIC", "LITERAL", services.checkpoint_topic),
         _allow(router, "READ", "GROUP", "LITERAL", services.router_group),
+        # Exactly-once routing: each router's transactional id is <group>.<instance>.
+        _allow(
+            router, "WRITE", "TRANSACTIONAL_ID", "PREFIXED", f"{services.router_group}."
+        ),
         _allow(audit, "READ", "TOPIC", "LITERAL", services.audit_topic),
         _allow(audit, "WRITE", "TOPIC", "LITERAL", services.checkpoint_topic),
         _allow(audit, "READ", "GROUP", "LITERAL", services.audit_group),

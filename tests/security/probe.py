@@ -1,9 +1,9 @@
 """Raw Kafka requests sent as one SCRAM principal: the broker's own answer to each.
 
 Clients such as aiokafka stop before the broker when metadata already says a topic is
-not authorized, or log and retry; a probe sends the Produce, Fetch and OffsetCommit
-requests themselves and returns the error code the broker put in its answer, so a
-test sees the authorizer's decision on the request an attacker would send.
+not authorized, or log and retry; a probe sends the Produce, Fetch, OffsetCommit and
+InitProducerId requests themselves and returns the error code the broker put in its
+answer, so a test sees the authorizer's decision on the request an attacker would send.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from aiokafka.protocol.commit import OffsetCommitRequest
 from aiokafka.protocol.coordination import FindCoordinatorRequest
 from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.protocol.produce import ProduceRequest
+from aiokafka.protocol.transaction import InitProducerIdRequest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from services.runtime.kafka import bootstrap, security
@@ -26,6 +27,9 @@ from services.runtime.settings import KafkaSettings
 NONE: Final = 0
 TOPIC_AUTHORIZATION_FAILED: Final = 29
 GROUP_AUTHORIZATION_FAILED: Final = 30
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED: Final = 53
+GROUP: Final = 0
+TRANSACTION: Final = 1
 # The group coordinator is still loading __consumer_offsets: ask again.
 _COORDINATOR_BUSY: Final = frozenset({14, 15, 16})
 _MAX_BYTES: Final = 1 << 20
@@ -71,10 +75,26 @@ class Probe:
         partition = _only(answer.topics, topic)
         return int(partition[1]), int(partition[2])
 
-    async def find_coordinator(self, group: str) -> int:
-        """Ask for ``group``'s coordinator (needs DESCRIBE on it); the error code."""
-        answer = await self._client.send(self._node, FindCoordinatorRequest(group, 0))
+    async def find_coordinator(self, key: str, kind: int = GROUP) -> int:
+        """Ask for the coordinator of a group or transactional id (needs DESCRIBE on
+        it); the error code."""
+        answer = await self._client.send(self._node, FindCoordinatorRequest(key, kind))
         return int(answer.error_code)
+
+    async def init_transactions(
+        self, transactional_id: str, timeout: float = 20.0
+    ) -> int:
+        """Get a producer id for ``transactional_id`` (needs WRITE on it); the error."""
+        request = InitProducerIdRequest(transactional_id, 10_000)
+        deadline = time.monotonic() + timeout
+        while True:
+            error = await self.find_coordinator(transactional_id, TRANSACTION)
+            if error == NONE:
+                answer = await self._client.send(self._node, request)
+                error = int(answer.error_code)
+            if error not in _COORDINATOR_BUSY or time.monotonic() > deadline:
+                return error
+            await asyncio.sleep(0.2)
 
     async def commit(self, group: str, topic: str, timeout: float = 20.0) -> int:
         """Commit offset 0 of ``topic`` for ``group`` (no membership); the error code.

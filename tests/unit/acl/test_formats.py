@@ -11,7 +11,7 @@ from services.acl.formats import AdminConnection, camel, kafka_acls, lines, topi
 from services.acl.plan import Operation
 
 LINE = re.compile(
-    r"User:[A-Za-z0-9._-]+ (ALLOW|DENY) [A-Z_]+ (TOPIC|GROUP|CLUSTER) "
+    r"User:[A-Za-z0-9._-]+ (ALLOW|DENY) [A-Z_]+ (TOPIC|GROUP|CLUSTER|TRANSACTIONAL_ID) "
     r"(LITERAL|PREFIXED) \S+"
 )
 _OPERATIONS: tuple[Operation, ...] = (
@@ -48,6 +48,9 @@ def parse_kafka_acls(script: list[str]) -> tuple[set[Binding], list[list[str]]]:
         pattern = options["--resource-pattern-type"][0].upper()
         resources = [("TOPIC", n) for n in options.get("--topic", [])]
         resources += [("GROUP", n) for n in options.get("--group", [])]
+        resources += [
+            ("TRANSACTIONAL_ID", n) for n in options.get("--transactional-id", [])
+        ]
         for op in options["--operation"]:
             for kind, name in resources:
                 found.add(

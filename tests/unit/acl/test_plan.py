@@ -195,6 +195,23 @@ def test_a_gateway_reader_principal_can_never_be_an_institution() -> None:
         check_institution_id(reader)
 
 
+def test_only_the_router_may_use_transactional_ids_and_only_its_own(
+    policy: Policy, bindings: list[Binding]
+) -> None:
+    """Its id is <group>.<instance> (RouterSettings.transactional_id)."""
+    router = "User:puente-router"
+    assert permits(
+        bindings, router, "WRITE", "TRANSACTIONAL_ID", "puente-router.host-9101"
+    )
+    assert permits(bindings, router, "DESCRIBE", "TRANSACTIONAL_ID", "puente-router.a")
+    assert not permits(bindings, router, "WRITE", "TRANSACTIONAL_ID", "puente-routerx.a")
+    assert not permits(bindings, router, "WRITE", "TRANSACTIONAL_ID", "dgme.app")
+    others = {b.principal for b in bindings} - {router}
+    for principal in others:
+        for tid in ("puente-router.host-9101", f"{principal[5:]}.app", "x"):
+            assert not permits(bindings, principal, "DESCRIBE", "TRANSACTIONAL_ID", tid)
+
+
 def test_the_audit_reads_the_audit_topic_and_writes_only_checkpoints(
     bindings: list[Binding], hub_topics: dict[str, int]
 ) -> None:
@@ -214,7 +231,7 @@ def test_no_principal_may_create_topics_or_act_on_the_cluster(
 ) -> None:
     assert {b.permission for b in bindings} == {"ALLOW"}
     assert {b.operation for b in bindings} <= {"READ", "WRITE", "DESCRIBE"}
-    assert {b.resource_type for b in bindings} <= {"TOPIC", "GROUP"}
+    assert {b.resource_type for b in bindings} <= {"TOPIC", "GROUP", "TRANSACTIONAL_ID"}
     for principal in {b.principal for b in bindings}:
         assert not permits(bindings, principal, "CREATE", "TOPIC", "hub.in.dgme.referral")
         assert not permits(bindings, principal, "ALTER", "CLUSTER", "kafka-cluster")
