@@ -9,6 +9,7 @@ from services.acl import cli as acl_cli
 from services.audit import cli as audit_cli
 from services.contracts import cli as contracts_cli
 from services.demo.cli import demo as demo_command
+from services.fuzz.cli import fuzz as fuzz_command
 from services.gateway.bench import bench_command as gateway_bench
 from services.gateway.cli import app as gateway_cli
 from services.kafkalocal import cli as kafka_cli
@@ -38,6 +39,7 @@ app.add_typer(keys_cli.app, name="keys")
 app.command("subject-key")(keys_cli.subject_key)
 app.add_typer(kafka_cli.app, name="kafka")
 app.command("demo")(demo_command)
+app.command("fuzz")(fuzz_command)
 app.command()(cli_pubsub.publish)
 app.command()(cli_pubsub.tail)
 app.command()(cli_run.run)

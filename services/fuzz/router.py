@@ -51,12 +51,13 @@ from services.runtime.settings import HubSettings, KafkaSettings, TopicSettings
 
 # (done, total) after each step; the CLI draws a progress bar from it.
 Progress = Callable[[int, int], None]
+Step = Callable[[int], None]
 Position = tuple[str, int, int]
 # Views whose deliveries carry the hub's own event id (the others a per-recipient one).
 _RELAXED_VIEWS: Final = frozenset({"FULL", "IDENT"})
 _PRODUCE_CHUNK = 1000
 # Seconds without progress after which the router counts as stalled.
-STALL_SECONDS = 30.0
+STALL_SECONDS = 90.0
 _SAMPLES = 5
 
 
@@ -124,6 +125,7 @@ async def run(
     round_size: int = 10_000,
     without: frozenset[str] = frozenset(),
     progress: Progress | None = None,
+    stall_seconds: float = STALL_SECONDS,
 ) -> RouterFigures:
     """Feed ``total`` inputs to fresh routers, ``round_size`` per round.
 
@@ -137,28 +139,33 @@ async def run(
         done = 0
         while done < total:
             size = min(round_size, total - done)
-            async with _Round(Path(tmp) / f"round-{figures.rounds}") as rnd:
+            state = Path(tmp) / f"round-{figures.rounds}"
+            async with _Round(state, stall_seconds) as rnd:
                 stream = stream or rnd.stream(seed, without)
                 inputs = stream.take(size)
-                await rnd.feed(
-                    inputs, figures, lambda n, base=done: _tell(progress, base + n, total)
-                )
+                await rnd.feed(inputs, figures, _stepper(progress, done, total))
             done += size
             figures.rounds += 1
     figures.elapsed = time.perf_counter() - started
     return figures
 
 
-def _tell(progress: Progress | None, done: int, total: int) -> None:
-    if progress is not None:
-        progress(done, total)
+def _stepper(progress: Progress | None, base: int, total: int) -> Step:
+    """A round's progress (inputs of the round handed over) as campaign progress."""
+
+    def step(done: int) -> None:
+        if progress is not None:
+            progress(base + done, total)
+
+    return step
 
 
 class _Round:
     """One embedded broker and one router for a share of the campaign."""
 
-    def __init__(self, state: Path) -> None:
+    def __init__(self, state: Path, stall_seconds: float) -> None:
         self.state = state
+        self.stall_seconds = stall_seconds
         self.broker = EmbeddedBroker()
         self.service: RouterService | None = None
 
@@ -189,7 +196,7 @@ class _Round:
     @property
     def router(self) -> RouterService:
         """The running router."""
-        assert self.service is not None  # noqa: S101 - set in __aenter__
+        assert self.service is not None
         return self.service
 
     @property
@@ -211,7 +218,7 @@ class _Round:
         )
 
     async def feed(
-        self, inputs: list[RawInput], figures: RouterFigures, progress: Progress
+        self, inputs: list[RawInput], figures: RouterFigures, progress: Step
     ) -> None:
         """Produce ``inputs``, wait for the router, read its outputs, account.
 
@@ -250,29 +257,31 @@ class _Round:
                     await producer.send(r.topic, r.value, key=r.key, headers=r.headers)
                     for r in inputs[at : at + _PRODUCE_CHUNK]
                 ]
-                for meta in await asyncio.gather(*pending):
-                    positions.append((meta.topic, meta.partition, meta.offset))
+                positions.extend(
+                    (meta.topic, meta.partition, meta.offset)
+                    for meta in await asyncio.gather(*pending)
+                )
         except KafkaError as e:
             raise FuzzStalledError(f"the embedded broker refused an input: {e}") from e
         finally:
             await producer.stop()
         return positions
 
-    async def _wait_routed(self, count: int, progress: Progress) -> None:
+    async def _wait_routed(self, count: int, progress: Step) -> None:
         stats = self.router.router.stats
         last, moved = -1, time.monotonic()
         while stats.records < count:
             if stats.records != last:
                 last, moved = stats.records, time.monotonic()
                 progress(min(last, count))
-            elif time.monotonic() - moved > STALL_SECONDS:
+            elif time.monotonic() - moved > self.stall_seconds:
                 raise FuzzStalledError(
                     f"the router handed over {stats.records} of {count} inputs and "
-                    f"made no progress for {STALL_SECONDS:.0f}s"
+                    f"made no progress for {self.stall_seconds:.0f}s"
                 )
             await asyncio.sleep(0.2)
         progress(count)
-        async with asyncio.timeout(STALL_SECONDS):
+        async with asyncio.timeout(self.stall_seconds):
             await self.router.router.committer.drain()
 
     async def _collect(self) -> _Outputs:
@@ -300,7 +309,7 @@ class _Round:
                 if batch:
                     quiet_since = time.monotonic()
                     outputs.add([r for rs in batch.values() for r in rs])
-                elif time.monotonic() - quiet_since > STALL_SECONDS:
+                elif time.monotonic() - quiet_since > self.stall_seconds:
                     break
         finally:
             await consumer.stop()

@@ -1,4 +1,4 @@
-"""Crash watching: errors logged and exceptions no task retrieved, while a campaign runs."""
+"""Crash watching: errors logged, and exceptions no task retrieved, during a campaign."""
 
 from __future__ import annotations
 
