@@ -102,7 +102,7 @@ async def test_an_event_id_respelled_as_another_form_of_the_same_uuid_is_not_rou
     # event under another spelling is delivered again, and its ledger entries and
     # the first routing's carry one event id.
     event = _event()
-    event_id = event["envelope"]["event_id"]
+    event_id = str(event["envelope"]["event_id"])
     # Written plainly: the natural codec would turn the text back into a UUID.
     entry, plain = codec.decode(router.catalog, _encoded(router, event), plain=True)
     plain["envelope"]["event_id"] = "{" + event_id + "}"
