@@ -82,6 +82,11 @@ def authored_referral(datum: Any, publishers: Collection[str]) -> None:
     ):
         event = payload["lifecycle_event"] = "CREATED"
         author = lifecycle.REFERRING
-    payload["status"] = min(lifecycle.TRANSITIONS[event][1])
+    status = payload["status"] = min(lifecycle.TRANSITIONS[event][1])
+    payload["previous_status"] = (
+        None
+        if event == "CREATED"
+        else min(p for p, to in lifecycle.EDGES.items() if p and status in to)
+    )
     side = "referring" if author == lifecycle.REFERRING else "receiving"
     envelope["source_institution_id"] = payload[f"{side}_institution_id"]

@@ -11,7 +11,7 @@ rree_vmdmh never made. The router and the referral tracker share these rules.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 
 FORGED_TRANSITION: Final = "forged_transition"
 REFERRING: Final = "referring"
@@ -31,38 +31,57 @@ TRANSITIONS: Final[Mapping[str, tuple[str, frozenset[str]]]] = {
 }
 
 
+TERMINAL: Final = frozenset({"REJECTED", "DONE", "REVOKED", "EXPIRED"})
+# previous status -> the statuses a referral may move to from it (None: a new one).
+EDGES: Final[Mapping[str | None, frozenset[str]]] = {
+    None: frozenset({"SENT"}),
+    "SENT": frozenset({"SENT", "ACCEPTED", "REJECTED", "REVOKED", "EXPIRED"}),
+    "ACCEPTED": frozenset(
+        {"SENT", "ACCEPTED", "IN_SERVICE", "DONE", "REVOKED", "EXPIRED"}
+    ),
+    "IN_SERVICE": frozenset({"SENT", "DONE", "REVOKED"}),
+}
+
+
 def author_of(lifecycle_event: str) -> str | None:
     """Which party publishes ``lifecycle_event`` (None: not a known event)."""
     found = TRANSITIONS.get(lifecycle_event)
     return found[0] if found else None
 
 
-def transition_problem(
-    lifecycle_event: str,
-    status: str,
-    source: str,
-    referring: str,
-    receiving: str,
-) -> str | None:
-    """Why a referral record may not come from ``source``, or None when it may.
+def transition_problem(payload: Mapping[str, Any], source: str) -> str | None:
+    """Why a referral payload may not come from ``source``, or None when it may.
 
+    Reads ``lifecycle_event``, ``status``, ``previous_status`` and the two parties.
     The message names institutions and symbols only, never personal data.
     """
-    found = TRANSITIONS.get(lifecycle_event)
+    event, status = payload["lifecycle_event"], payload["status"]
+    previous = payload["previous_status"]
+    found = TRANSITIONS.get(event)
     if found is None:
-        return f"lifecycle event {lifecycle_event} is not one the hub knows"
+        return f"lifecycle event {event} is not one the hub knows"
+    if (event == "CREATED") != (previous is None):
+        return (
+            "CREATED starts a referral (no previous status); "
+            "every later event names the status it leaves"
+        )
     author, statuses = found
     if author == HUB:
-        return f"{lifecycle_event} is the hub's to publish, not {source}'s"
-    expected = referring if author == REFERRING else receiving
+        return f"{event} is the hub's to publish, not {source}'s"
+    expected = payload[f"{author}_institution_id"]
     if source != expected:
         return (
-            f"{lifecycle_event} comes from the {author} institution ({expected}), "
-            f"not from {source}"
+            f"{event} comes from the {author} institution ({expected}), not from {source}"
         )
     if status not in statuses:
-        return (
-            f"{lifecycle_event} leaves a referral in {', '.join(sorted(statuses))}, "
-            f"not {status}"
-        )
+        return f"{event} leaves a referral in {', '.join(sorted(statuses))}, not {status}"
+    return order_problem(previous, status)
+
+
+def order_problem(previous: str | None, status: str) -> str | None:
+    """Why a referral may not move from ``previous`` to ``status``, or None."""
+    if previous in TERMINAL:
+        return f"a {previous} referral is closed; it cannot become {status}"
+    if status not in EDGES.get(previous, frozenset()):
+        return f"a referral cannot move from {previous or 'nothing'} to {status}"
     return None

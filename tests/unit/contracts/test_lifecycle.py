@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,18 @@ from services.runtime.settings import REPO_ROOT
 from tests.unit.policy.records import record
 
 NOW = datetime(2026, 11, 3, tzinfo=UTC)
+# the status each event leaves, as its author would write it
+BEFORE = {"CREATED": None, "COMPLETED": "IN_SERVICE", "SERVICE_STARTED": "ACCEPTED"}
+
+
+def _payload(event: str, status: str, previous: str | None = "") -> dict[str, Any]:
+    return {
+        "lifecycle_event": event,
+        "status": status,
+        "previous_status": BEFORE.get(event, "SENT") if previous == "" else previous,
+        "referring_institution_id": "rree_vmdmh",
+        "receiving_institution_id": "minsal",
+    }
 
 
 @pytest.mark.parametrize(
@@ -32,10 +45,7 @@ NOW = datetime(2026, 11, 3, tzinfo=UTC)
 def test_each_transition_is_accepted_from_its_author(
     event: str, status: str, source: str
 ) -> None:
-    assert (
-        lifecycle.transition_problem(event, status, source, "rree_vmdmh", "minsal")
-        is None
-    )
+    assert lifecycle.transition_problem(_payload(event, status), source) is None
 
 
 @pytest.mark.parametrize(
@@ -52,7 +62,7 @@ def test_each_transition_is_accepted_from_its_author(
 def test_a_transition_from_anyone_else_or_with_another_status_is_refused(
     event: str, status: str, source: str, words: str
 ) -> None:
-    problem = lifecycle.transition_problem(event, status, source, "rree_vmdmh", "minsal")
+    problem = lifecycle.transition_problem(_payload(event, status), source)
     assert problem is not None
     assert words in problem
 
@@ -94,3 +104,21 @@ def test_a_receiving_institution_cannot_forge_a_referral_in_another_ones_name(
     value = codec.encode(entry, accepted_from_author)
     inbound = Inbound(topics.inbound("minsal", "referral"), 0, 2, None, value, 0)
     assert isinstance(pipeline.inspect(inbound, NOW), Accepted)
+
+
+@pytest.mark.parametrize(
+    ("previous", "status", "words"),
+    [
+        ("DONE", "IN_SERVICE", "a DONE referral is closed"),
+        ("REVOKED", "ACCEPTED", "a REVOKED referral is closed"),
+        ("SENT", "IN_SERVICE", "cannot move from SENT to IN_SERVICE"),
+        (None, "ACCEPTED", "CREATED starts a referral"),
+    ],
+)
+def test_an_out_of_order_transition_is_refused(
+    previous: str | None, status: str, words: str
+) -> None:
+    event = {"IN_SERVICE": "SERVICE_STARTED", "ACCEPTED": "ACCEPTED"}[status]
+    problem = lifecycle.transition_problem(_payload(event, status, previous), "minsal")
+    assert problem is not None
+    assert words in problem
