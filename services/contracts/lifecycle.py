@@ -13,7 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-FORGED_TRANSITION: Final = "forged_transition"
+# Rejection reasons (hub.rejected.<source>).
+PARTY_MISMATCH: Final = "referral_party_mismatch"
+TRANSITION_INVALID: Final = "referral_transition_invalid"
+UNKNOWN_REFERRAL: Final = "referral_unknown"
 REFERRING: Final = "referring"
 RECEIVING: Final = "receiving"
 HUB: Final = "hub"
@@ -49,8 +52,8 @@ def author_of(lifecycle_event: str) -> str | None:
     return found[0] if found else None
 
 
-def transition_problem(payload: Mapping[str, Any], source: str) -> str | None:
-    """Why a referral payload may not come from ``source``, or None when it may.
+def transition_problem(payload: Mapping[str, Any], source: str) -> tuple[str, str] | None:
+    """Why a referral payload may not come from ``source`` (reason, message), or None.
 
     Reads ``lifecycle_event``, ``status``, ``previous_status`` and the two parties.
     The message names institutions and symbols only, never personal data.

@@ -479,9 +479,7 @@ def _semantics(
         for name in ("referring_institution_id", "receiving_institution_id"):
             if not policy.knows(payload[name]):
                 return "invalid", f"payload.{name} is not a member institution"
-        problem = lifecycle.transition_problem(payload, envelope["source_institution_id"])
-        if problem is not None:
-            return lifecycle.FORGED_TRANSITION, problem
+        return lifecycle.transition_problem(payload, envelope["source_institution_id"])
     return None
 
 

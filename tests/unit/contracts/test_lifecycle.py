@@ -64,7 +64,7 @@ def test_a_transition_from_anyone_else_or_with_another_status_is_refused(
 ) -> None:
     problem = lifecycle.transition_problem(_payload(event, status), source)
     assert problem is not None
-    assert words in problem
+    assert words in problem[1]
 
 
 def test_a_receiving_institution_cannot_forge_a_referral_in_another_ones_name(
@@ -87,7 +87,7 @@ def test_a_receiving_institution_cannot_forge_a_referral_in_another_ones_name(
     inbound = Inbound(topics.inbound("minsal", "referral"), 0, 1, None, value, 0)
     refused = pipeline.inspect(inbound, NOW)
     assert isinstance(refused, Rejected)
-    assert refused.reason == lifecycle.FORGED_TRANSITION
+    assert refused.reason == lifecycle.PARTY_MISMATCH
     assert refused.source == "minsal"  # the answer goes back to the forger
     accepted_from_author = record(
         catalog,
@@ -121,4 +121,5 @@ def test_an_out_of_order_transition_is_refused(
     event = {"IN_SERVICE": "SERVICE_STARTED", "ACCEPTED": "ACCEPTED"}[status]
     problem = lifecycle.transition_problem(_payload(event, status, previous), "minsal")
     assert problem is not None
-    assert words in problem
+    assert problem[0] == lifecycle.TRANSITION_INVALID
+    assert words in problem[1]
