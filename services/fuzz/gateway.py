@@ -348,9 +348,8 @@ def _schemathesis(gw: _Gateway, count: int, seed: int, recorder: _Recorder) -> N
                 kwargs["method"],
                 kwargs["url"],
                 params=kwargs.get("params"),
-                headers=_header_bytes(kwargs.get("headers") or {}),
+                headers=_header_bytes(kwargs.get("headers") or {}, kwargs.get("cookies")),
                 content=request["body"],
-                cookies=kwargs.get("cookies"),
             )
         except httpx.LocalProtocolError:
             return  # a request the client itself refuses to send (no request made)
@@ -380,12 +379,21 @@ def _schemathesis(gw: _Gateway, count: int, seed: int, recorder: _Recorder) -> N
         client.close()
 
 
-def _header_bytes(headers: dict[str, Any]) -> dict[bytes, bytes]:
-    """Headers as bytes (UTF-8): generated and junk values need not be ASCII."""
-    return {
+def _header_bytes(
+    headers: dict[str, Any], cookies: dict[str, Any] | None
+) -> dict[bytes, bytes]:
+    """Headers as bytes (UTF-8): generated and junk values need not be ASCII.
+
+    Cookies go in a ``Cookie`` header (httpx deprecates per-request cookies).
+    """
+    out = {
         k.encode("utf-8", "surrogatepass"): str(v).encode("utf-8", "surrogatepass")
         for k, v in headers.items()
     }
+    if cookies:
+        jar = "; ".join(f"{k}={v}" for k, v in cookies.items())
+        out[b"Cookie"] = jar.encode("utf-8", "surrogatepass")
+    return out
 
 
 def _described(case: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
