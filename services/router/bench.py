@@ -415,14 +415,13 @@ class _Watcher:
             self.kafka, sorted(t for t in existing if t.startswith("hub.out."))
         )
         self.consumer.assign(partitions)
-        await self.consumer.seek_to_beginning(*partitions)
-        while await self._drain():  # skip what earlier phases delivered
-            pass
+        # Past what earlier phases and runs delivered: the offered events' ids are
+        # the same in every run of a seed, and a broker may be reused. Positions are
+        # resolved now, before any event is timed.
+        await self.consumer.seek_to_end(*partitions)
+        for partition in partitions:
+            await self.consumer.position(partition)
         self._task = asyncio.create_task(self._run())
-
-    async def _drain(self) -> bool:
-        batch = await self.consumer.getmany(timeout_ms=300, max_records=5000)
-        return bool(batch)
 
     async def _run(self) -> None:
         while True:
