@@ -62,23 +62,26 @@ def transition_problem(payload: Mapping[str, Any], source: str) -> tuple[str, st
     previous = payload["previous_status"]
     found = TRANSITIONS.get(event)
     if found is None:
-        return f"lifecycle event {event} is not one the hub knows"
+        return TRANSITION_INVALID, f"lifecycle event {event} is not one the hub knows"
+    author, statuses = found
+    if author == HUB:
+        return PARTY_MISMATCH, f"{event} is the hub's to publish, not {source}'s"
+    expected = payload[f"{author}_institution_id"]
+    if source != expected:
+        return PARTY_MISMATCH, (
+            f"{event} comes from the {author} institution ({expected}), not from {source}"
+        )
     if (event == "CREATED") != (previous is None):
-        return (
+        return TRANSITION_INVALID, (
             "CREATED starts a referral (no previous status); "
             "every later event names the status it leaves"
         )
-    author, statuses = found
-    if author == HUB:
-        return f"{event} is the hub's to publish, not {source}'s"
-    expected = payload[f"{author}_institution_id"]
-    if source != expected:
-        return (
-            f"{event} comes from the {author} institution ({expected}), not from {source}"
-        )
     if status not in statuses:
-        return f"{event} leaves a referral in {', '.join(sorted(statuses))}, not {status}"
-    return order_problem(previous, status)
+        return TRANSITION_INVALID, (
+            f"{event} leaves a referral in {', '.join(sorted(statuses))}, not {status}"
+        )
+    problem = order_problem(previous, status)
+    return None if problem is None else (TRANSITION_INVALID, problem)
 
 
 def order_problem(previous: str | None, status: str) -> str | None:
