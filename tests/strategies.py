@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from hypothesis import strategies as st
@@ -121,3 +121,26 @@ class _Builder:
                 self._register_only(schema["items"], namespace)
             elif kind == "map":
                 self._register_only(schema["values"], namespace)
+
+
+def routing(
+    publish_rights: Mapping[str, frozenset[str]],
+    members: list[str],
+    event_type: str,
+    occurred: datetime,
+) -> dict[str, Strategy]:
+    """Overrides that steer generated events to what the router accepts.
+
+    A publisher holding the right, the event's own type, times in the past, and
+    institutions from ``members`` where a record names one.
+    """
+    publishers = sorted(s for s, types in publish_rights.items() if event_type in types)
+    return {
+        "envelope.source_institution_id": st.sampled_from(publishers),
+        "envelope.event_type": st.just(event_type),
+        "envelope.occurred_at": st.just(occurred),
+        "envelope.recorded_at": st.just(occurred + timedelta(minutes=5)),
+        "payload.receiving_institution_id": st.sampled_from(sorted(members)),
+        # A referral comes from one of its parties (see samples.authored_referral).
+        "payload.referring_institution_id": st.sampled_from(publishers),
+    }

@@ -33,6 +33,13 @@ pytestmark = pytest.mark.integration
 EXAMPLES = REPO_ROOT / "examples"
 PSEUDONYMOUS = ("PSEUDO", "PSEUDO_S")
 REGISTRIES: dict[int, CollectorRegistry] = {}  # the router's metrics, by service
+# The example arrival is an unaccompanied child; these make it an adult travelling alone.
+ADULT: dict[str, Any] = {
+    "payload.accompaniment": "ADULT_ALONE",
+    "payload.person_profile.is_minor": False,
+    "payload.person_profile.age_group": "AGE_30_59",
+    "payload.person_profile.age_years": 31,
+}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -127,11 +134,8 @@ async def test_headers_follow_the_projection_and_name_no_rule(
 ) -> None:
     event = _example(
         "return_arrival",
+        **ADULT,
         **{
-            "payload.accompaniment": "ADULT_ALONE",
-            "payload.person_profile.is_minor": False,
-            "payload.person_profile.age_group": "AGE_30_59",
-            "payload.person_profile.age_years": 31,
             "payload.protection_flags": [],
             "payload.needs_protection_followup": False,
             "envelope.occurred_at": "2026-11-02T13:05:07.123Z",
@@ -176,11 +180,8 @@ async def test_pseudonymous_recipients_share_no_identifier_with_anyone(
 ) -> None:
     event = _example(
         "return_arrival",
+        **ADULT,
         **{
-            "payload.accompaniment": "ADULT_ALONE",
-            "payload.person_profile.is_minor": False,
-            "payload.person_profile.age_group": "AGE_30_59",
-            "payload.person_profile.age_years": 31,
             "payload.protection_flags": ["PREGNANT_OR_LACTATING"],
             "payload.needs_protection_followup": False,
             "payload.medical_attention_required": True,
@@ -249,10 +250,7 @@ async def test_purposes_and_the_no_disclosure_flag_are_honoured_and_audited(
     hub: tuple[RouterService, SubjectKeys], kafka: KafkaSettings
 ) -> None:
     base = {
-        "payload.accompaniment": "ADULT_ALONE",
-        "payload.person_profile.is_minor": False,
-        "payload.person_profile.age_group": "AGE_30_59",
-        "payload.person_profile.age_years": 31,
+        **ADULT,
         "payload.protection_flags": [],
         "payload.needs_protection_followup": False,
         "payload.consent": {

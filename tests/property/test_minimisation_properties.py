@@ -37,7 +37,7 @@ from services.policy.tree import SchemaTree
 from services.router.pipeline import Accepted, Inbound, Limits, Output, Pipeline
 from services.runtime.settings import REPO_ROOT
 from tests.samples import authored_referral
-from tests.strategies import datums
+from tests.strategies import datums, routing
 from tests.unit.policy.records import ALL_PURPOSES
 
 HUB_KEY = bytes(range(96, 128))
@@ -66,22 +66,14 @@ def pipeline(catalog: Catalog, policy: Policy) -> Pipeline:
 
 
 def _overrides(policy: Policy, event_type: str) -> dict[str, st.SearchStrategy[Any]]:
-    publishers = sorted(
-        s for s, types in policy.publish_rights.items() if event_type in types
-    )
-    members = st.sampled_from(sorted(policy.institutions))
+    members = list(policy.institutions)
     return {
-        "envelope.source_institution_id": st.sampled_from(publishers),
-        "envelope.event_type": st.just(event_type),
-        "envelope.occurred_at": st.just(OCCURRED),
-        "envelope.recorded_at": st.just(OCCURRED + timedelta(minutes=5)),
+        **routing(policy.publish_rights, members, event_type, OCCURRED),
         # Mostly every purpose, so the rules' other checks get exercised too.
         "envelope.purposes": st.one_of(
             st.just(list(ALL_PURPOSES)),
             st.lists(st.sampled_from(ALL_PURPOSES), max_size=6, unique=True),
         ),
-        "payload.receiving_institution_id": members,
-        "payload.referring_institution_id": st.sampled_from(publishers),
         "payload.consent": st.fixed_dictionaries(
             {
                 "obtained": st.sampled_from([True, True, True, False]),
@@ -162,12 +154,28 @@ def _decisions(policy: Policy, accepted: Accepted) -> dict[str, Any]:
     return {d.recipient: d for d in decided if d.delivered}
 
 
-def _examples() -> Callable[[Callable[..., None]], Callable[..., None]]:
-    return settings(
+def _each_routed(
+    pipeline: Pipeline,
+    policy: Policy,
+    catalog: Catalog,
+    event_type: str,
+    check: Callable[[Accepted, list[Output]], None],
+) -> None:
+    """Run ``check`` on the outputs of every generated record the router accepts."""
+    entry = catalog.get(event_type)
+
+    @settings(
         max_examples=EXAMPLES,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
+    @given(datums(entry.schema, _overrides(policy, event_type)))
+    def run(datum: dict[str, Any]) -> None:
+        routed = _route(pipeline, catalog, event_type, datum)
+        assume(routed is not None)
+        check(*routed)
+
+    run()
 
 
 @pytest.mark.parametrize("event_type", EVENT_TYPES)
@@ -177,12 +185,7 @@ def test_no_delivery_holds_a_value_or_header_its_view_withholds(
     entry = catalog.get(event_type)
     tree = tree_of(entry)
 
-    @_examples()
-    @given(datums(entry.schema, _overrides(policy, event_type)))
-    def check(datum: dict[str, Any]) -> None:
-        routed = _route(pipeline, catalog, event_type, datum)
-        assume(routed is not None)
-        accepted, outputs = routed
+    def check(accepted: Accepted, outputs: list[Output]) -> None:
         decisions = _decisions(policy, accepted)
         for recipient, output in _deliveries(outputs).items():
             decision = decisions[recipient]
@@ -210,7 +213,7 @@ def test_no_delivery_holds_a_value_or_header_its_view_withholds(
                 headers.POLICY_VERSION,
             }
 
-    check()
+    _each_routed(pipeline, policy, catalog, event_type, check)
 
 
 @pytest.mark.parametrize("event_type", EVENT_TYPES)
@@ -221,12 +224,7 @@ def test_pseudonymous_recipients_of_one_event_share_no_identifier(
     tree = tree_of(entry)
     linkable = {p for p, n in tree.nodes.items() if n.linkable}
 
-    @_examples()
-    @given(datums(entry.schema, _overrides(policy, event_type)))
-    def check(datum: dict[str, Any]) -> None:
-        routed = _route(pipeline, catalog, event_type, datum)
-        assume(routed is not None)
-        accepted, outputs = routed
+    def check(accepted: Accepted, outputs: list[Output]) -> None:
         # Random short values may recur by chance in other fields; real ids do not.
         others = set(_values_at(tree, accepted.datum, set(tree.nodes) - linkable))
         original = {
@@ -249,7 +247,7 @@ def test_pseudonymous_recipients_of_one_event_share_no_identifier(
                 joinable = {v for v in shared if JOINABLE.search(v)}
                 assert not joinable, sorted(joinable)
 
-    check()
+    _each_routed(pipeline, policy, catalog, event_type, check)
 
 
 def _perturbed(tree: SchemaTree, datum: Any, withheld: set[str]) -> Any:
@@ -298,12 +296,7 @@ def test_no_delivery_changes_when_only_withheld_fields_change(
     entry = catalog.get(event_type)
     tree = tree_of(entry)
 
-    @_examples()
-    @given(datums(entry.schema, _overrides(policy, event_type)))
-    def check(datum: dict[str, Any]) -> None:
-        routed = _route(pipeline, catalog, event_type, datum)
-        assume(routed is not None)
-        accepted, outputs = routed
+    def check(accepted: Accepted, outputs: list[Output]) -> None:
         before = _deliveries(outputs)
         rules = {r.id: r for r in policy.rules}
         for recipient, decision in _decisions(policy, accepted).items():
@@ -325,7 +318,7 @@ def test_no_delivery_changes_when_only_withheld_fields_change(
             assert after.headers == before[recipient].headers, rule.id
             assert after.key == before[recipient].key, rule.id
 
-    check()
+    _each_routed(pipeline, policy, catalog, event_type, check)
 
 
 def _referral_publishers(pipeline: Pipeline) -> set[str]:

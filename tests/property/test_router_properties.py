@@ -22,7 +22,7 @@ from services.policy import Policy, SubjectKeys, load_policy
 from services.router.pipeline import Accepted, Inbound, Limits, Pipeline
 from services.runtime.settings import REPO_ROOT
 from tests.samples import authored_referral
-from tests.strategies import datums
+from tests.strategies import datums, routing
 
 HUB_KEY = bytes(range(64, 96))
 NOW = datetime(2100, 1, 2, tzinfo=UTC)
@@ -35,19 +35,7 @@ def policy(catalog: Catalog) -> Policy:
 
 
 def _overrides(policy: Policy, event_type: str) -> dict[str, st.SearchStrategy[Any]]:
-    publishers = sorted(
-        s for s, types in policy.publish_rights.items() if event_type in types
-    )
-    members = st.sampled_from(sorted(policy.institutions))
-    return {
-        "envelope.source_institution_id": st.sampled_from(publishers),
-        "envelope.event_type": st.just(event_type),
-        "envelope.occurred_at": st.just(OCCURRED),
-        "envelope.recorded_at": st.just(OCCURRED + timedelta(minutes=5)),
-        "payload.receiving_institution_id": members,
-        # A referral comes from one of its parties (set as the source below).
-        "payload.referring_institution_id": st.sampled_from(publishers),
-    }
+    return routing(policy.publish_rights, list(policy.institutions), event_type, OCCURRED)
 
 
 @pytest.mark.parametrize("event_type", EVENT_TYPES)
