@@ -38,14 +38,23 @@ def fuzz(  # noqa: PLR0917 - one parameter per option
     save_dir: Annotated[
         Path, typer.Option(help="Where failing gateway requests are saved")
     ] = Path("fuzz-failures"),
+    coverage_runs: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Coverage-guided executions of the router's pure decisions "
+            "(atheris, if installed; 0: none)",
+        ),
+    ] = 0,
 ) -> None:
     """Feed generated and mutated inputs to the router and the gateway; print figures.
 
     Exit code 1 when an invariant breaks: a crash, a 5xx, a delivery without its
     ledger entry, or an input left without an answer.
     """
-    from services.fuzz import gateway as gateway_campaign  # noqa: PLC0415 - heavy
-    from services.fuzz import report  # noqa: PLC0415
+    # Heavy imports (broker, router, schemathesis) only when the command runs.
+    from services.fuzz import coverage, report  # noqa: PLC0415
+    from services.fuzz import gateway as gateway_campaign  # noqa: PLC0415
     from services.fuzz import router as router_campaign  # noqa: PLC0415
 
     unknown = set(without or ()) - KINDS
@@ -83,6 +92,11 @@ def fuzz(  # noqa: PLR0917 - one parameter per option
                 for line in report.gateway_lines(gw):
                     bar.console.print(line, markup=False, highlight=False)
                 ok = ok and gw.ok
+            if coverage_runs:
+                guided = coverage.run(coverage_runs, seed=seed)
+                for line in report.coverage_lines(guided):
+                    bar.console.print(line, markup=False, highlight=False)
+                ok = ok and not guided.crashed
     except PuenteError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from services.fuzz.coverage import CoverageFigures
 from services.fuzz.gateway import GatewayFigures
 from services.fuzz.router import RouterFigures
 
@@ -54,3 +55,16 @@ def gateway_lines(figures: GatewayFigures) -> list[str]:
         *(f"  saved: {path}" for path in figures.saved[:5]),
         f"  invariants: {_verdict(figures.ok)}",
     ]
+
+
+def coverage_lines(figures: CoverageFigures) -> list[str]:
+    """The coverage-guided campaign's figures (libFuzzer's own count and rate)."""
+    lines = [
+        f"coverage-guided (atheris) on Pipeline.inspect/deliver: {figures.execs:,} "
+        f"executions, {figures.seconds:,.1f} s ({figures.execs_per_second:,} exec/s "
+        "as libFuzzer reports)",
+        f"  invariants: {_verdict(not figures.crashed)}",
+    ]
+    if figures.crashed:
+        lines[1:1] = [f"  ! {line}" for line in figures.tail.splitlines()[-12:]]
+    return lines

@@ -131,3 +131,45 @@ async def test_an_event_id_respelled_as_another_form_of_the_same_uuid_is_not_rou
     routed_again = [r for r in found if r.topic == topics.AUDIT]
     assert routed_again == [], f"{len(routed_again)} more ledger entries for the event"
     assert all(header(r, "ce_type") == "rejection" for r in found)
+
+
+async def test_a_referral_rejected_for_its_lifecycle_is_answered_and_routing_goes_on(
+    router: RouterService, kafka: KafkaSettings
+) -> None:
+    # Found by the campaign's generated referrals: the lifecycle reasons
+    # (referral_party_mismatch, referral_transition_invalid) are not symbols of the
+    # rejection schema's reason enum, so the rejection cannot be encoded, the batch
+    # fails again and again, and the router stops consuming.
+    referral = json.loads((REPO_ROOT / "examples" / "referral.json").read_text())
+    referral["envelope"]["event_id"] = str(uuid.uuid4())
+    referral["payload"].update(
+        lifecycle_event="EXPIRED", status="EXPIRED", previous_status="SENT"
+    )
+    entry = router.catalog.get("referral")
+    forged = codec.encode(entry, codec_for(entry).to_datum(referral))
+    after = _event()
+    positions = await produce(
+        kafka,
+        [
+            (topics.inbound("dgme", "referral"), None, forged, []),
+            (
+                topics.inbound("dgme", "border_crossing"),
+                None,
+                _encoded(router, after),
+                [],
+            ),
+        ],
+    )
+
+    def answered(record: Any) -> bool:
+        if record.topic == topics.AUDIT:
+            return _audit_event_id(router, record) == str(after["envelope"]["event_id"])
+        _, datum = codec.decode(router.catalog, record.value, plain=True)
+        where = (datum["original_topic"], datum["original_partition"])
+        return bool((*where, datum["original_offset"]) == positions[0])
+
+    found = await collect(
+        kafka, [topics.AUDIT, topics.rejected("dgme")], answered, expected=2, timeout=30
+    )
+
+    assert {r.topic for r in found} == {topics.AUDIT, topics.rejected("dgme")}
