@@ -12,6 +12,7 @@ libFuzzer's last status line.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -99,6 +100,10 @@ class _Target:
             for r in stream.take(400)
             if r.kind == "sim"
         ]
+
+    def close(self) -> None:
+        """Remove the development key made for the target."""
+        shutil.rmtree(self.state, ignore_errors=True)
 
     def one(self, data: bytes) -> None:
         """One input: inspect, deliver what is accepted, check every audit entry."""
