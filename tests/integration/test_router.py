@@ -145,7 +145,11 @@ async def test_a_referral_reaches_its_receiving_institution_in_full_and_no_one_e
     views = {r.topic.split(".")[2]: header(r, "puente_view") for r in got}
     assert views == want
     full = [inst for inst, view in views.items() if view in ("FULL", "IDENT")]
-    assert full == [receiving]
+    # the hub's referral tracker: FULL restricted to the lifecycle fields
+    assert sorted(full) == sorted([receiving, "hub_referrals"])
+    tracker = next(r for r in got if r.topic.split(".")[2] == "hub_referrals")
+    _, lifecycle = codec.decode(router.catalog, tracker.value)
+    assert "subject_identity" not in lifecycle["payload"]
 
 
 def bad_inputs(catalog: Catalog) -> list[tuple[str, str, bytes, str]]:

@@ -219,6 +219,15 @@ CASES: dict[str, tuple[str, Changes, Changes]] = {
         # its own referrals reach it in full through rree_vmdmh-ref-sent instead
         {"payload.referring_institution_id": "rree_vmdmh"},
     ),
+    "hub_referrals-tracker": (
+        "referral",
+        {"payload.referring_institution_id": "dgme"},
+        # between units of one institution: not the hub's to track
+        {
+            "payload.referring_institution_id": "minsal",
+            "payload.receiving_institution_id": "minsal",
+        },
+    ),
 }
 
 
