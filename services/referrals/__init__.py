@@ -1,0 +1,1 @@
+"""The referral tracker: every referral between institutions, its state and deadlines."""

@@ -1,0 +1,274 @@
+"""Build the referral tracker: a FastStream batch subscriber of its delivery topic.
+
+The tracker is a recipient like any institution: the access policy delivers it the
+lifecycle fields of every referral on ``hub.out.hub_referrals.referral``. Each
+batch is applied to the SQLite state in one transaction, and only then are the
+batch's offsets committed (``AckPolicy.MANUAL``): a crash between the two reads
+the batch again, and the event ids already in the history make that a no-op. A
+batch that cannot be stored is sought back and read again. Deadlines are checked
+on a timer, with a clock the caller may replace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any, Final
+
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from prometheus_client import CollectorRegistry
+
+from services.contracts.catalog import Catalog
+from services.policy import load_policy
+from services.referrals.deadlines import (
+    CheckResult,
+    Clock,
+    DeadlineChecker,
+    Deadlines,
+    utc_now,
+)
+from services.referrals.errors import TrackerStoreError
+from services.referrals.handlers import read_batch
+from services.referrals.metrics import ProcessMetrics, TrackerCollector
+from services.referrals.settings import ReferralsSettings
+from services.referrals.store import BatchResult, Store
+from services.runtime import subscribers
+from services.runtime import topics as runtime_topics
+from services.runtime.kafka import broker_options, subscriber_options
+from services.runtime.ops import OpsServer, ops_app
+
+log = logging.getLogger(__name__)
+CLIENT_ID: Final = "puente-referrals"
+_STOP_TIMEOUT: Final = 30.0
+_RETRY_SECONDS: Final = 1.0
+
+
+def tracker_catalog(settings: ReferralsSettings) -> Catalog:
+    """The catalog with the policy's projections, so the tracker's deliveries decode."""
+    catalog = Catalog.load(settings.hub.schemas_dir)
+    load_policy(settings.hub.policy_dir, catalog)
+    return catalog
+
+
+class ReferralsService:
+    """The tracker process: consume, apply, check deadlines, serve health and metrics."""
+
+    def __init__(
+        self,
+        settings: ReferralsSettings,
+        registry: CollectorRegistry,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.catalog = tracker_catalog(settings)
+        self.deadlines = Deadlines.load(settings.deadlines_file)
+        self.metrics = ProcessMetrics(registry)
+        registry.register(TrackerCollector(settings.db_file, clock))
+        self.prometheus = KafkaPrometheusMiddleware(
+            registry=registry, app_name="referrals"
+        )
+        self.ops = OpsServer(
+            ops_app("referrals", registry, self.health), settings.port, settings.host
+        )
+        self.store: Store | None = None
+        self.checker: DeadlineChecker | None = None
+        self.broker: KafkaBroker | None = None
+        self._turn = asyncio.Lock()  # one database writer: batches and checks
+        self._halt = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._running = False
+        self._failures = 0
+        self.applied = 0
+
+    def health(self) -> dict[str, Any]:
+        """Readiness for /health."""
+        ticking = self._task is not None and not self._task.done()
+        ok = self._running and ticking and self._failures == 0
+        return {"ok": ok, "applied": self.applied, "topic": self.settings.topic}
+
+    async def start(self) -> None:
+        """Create the topic, open the database, subscribe, start the deadline timer."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        s = self.settings
+        self._halt.clear()
+        self._failures = 0
+        await runtime_topics.create(s.kafka, {s.topic: s.topics.outbound_partitions})
+        self.store = await asyncio.to_thread(Store.open, s.db_file)
+        self.checker = DeadlineChecker(self.store, self.deadlines, self.clock)
+        await self.ops.start()
+        self.broker = self._subscribe()
+        await self.broker.start()
+        self._running = True
+        self._task = asyncio.create_task(self._tick(), name="referrals-deadlines")
+        log.info("referral tracker consuming %s into %s", s.topic, s.db_file)
+
+    def _subscribe(self) -> KafkaBroker:
+        s = self.settings
+        broker = KafkaBroker(
+            **broker_options(s.kafka, CLIENT_ID),
+            consumer_only=True,
+            middlewares=[self.prometheus],
+            logger=subscribers.quiet_logger("referrals"),
+            log_level=logging.DEBUG,
+            graceful_timeout=_STOP_TIMEOUT,
+        )
+        subscriber = broker.subscriber(
+            s.topic,
+            group_id=s.group_id,
+            batch=True,
+            max_records=s.max_batch,
+            # Offsets are committed by the handler, after the database transaction.
+            ack_policy=AckPolicy.MANUAL,
+            decoder=subscribers.skip_bodies,
+            # Only deliveries of committed router transactions.
+            **subscriber_options(s.kafka, isolation_level="read_committed"),
+        )
+        subscriber(self._handle)
+        return broker
+
+    async def _handle(self, body: None, msg: KafkaMessage) -> None:
+        """One fetched batch into the database, then its offsets committed."""
+        del body
+        raw: Any = msg.raw_message
+        records: Sequence[Any] = raw if isinstance(raw, tuple) else (raw,)
+        work = asyncio.ensure_future(self._consume(records, msg.consumer))
+        work.add_done_callback(_retrieve)
+        try:
+            # Shielded: a transaction in hand ends before the database is closed.
+            await asyncio.shield(work)
+        except Exception:
+            await self._halted_within(_RETRY_SECONDS)
+            raise
+
+    async def _consume(self, records: Sequence[Any], consumer: Any) -> None:
+        async with self._turn:
+            store = self.store
+            if store is None or self._halt.is_set():
+                return  # neither stored nor committed: read again on the next start
+            try:
+                result = await self.apply(records)
+            except Exception as e:
+                self._failures += 1
+                self.metrics.failures.inc()
+                log.error(  # noqa: TRY400 - the reason is enough; it is retried
+                    "referral batch not stored (%s: %s); read again", type(e).__name__, e
+                )
+                _seek_back(consumer, records)
+                raise
+            self._failures = 0
+            await _commit(consumer, records)
+            if result.refused:
+                log.info("%d referral events refused", len(result.refused))
+
+    async def apply(self, records: Sequence[Any]) -> BatchResult:
+        """Decode ``records``, apply them in one transaction (caller holds the turn)."""
+        if self.store is None:
+            raise TrackerStoreError("the tracker database is not open (not started)")
+        decoded = read_batch(self.catalog, records)
+        result = await asyncio.to_thread(self.store.apply, decoded.transitions)
+        self.applied += result.applied
+        self.metrics.duplicates.inc(result.duplicates)
+        return result
+
+    async def check_deadlines(self) -> CheckResult | None:
+        """Check every open referral's deadlines now (by the service's clock)."""
+        async with self._turn:
+            if self.checker is None:
+                return None
+            result = await asyncio.to_thread(self.checker.check)
+        self.metrics.checks.inc()
+        for notice in result.issued:
+            log.warning(
+                "referral %s overdue (%s, level %d): notice to %s (%s)",
+                notice.referral_id, notice.stage, notice.level,
+                notice.recipient, notice.role,
+            )  # fmt: skip
+        return result
+
+    async def _tick(self) -> None:
+        while not await self._halted_within(self.settings.check_seconds):
+            try:
+                await self.check_deadlines()
+            except Exception as e:  # noqa: BLE001 - the next tick tries again
+                log.error(  # noqa: TRY400 - the reason is enough; it is retried
+                    "deadline check failed: %s: %s", type(e).__name__, e
+                )
+
+    async def _halted_within(self, seconds: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._halt.wait(), seconds)
+        return self._halt.is_set()
+
+    async def stop(self) -> None:
+        """Finish the batch in hand, then close everything."""
+        self._halt.set()
+        if self.broker is not None:
+            await self.broker.stop()
+        self._running = False
+        if self._task is not None:
+            await asyncio.wait({self._task}, timeout=_STOP_TIMEOUT)
+            self._task.cancel()
+        async with self._turn:
+            if self.store is not None:
+                self.store.close()
+        await self.ops.stop()
+        self.broker = self.store = self.checker = None
+        self._task = None
+
+    async def run_until(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set."""
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+
+def _seek_back(consumer: Any, records: Sequence[Any]) -> None:
+    first: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = TopicPartition(r.topic, r.partition)
+        first[tp] = min(first.get(tp, r.offset), r.offset)
+    for tp, offset in first.items():
+        with contextlib.suppress(Exception):  # the next assignment starts from commits
+            consumer.seek(tp, offset)
+
+
+async def _commit(consumer: Any, records: Sequence[Any]) -> None:
+    offsets: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = TopicPartition(r.topic, r.partition)
+        offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+    if not offsets:
+        return
+    try:
+        await consumer.commit(offsets)
+    except KafkaError as e:
+        # Stored already: a redelivery after a rebalance is a no-op by event id.
+        log.warning("offset commit failed (stored; a redelivery is harmless): %s", e)
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+def build_service(
+    settings: ReferralsSettings, registry: CollectorRegistry
+) -> ReferralsService:
+    """The referral tracker for ``settings`` with metrics on ``registry``."""
+    return ReferralsService(settings, registry)

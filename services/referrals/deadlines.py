@@ -1,0 +1,216 @@
+"""Referral deadlines (``deploy/policy/referral_deadlines.toml``) and their checker.
+
+Deadlines are computed in El Salvador's time zone: a span in days ends at the end
+of a local calendar day, whatever the server's zone. The checker takes its clock
+as an argument, so tests move time instead of waiting for it.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+from typing import Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from services.referrals.errors import DeadlinesFileError
+from services.referrals.machine import Referral
+from services.referrals.store import Notice, Overdue, Store
+
+Clock = Callable[[], datetime]
+URGENCIES: Final = ("IMMEDIATE_24H", "PRIORITY_72H", "STANDARD")
+ACKNOWLEDGE: Final = "acknowledge"
+SERVICE: Final = "service"
+
+
+def utc_now() -> datetime:
+    """The real clock."""
+    return datetime.now(UTC)
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Span(_Spec):
+    """Elapsed ``hours``, or ``days`` to the end of a local calendar day."""
+
+    hours: int | None = None
+    days: int | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Span:
+        if (self.hours is None) == (self.days is None):
+            raise ValueError("give exactly one of hours or days")
+        if (self.hours or self.days or 0) <= 0:
+            raise ValueError("a span is positive")
+        return self
+
+    def after(self, start: datetime, zone: ZoneInfo) -> datetime:
+        """When a span that begins at ``start`` ends."""
+        if self.hours is not None:
+            return start + timedelta(hours=self.hours)
+        local_day = start.astimezone(zone).date() + timedelta(days=(self.days or 0) + 1)
+        return datetime.combine(local_day, time(0), zone).astimezone(UTC)
+
+    def length(self) -> timedelta:
+        """Roughly how long the span is (to compare two spans)."""
+        return timedelta(hours=self.hours or 0, days=self.days or 0)
+
+
+class Limits(_Spec):
+    """The deadlines of one urgency or service group."""
+
+    acknowledge: Span
+    service: Span
+    escalate: Span
+
+
+class SupervisorSpec(_Spec):
+    """Who supervises a case: the first entry that matches and is not a party."""
+
+    institution: str
+    minor: bool | None = None  # None: children and adults alike
+    service_groups: list[str] = []
+    note: str = ""
+
+
+class DeadlinesFile(_Spec):
+    """The whole file."""
+
+    time_zone: str = "America/El_Salvador"
+    urgency: dict[str, Limits]
+    service_group: dict[str, Limits] = {}
+    supervisor: list[SupervisorSpec] = []
+
+    @model_validator(mode="after")
+    def _every_urgency(self) -> DeadlinesFile:
+        missing = [u for u in URGENCIES if u not in self.urgency]
+        unknown = [u for u in self.urgency if u not in URGENCIES]
+        if missing or unknown:
+            raise ValueError(
+                f"urgency needs exactly {', '.join(URGENCIES)} "
+                f"(missing: {missing or 'none'}, unknown: {unknown or 'none'})"
+            )
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    """The deadlines policy, ready to apply to referrals."""
+
+    spec: DeadlinesFile
+    zone: ZoneInfo
+
+    @classmethod
+    def load(cls, path: Path) -> Deadlines:
+        """Read and check the file at ``path``."""
+        try:
+            spec = DeadlinesFile.model_validate(tomllib.loads(path.read_text("utf-8")))
+            zone = ZoneInfo(spec.time_zone)
+        except OSError as e:
+            raise DeadlinesFileError(f"cannot read {path}: {e.strerror}") from e
+        except (tomllib.TOMLDecodeError, ValidationError) as e:
+            raise DeadlinesFileError(f"{path} is not a valid deadlines file: {e}") from e
+        except ZoneInfoNotFoundError as e:
+            raise DeadlinesFileError(f"{path}: unknown time zone {spec.time_zone}") from e
+        return cls(spec, zone)
+
+    def _span(self, referral: Referral, kind: str) -> Span:
+        spans: list[Span] = [getattr(self.spec.urgency[referral.urgency], kind)]
+        group = self.spec.service_group.get(referral.service_group)
+        if group is not None:
+            spans.append(getattr(group, kind))
+        return min(spans, key=Span.length)
+
+    def due(self, referral: Referral, stage: str) -> datetime:
+        """When the receiving institution must have acknowledged, or started service."""
+        due = self._span(referral, stage).after(referral.sent_at, self.zone)
+        if stage == ACKNOWLEDGE and referral.response_due_at is not None:
+            due = min(due, referral.response_due_at)
+        return due
+
+    def overdue(self, referral: Referral, now: datetime) -> Overdue | None:
+        """The referral's overdue mark at ``now`` (None: open within its deadlines)."""
+        if referral.status == "SENT":
+            stage = ACKNOWLEDGE
+        elif referral.status == "ACCEPTED":
+            stage = SERVICE
+        else:
+            return None  # in service, or closed: nothing is awaited
+        due = self.due(referral, stage)
+        if now < due:
+            return None
+        second = self._span(referral, "escalate").after(due, self.zone)
+        return Overdue(stage, 2 if now >= second else 1, due)
+
+    def supervisor(self, referral: Referral) -> str | None:
+        """The institution that supervises this case, not itself a party."""
+        parties = {referral.referring, referral.receiving}
+        for entry in self.spec.supervisor:
+            if entry.minor is not None and entry.minor != referral.is_minor:
+                continue
+            if (
+                entry.service_groups
+                and referral.service_group not in entry.service_groups
+            ):
+                continue
+            if entry.institution not in parties:
+                return entry.institution
+        return None
+
+    def notices(
+        self, referral: Referral, overdue: Overdue, now: datetime
+    ) -> list[Notice]:
+        """The notices every level reached so far calls for."""
+        recipients = [(referral.referring, "referring")]
+        supervisor = self.supervisor(referral)
+        if supervisor is not None:
+            recipients.append((supervisor, "supervisor"))
+        return [
+            Notice(
+                referral.referral_id, overdue.stage, level, who, role, overdue.due_at, now
+            )
+            for level in range(1, overdue.level + 1)
+            for who, role in recipients
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """What one check found."""
+
+    overdue: int
+    issued: list[Notice]
+
+
+class DeadlineChecker:
+    """Marks overdue referrals and issues each notice once."""
+
+    def __init__(
+        self, store: Store, deadlines: Deadlines, clock: Clock = utc_now
+    ) -> None:
+        self.store = store
+        self.deadlines = deadlines
+        self.clock = clock
+
+    def check(self) -> CheckResult:
+        """Compare every open referral with its deadlines at the clock's time."""
+        now = self.clock()
+        marks: dict[str, Overdue | None] = {}
+        wanted: list[Notice] = []
+        count = 0
+        for tracked in self.store.all():
+            referral = tracked.referral
+            overdue = self.deadlines.overdue(referral, now) if referral.open else None
+            if overdue != tracked.overdue:
+                marks[referral.referral_id] = overdue
+            if overdue is not None:
+                count += 1
+                wanted.extend(self.deadlines.notices(referral, overdue, now))
+        issued = self.store.mark(marks, wanted)
+        return CheckResult(count, issued)

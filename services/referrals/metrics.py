@@ -1,0 +1,194 @@
+"""The tracker's metrics: computed from its database at each scrape.
+
+Open and overdue referrals, times to acknowledge and to service, and notices are
+read from the database rather than counted as events arrive, so a restart or a
+rebuild neither loses nor double-counts them. Labels carry institution ids and
+symbols only; children are counted, never named.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Final
+
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter as CounterMetric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from services.referrals.deadlines import Clock
+from services.referrals.errors import TrackerStoreError
+from services.referrals.store import Store, Tracked
+
+# Age of an open referral since its receiving institution got it.
+AGE_BUCKETS: Final = (
+    (timedelta(hours=24), "0-24h"),
+    (timedelta(hours=72), "1-3d"),
+    (timedelta(days=7), "3-7d"),
+    (timedelta(days=30), "7-30d"),
+)
+OLDEST: Final = "30d+"
+# Seconds: 1 h, 4 h, 12 h, 24 h, 48 h, 72 h, 7 d, 14 d, 30 d.
+DURATION_BUCKETS: Final = (
+    3600,
+    14400,
+    43200,
+    86400,
+    172800,
+    259200,
+    604800,
+    1209600,
+    2592000,
+)
+
+
+def age_bucket(age: timedelta) -> str:
+    """The age bucket label of ``age``."""
+    for limit, label in AGE_BUCKETS:
+        if age < limit:
+            return label
+    return OLDEST
+
+
+class ProcessMetrics:
+    """What only the running process knows: duplicates read, failed batches."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.duplicates = CounterMetric(
+            "puente_referrals_duplicates",
+            "Referral events read again (redeliveries), applied once.",
+            registry=registry,
+        )
+        self.failures = CounterMetric(
+            "puente_referrals_batch_failures",
+            "Batches the tracker could not store; they are read again.",
+            registry=registry,
+        )
+        self.checks = CounterMetric(
+            "puente_referrals_deadline_checks",
+            "Deadline checks run.",
+            registry=registry,
+        )
+
+
+class TrackerCollector(Collector):
+    """Reads the tracker database at each scrape."""
+
+    def __init__(self, path: Path, clock: Clock) -> None:
+        self.path = path
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        """The metric families of the database's current state."""
+        if not self.path.exists():
+            return
+        try:
+            store = Store.open(self.path, readonly=True)
+        except TrackerStoreError:
+            return
+        try:
+            tracked, refusals = store.all(), store.refusals()
+            notices = Counter((n.role, n.stage, str(n.level)) for n in store.notices())
+        finally:
+            store.close()
+        now = self.clock()
+        yield _open(tracked, now)
+        yield _overdue(tracked)
+        yield _durations(
+            "puente_referrals_time_to_acknowledge_seconds",
+            "Time from receipt to acceptance or rejection, by urgency.",
+            tracked,
+            lambda t: t.referral.acknowledged_at,
+        )
+        yield _durations(
+            "puente_referrals_time_to_service_seconds",
+            "Time from receipt to the start of service, by urgency.",
+            tracked,
+            lambda t: t.referral.service_started_at,
+        )
+        counter = CounterMetricFamily(
+            "puente_referrals_notices",
+            "referral_overdue notices issued, by recipient role, stage and level.",
+            labels=("role", "stage", "level"),
+        )
+        for labels, count in sorted(notices.items()):
+            counter.add_metric(labels, count)
+        yield counter
+        refused = CounterMetricFamily(
+            "puente_referrals_transitions_refused",
+            "Lifecycle events the tracker refused, by reason.",
+            labels=("reason",),
+        )
+        for reason, count in sorted(refusals.items()):
+            refused.add_metric((reason,), count)
+        yield refused
+
+
+def _open(tracked: Iterable[Tracked], now: datetime) -> GaugeMetricFamily:
+    counts = Counter(
+        (t.referral.receiving, t.referral.urgency, age_bucket(now - t.referral.sent_at))
+        for t in tracked
+        if t.referral.open
+    )
+    gauge = GaugeMetricFamily(
+        "puente_referrals_open",
+        "Open referrals by receiving institution, urgency and age.",
+        labels=("receiving_institution", "urgency", "age_bucket"),
+    )
+    for labels, count in sorted(counts.items()):
+        gauge.add_metric(labels, count)
+    return gauge
+
+
+def _overdue(tracked: Iterable[Tracked]) -> GaugeMetricFamily:
+    counts = Counter(
+        (
+            t.referral.receiving,
+            t.referral.urgency,
+            t.overdue.stage,
+            str(t.overdue.level),
+            "true" if t.referral.is_minor else "false",
+        )
+        for t in tracked
+        if t.overdue is not None
+    )
+    gauge = GaugeMetricFamily(
+        "puente_referrals_overdue",
+        "Open referrals past a deadline, by receiving institution, urgency, stage "
+        "(acknowledge, service), escalation level and whether the person is a child.",
+        labels=("receiving_institution", "urgency", "stage", "level", "minor"),
+    )
+    for labels, count in sorted(counts.items()):
+        gauge.add_metric(labels, count)
+    return gauge
+
+
+def _durations(
+    name: str,
+    documentation: str,
+    tracked: Sequence[Tracked],
+    end: Callable[[Tracked], datetime | None],
+) -> HistogramMetricFamily:
+    by_urgency: dict[str, list[float]] = {}
+    for t in tracked:
+        stop = end(t)
+        if stop is not None:
+            seconds = max((stop - t.referral.sent_at).total_seconds(), 0.0)
+            by_urgency.setdefault(t.referral.urgency, []).append(seconds)
+    family = HistogramMetricFamily(name, documentation, labels=("urgency",))
+    for urgency, values in sorted(by_urgency.items()):
+        buckets = [
+            (str(float(limit)), float(sum(1 for v in values if v <= limit)))
+            for limit in DURATION_BUCKETS
+        ]
+        buckets.append(("+Inf", float(len(values))))
+        family.add_metric((urgency,), buckets, sum(values))
+    return family

@@ -1,0 +1,50 @@
+"""Referral tracker settings (env prefix ``PUENTE_REFERRALS_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.contracts import topics
+from services.runtime.settings import HubSettings, KafkaSettings, TopicSettings
+
+# The tracker's identity in the access policy: it reads what the policy delivers to it.
+TRACKER_ID: Final = "hub_referrals"
+DEADLINES_FILE: Final = "referral_deadlines.toml"
+
+
+class ReferralsSettings(BaseSettings):
+    """What the tracker reads, where it keeps state, how often it checks deadlines."""
+
+    model_config = SettingsConfigDict(env_prefix="PUENTE_REFERRALS_", extra="ignore")
+
+    # 9103 is the gateway's admin port; the tracker takes the next one.
+    port: int = Field(default=9104, ge=0, le=65535)
+    host: str = "127.0.0.1"
+    recipient: str = TRACKER_ID
+    group_id: str = "puente-referrals"
+    max_batch: int = Field(default=500, ge=1)
+    db_path: Path | None = None  # default: <state_dir>/referrals/tracker.sqlite
+    deadlines_path: Path | None = None  # default: <policy_dir>/referral_deadlines.toml
+    check_seconds: float = Field(default=60.0, gt=0)
+    hub: HubSettings = Field(default_factory=HubSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+
+    @property
+    def topic(self) -> str:
+        """The topic the policy delivers referral events to the tracker on."""
+        return topics.outbound(self.recipient, "referral")
+
+    @property
+    def db_file(self) -> Path:
+        """The tracker's SQLite database."""
+        return self.db_path or self.hub.state_dir / "referrals" / "tracker.sqlite"
+
+    @property
+    def deadlines_file(self) -> Path:
+        """The deadlines policy."""
+        return self.deadlines_path or self.hub.policy_dir / DEADLINES_FILE

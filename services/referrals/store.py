@@ -1,0 +1,418 @@
+"""The tracker's SQLite database: each referral's state, its history, overdue notices.
+
+State is event-sourced: every lifecycle event the tracker reads is kept in
+``history`` under its event id (applied, or refused with its reason), and the
+``referrals`` row is what applying the accepted ones in order gives. One batch of
+events is one transaction, written before the consumer commits its offsets: an
+event read again after a crash finds its id in ``history`` and changes nothing.
+Notices are keyed by referral, stage, level and recipient, so no escalation is
+ever issued twice. The database holds ids, symbols and times only, never personal
+data; it is created readable by its owner only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from services.referrals.errors import TrackerStoreError
+from services.referrals.machine import (
+    Referral,
+    Transition,
+    TransitionRefusedError,
+    apply,
+)
+
+APPLIED: Final = "applied"
+REFUSED: Final = "refused"
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS referrals (
+    referral_id TEXT PRIMARY KEY,
+    referring TEXT NOT NULL,
+    receiving TEXT NOT NULL,
+    urgency TEXT NOT NULL,
+    service_group TEXT NOT NULL,
+    is_minor INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    sent_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    acknowledged_at INTEGER,
+    service_started_at INTEGER,
+    closed_at INTEGER,
+    response_due_at INTEGER,
+    events INTEGER NOT NULL,
+    overdue_stage TEXT,
+    overdue_level INTEGER NOT NULL DEFAULT 0,
+    overdue_due_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    referral_id TEXT NOT NULL,
+    occurred_at INTEGER NOT NULL,
+    institution TEXT NOT NULL,
+    lifecycle_event TEXT NOT NULL,
+    status TEXT NOT NULL,
+    previous_status TEXT,
+    outcome TEXT NOT NULL,
+    reason TEXT,
+    message TEXT
+);
+CREATE INDEX IF NOT EXISTS history_by_referral ON history (referral_id, seq);
+CREATE TABLE IF NOT EXISTS notices (
+    referral_id TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    level INTEGER NOT NULL,
+    recipient TEXT NOT NULL,
+    role TEXT NOT NULL,
+    due_at INTEGER NOT NULL,
+    issued_at INTEGER NOT NULL,
+    PRIMARY KEY (referral_id, stage, level, recipient)
+);
+"""
+_REFERRAL_COLUMNS: Final = (
+    "referral_id, referring, receiving, urgency, service_group, is_minor, status, "
+    "created_at, sent_at, updated_at, acknowledged_at, service_started_at, closed_at, "
+    "response_due_at, events"
+)
+_TIMES: Final = frozenset(
+    {
+        "created_at",
+        "sent_at",
+        "updated_at",
+        "acknowledged_at",
+        "service_started_at",
+        "closed_at",
+        "response_due_at",
+    }
+)
+
+
+def to_ms(at: datetime | None) -> int | None:
+    """Milliseconds since the epoch (what the database keeps), or None."""
+    return None if at is None else round(at.timestamp() * 1000)
+
+
+def from_ms(ms: int | None) -> datetime | None:
+    """The UTC time of ``ms`` milliseconds since the epoch, or None."""
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Overdue:
+    """A referral past a deadline: which one, how far escalated, since when."""
+
+    stage: str  # acknowledge | service
+    level: int  # 1: past the deadline; 2: past the further escalation period
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Tracked:
+    """A referral's state with its overdue mark (None: within its deadlines)."""
+
+    referral: Referral
+    overdue: Overdue | None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One line of a referral's history."""
+
+    seq: int
+    event_id: str
+    occurred_at: datetime
+    institution: str
+    lifecycle_event: str
+    status: str
+    previous_status: str | None
+    outcome: str
+    reason: str | None
+    message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A ``referral_overdue`` notice to one institution."""
+
+    referral_id: str
+    stage: str
+    level: int
+    recipient: str
+    role: str  # referring | supervisor
+    due_at: datetime
+    issued_at: datetime
+
+
+@dataclass
+class BatchResult:
+    """What a batch did: events applied, refused (with reasons), already seen."""
+
+    applied: int = 0
+    duplicates: int = 0
+    refused: list[tuple[Transition, str]] = field(default_factory=list)
+
+
+class Store:
+    """One tracker database; one writer (the service or a rebuild) at a time."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self._db = connection
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path, *, readonly: bool = False) -> Store:
+        """Open (creating it owner-only unless ``readonly``) the database at ``path``."""
+        try:
+            if readonly:
+                if not path.exists():
+                    raise TrackerStoreError(f"no tracker database at {path}")
+                db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+            else:
+                db = _create(path)
+        except sqlite3.Error as e:
+            raise TrackerStoreError(
+                f"cannot open the tracker database {path}: {e}"
+            ) from e
+        db.row_factory = sqlite3.Row
+        return cls(db, path)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._db.close()
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        try:
+            with self._db:
+                yield self._db
+        except sqlite3.Error as e:
+            raise TrackerStoreError(f"tracker database write failed: {e}") from e
+
+    def apply(self, events: Sequence[Transition]) -> BatchResult:
+        """Apply ``events`` in order, in one transaction; seen event ids are skipped."""
+        result = BatchResult()
+        with self._writing() as db:
+            for event in events:
+                if _seen(db, event.event_id):
+                    result.duplicates += 1
+                    continue
+                current = self._get(db, event.referral_id)
+                try:
+                    moved = apply(current, event)
+                except TransitionRefusedError as e:
+                    _record(db, event, REFUSED, e.reason, str(e))
+                    result.refused.append((event, e.reason))
+                    continue
+                _record(db, event, APPLIED, None, None)
+                _put(db, moved)
+                result.applied += 1
+        return result
+
+    def get(self, referral_id: str) -> Tracked | None:
+        """The referral ``referral_id`` with its overdue mark, or None."""
+        row = self._db.execute(
+            "SELECT * FROM referrals WHERE referral_id = ?", (referral_id,)
+        ).fetchone()
+        return None if row is None else _tracked(row)
+
+    def _get(self, db: sqlite3.Connection, referral_id: str) -> Referral | None:
+        row = db.execute(
+            "SELECT * FROM referrals WHERE referral_id = ?", (referral_id,)
+        ).fetchone()
+        return None if row is None else _referral(row)
+
+    def all(self) -> list[Tracked]:
+        """Every tracked referral, oldest first."""
+        rows = self._db.execute("SELECT * FROM referrals ORDER BY sent_at, referral_id")
+        return [_tracked(r) for r in rows]
+
+    def history(self, referral_id: str) -> list[Step]:
+        """Every event read for ``referral_id``, in the order it was read."""
+        rows = self._db.execute(
+            "SELECT * FROM history WHERE referral_id = ? ORDER BY seq", (referral_id,)
+        )
+        return [_step(r) for r in rows]
+
+    def refusals(self) -> dict[str, int]:
+        """Refused events by reason."""
+        rows = self._db.execute(
+            "SELECT reason, COUNT(*) FROM history WHERE outcome = ? GROUP BY reason",
+            (REFUSED,),
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def mark(
+        self, marks: dict[str, Overdue | None], notices: Sequence[Notice]
+    ) -> list[Notice]:
+        """Store overdue marks and the notices not issued before; return the new ones."""
+        issued = []
+        with self._writing() as db:
+            for referral_id, overdue in marks.items():
+                db.execute(
+                    "UPDATE referrals SET overdue_stage = ?, overdue_level = ?, "
+                    "overdue_due_at = ? WHERE referral_id = ?",
+                    (
+                        overdue.stage if overdue else None,
+                        overdue.level if overdue else 0,
+                        to_ms(overdue.due_at) if overdue else None,
+                        referral_id,
+                    ),
+                )
+            for notice in notices:
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO notices VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        notice.referral_id,
+                        notice.stage,
+                        notice.level,
+                        notice.recipient,
+                        notice.role,
+                        to_ms(notice.due_at),
+                        to_ms(notice.issued_at),
+                    ),
+                )
+                if cursor.rowcount:
+                    issued.append(notice)
+        return issued
+
+    def notices(self, referral_id: str | None = None) -> list[Notice]:
+        """Notices issued (for one referral, or all), oldest first."""
+        sql, args = "SELECT * FROM notices", tuple[str, ...]()
+        if referral_id is not None:
+            sql, args = sql + " WHERE referral_id = ?", (referral_id,)
+        rows = self._db.execute(sql + " ORDER BY issued_at, referral_id, level", args)
+        return [
+            Notice(
+                r["referral_id"],
+                r["stage"],
+                int(r["level"]),
+                r["recipient"],
+                r["role"],
+                _at(r["due_at"]),
+                _at(r["issued_at"]),
+            )
+            for r in rows
+        ]
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the topic alone determines: states and histories (for rebuild)."""
+        referrals = [
+            dict(r)
+            for r in self._db.execute(
+                f"SELECT {_REFERRAL_COLUMNS} FROM referrals ORDER BY referral_id"  # noqa: S608 - constant columns
+            )
+        ]
+        history = [
+            dict(r)
+            for r in self._db.execute(
+                "SELECT event_id, referral_id, occurred_at, institution, "
+                "lifecycle_event, status, previous_status, outcome, reason "
+                "FROM history ORDER BY seq"
+            )
+        ]
+        return {"referrals": referrals, "history": history}
+
+
+def _create(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fresh = not path.exists()
+    if fresh:
+        # Created owner-only before SQLite writes anything to it.
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    # One writer at a time (the service serialises its turns), from worker threads.
+    db = sqlite3.connect(path, timeout=10, check_same_thread=False)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = FULL")
+    db.executescript(_SCHEMA)
+    path.chmod(0o600)
+    return db
+
+
+def _seen(db: sqlite3.Connection, event_id: str) -> bool:
+    found = db.execute("SELECT 1 FROM history WHERE event_id = ?", (event_id,))
+    return found.fetchone() is not None
+
+
+def _record(
+    db: sqlite3.Connection,
+    event: Transition,
+    outcome: str,
+    reason: str | None,
+    message: str | None,
+) -> None:
+    db.execute(
+        "INSERT INTO history (event_id, referral_id, occurred_at, institution, "
+        "lifecycle_event, status, previous_status, outcome, reason, message) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            event.event_id,
+            event.referral_id,
+            to_ms(event.occurred_at),
+            event.source,
+            event.lifecycle_event,
+            event.status,
+            event.previous_status,
+            outcome,
+            reason,
+            message,
+        ),
+    )
+
+
+def _put(db: sqlite3.Connection, referral: Referral) -> None:
+    values = [
+        to_ms(getattr(referral, c)) if c in _TIMES else getattr(referral, c)
+        for c in _REFERRAL_COLUMNS.split(", ")
+    ]
+    db.execute(
+        f"INSERT INTO referrals ({_REFERRAL_COLUMNS}) "  # noqa: S608 - constant columns
+        f"VALUES ({', '.join('?' * len(values))}) "
+        "ON CONFLICT (referral_id) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in _REFERRAL_COLUMNS.split(", ")[1:]),
+        values,
+    )
+
+
+def _at(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _referral(row: sqlite3.Row) -> Referral:
+    values: dict[str, Any] = {
+        c: from_ms(row[c]) if c in _TIMES else row[c]
+        for c in _REFERRAL_COLUMNS.split(", ")
+    }
+    values["is_minor"] = bool(values["is_minor"])
+    return Referral(**values)
+
+
+def _tracked(row: sqlite3.Row) -> Tracked:
+    overdue = None
+    if row["overdue_stage"] is not None:
+        overdue = Overdue(
+            row["overdue_stage"], int(row["overdue_level"]), _at(row["overdue_due_at"])
+        )
+    return Tracked(_referral(row), overdue)
+
+
+def _step(row: sqlite3.Row) -> Step:
+    return Step(
+        int(row["seq"]),
+        row["event_id"],
+        _at(row["occurred_at"]),
+        row["institution"],
+        row["lifecycle_event"],
+        row["status"],
+        row["previous_status"],
+        row["outcome"],
+        row["reason"],
+        row["message"],
+    )
