@@ -5,8 +5,9 @@ bounded pool of consumers without a group, shared by every request: a burst of G
 opens at most ``size`` connections to the broker instead of one each, and a GET
 that finds every consumer busy waits briefly, then is refused as busy (503). A read
 is ``assign`` + ``seek``, ``getmany`` until every partition is read up to its
-``highwater()`` or the page is full; afterwards the consumer is unassigned so it
-fetches nothing while idle, and one that failed is closed rather than reused.
+``highwater()`` or the page is full; afterwards the consumer's partitions are
+paused so it fetches nothing while idle, and one that failed is closed rather than
+reused.
 (``end_offsets`` and ``offsets_for_times`` are wrong on the embedded broker.)
 """
 
@@ -31,6 +32,8 @@ from services.runtime.settings import KafkaSettings
 
 _MAX_CURSOR: Final = 4096
 _POLL_S: Final = 0.1
+# A consumer that does not stop in this time is abandoned (its broker is gone).
+_STOP_S: Final = 5.0
 Cursor = dict[int, int]
 
 
@@ -124,7 +127,10 @@ class TopicReader:
                         f"cannot read {topic}: {type(e).__name__}"
                     ) from e
                 raise
-            consumer.unsubscribe()
+            # Paused, it fetches nothing while idle; the next read's assign replaces
+            # the assignment. (unsubscribe would ask the broker for every topic's
+            # metadata, which the embedded broker after a restart never answers.)
+            consumer.pause(*consumer.assignment())
             self._idle.append(consumer)
             return page
         finally:
@@ -166,8 +172,8 @@ class TopicReader:
         # Let the consumer's internal task run once: stopping it before its first
         # step makes aiokafka re-raise that task's cancellation.
         await asyncio.sleep(0)
-        with contextlib.suppress(KafkaError, OSError):
-            await consumer.stop()
+        with contextlib.suppress(KafkaError, OSError, TimeoutError):
+            await asyncio.wait_for(consumer.stop(), _STOP_S)
 
     async def _read(
         self, consumer: AIOKafkaConsumer, topic: str, cursor: Cursor, limit: int
