@@ -180,9 +180,10 @@ class TopicReader:
     ) -> Page:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
-            # A fresh consumer may not hold metadata for the topic yet: ask for it.
-            await consumer.topics()
-            partitions = consumer.partitions_for_topic(topic)
+            # A pooled consumer's metadata covers what it was started with and the
+            # topics it read since: ask the broker (the topic may be new).
+            cluster = await consumer._client.fetch_all_metadata()
+            partitions = cluster.partitions_for_topic(topic)
         if not partitions:
             return Page([], dict(cursor))
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from services.gateway import deliveries
@@ -134,3 +135,25 @@ async def test_when_every_consumer_stays_busy_a_get_waits_briefly_then_gets_503(
     assert busy.json()["type"] == "urn:puente:problem:readers-busy"
     assert busy.headers["Retry-After"] == "3"
     assert done.status_code == 200
+
+
+async def test_a_pooled_reader_finds_a_topic_created_after_its_first_get(
+    single: GatewayService, kafka: KafkaSettings, unique: str
+) -> None:
+    institution = f"n{unique}"
+    topic = f"hub.out.{institution}.referral"
+    async with client(single, institution) as http:
+        before = await http.get("/v1/deliveries/referral")
+        await runtime_topics.create(kafka, {topic: 1})
+        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, b"\x00", headers=[("ce_id", b"e-1")])
+        finally:
+            await producer.stop()
+        after = await http.get("/v1/deliveries/referral")
+
+    assert before.json()["items"] == []
+    (item,) = after.json()["items"]
+    assert item["event_id"] == "e-1"
+    assert item["error"]["reason"]  # not an event: reported in place
