@@ -15,6 +15,7 @@ from services.gateway.cli import app as gateway_cli
 from services.kafkalocal import cli as kafka_cli
 from services.keys import cli as keys_cli
 from services.policy import cli as policy_cli
+from services.referrals import cli as referrals_cli
 from services.runtime.cli import PuenteGroup
 from services.sim import cli as sim_cli
 
@@ -34,6 +35,7 @@ cli_bench.app.command("gateway")(gateway_bench)
 app.add_typer(cli_bench.app, name="bench")
 app.add_typer(gateway_cli, name="gateway")
 app.add_typer(audit_cli.app, name="audit")
+app.add_typer(referrals_cli.app, name="referrals")
 app.add_typer(acl_cli.app, name="acl")
 app.add_typer(keys_cli.app, name="keys")
 app.command("subject-key")(keys_cli.subject_key)

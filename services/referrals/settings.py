@@ -25,7 +25,8 @@ class ReferralsSettings(BaseSettings):
     port: int = Field(default=9104, ge=0, le=65535)
     host: str = "127.0.0.1"
     recipient: str = TRACKER_ID
-    group_id: str = "puente-referrals"
+    # Under the group prefix the ACLs grant the tracker's identity (hub_referrals.*).
+    group_id: str = f"{TRACKER_ID}.tracker"
     max_batch: int = Field(default=500, ge=1)
     db_path: Path | None = None  # default: <state_dir>/referrals/tracker.sqlite
     deadlines_path: Path | None = None  # default: <policy_dir>/referral_deadlines.toml

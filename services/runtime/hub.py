@@ -23,6 +23,7 @@ BOOTSTRAP_ENV: Final = "PUENTE_KAFKA_BOOTSTRAP_SERVERS"
 STATE_ENV: Final = {
     "PUENTE_ROUTER_DEDUPE_PATH": "router-dedupe.sqlite",
     "PUENTE_AUDIT_LEDGER_PATH": "audit-ledger.sqlite",
+    "PUENTE_REFERRALS_DB_PATH": "referrals.sqlite",
 }
 # Where `puente up` keeps broker-bound state when it runs the embedded broker.
 EMBEDDED_STATE: Final = "embedded"
@@ -46,6 +47,9 @@ class ServiceSpec:
 # Order matters: consumers of hub.audit and hub.out start before the router feeds them.
 SPECS: Final = (
     ServiceSpec("audit", "services.audit", "AuditSettings", ("/health", "/metrics")),
+    ServiceSpec(
+        "referrals", "services.referrals", "ReferralsSettings", ("/health", "/metrics")
+    ),
     ServiceSpec("router", "services.router", "RouterSettings", ("/health", "/metrics")),
     ServiceSpec(
         "gateway", "services.gateway", "GatewaySettings", ("/docs", "/health", "/metrics")
