@@ -24,7 +24,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from services.referrals.deadlines import Clock
+from services.referrals.deadlines import ACKNOWLEDGE, SERVICE, URGENCIES, Clock
 from services.referrals.errors import TrackerStoreError
 from services.referrals.store import Store, Tracked
 
@@ -102,6 +102,7 @@ class TrackerCollector(Collector):
         now = self.clock()
         yield _open(tracked, now)
         yield _overdue(tracked)
+        yield _overdue_cases(tracked)
         yield _durations(
             "puente_referrals_time_to_acknowledge_seconds",
             "Time from receipt to acceptance or rejection, by urgency.",
@@ -168,6 +169,34 @@ def _overdue(tracked: Iterable[Tracked]) -> GaugeMetricFamily:
     )
     for labels, count in sorted(counts.items()):
         gauge.add_metric(labels, count)
+    return gauge
+
+
+def _overdue_cases(tracked: Iterable[Tracked]) -> GaugeMetricFamily:
+    """Overdue counts on a fixed label grid, zeros included, for alerts.
+
+    Every combination is always exported, so an alert on it is evaluated (and a
+    missing series never reads as "nothing overdue").
+    """
+    counts = Counter(
+        (
+            t.referral.urgency,
+            t.overdue.stage,
+            "true" if t.referral.is_minor else "false",
+        )
+        for t in tracked
+        if t.overdue is not None
+    )
+    gauge = GaugeMetricFamily(
+        "puente_referrals_overdue_cases",
+        "Open referrals past a deadline, by urgency, stage and whether the person is "
+        "a child (every combination, zeros included).",
+        labels=("urgency", "stage", "minor"),
+    )
+    for urgency in URGENCIES:
+        for stage in (ACKNOWLEDGE, SERVICE):
+            for minor in ("true", "false"):
+                gauge.add_metric((urgency, stage, minor), counts[urgency, stage, minor])
     return gauge
 
 
