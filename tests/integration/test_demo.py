@@ -57,6 +57,7 @@ def demo_env(tmp_path: Path, router_port: int) -> dict[str, str]:
         "PUENTE_STATE_DIR": str(tmp_path / "state"),
         "PUENTE_ROUTER_PORT": str(router_port),
         "PUENTE_GATEWAY_PORT": str(free_port()),
+        "PUENTE_GATEWAY_ADMIN_PORT": str(free_port()),
         "PUENTE_AUDIT_PORT": str(free_port()),
         "PUENTE_KAFKA_EMBEDDED_PORT": str(free_port()),
         "COLUMNS": "200",

@@ -63,6 +63,7 @@ def environment(
         patch.setenv("PUENTE_AUDIT_GROUP_ID", f"metrics-audit-{suffix}")
         for spec in hub.available():
             patch.setenv(f"PUENTE_{spec.name.upper()}_PORT", str(free_port()))
+        patch.setenv("PUENTE_GATEWAY_ADMIN_PORT", str(free_port()))
         yield
 
 
@@ -180,7 +181,9 @@ async def scrape_until_complete(
 
 
 async def scrape(http: httpx.AsyncClient, item: hub.Built) -> set[str]:
-    response = await http.get(f"http://127.0.0.1:{item.settings.port}/metrics")
+    # The gateway serves its metrics on its admin port.
+    port = getattr(item.settings, "admin_port", item.settings.port)
+    response = await http.get(f"http://127.0.0.1:{port}/metrics")
     assert response.status_code == 200, f"{item.spec.name}: {response.status_code}"
     return {
         sample.name

@@ -102,6 +102,15 @@ def service_port(name: str) -> int:
     return default
 
 
+def metrics_port(name: str) -> int:
+    """The port a Puente service serves /metrics on (the gateway: its admin port)."""
+    env = environment(services()[name])
+    admin = f"PUENTE_{name.upper()}_ADMIN_PORT"
+    if admin in env:
+        return int(interpolated(env[admin]))
+    return service_port(name)
+
+
 def yaml_file(path: Path) -> Any:
     """A YAML file of the repository."""
     return yaml.safe_load(path.read_text(encoding="utf-8"))

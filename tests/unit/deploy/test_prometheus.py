@@ -10,8 +10,8 @@ import pytest
 
 from tests.unit.deploy.support import (
     DEPLOY,
+    metrics_port,
     puente_services,
-    service_port,
     services,
     yaml_file,
 )
@@ -51,7 +51,7 @@ def test_every_hub_service_is_scraped_under_its_compose_name_and_port() -> None:
     }
     assert hub <= set(jobs)
     for name in hub:
-        assert jobs[name] == [f"{name}:{service_port(name)}"]
+        assert jobs[name] == [f"{name}:{metrics_port(name)}"]
 
 
 def test_every_target_is_a_compose_service_on_its_real_port() -> None:
@@ -62,7 +62,7 @@ def test_every_target_is_a_compose_service_on_its_real_port() -> None:
                 assert job == "prometheus"
                 continue
             assert host in services(), f"{job} scrapes {host}, no such service"
-            assert int(port) == service_port(host)
+            assert int(port) == metrics_port(host)
 
 
 def test_the_service_down_alert_watches_exactly_the_scraped_hub_services() -> None:
