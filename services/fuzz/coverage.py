@@ -11,6 +11,7 @@ libFuzzer's last status line.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ from typing import Any
 from services.fuzz.errors import FuzzSetupError
 
 _STATUS = re.compile(r"#(\d+)\s+DONE\s.*?exec/s:\s*(\d+)")
+_STATE_ENV = "PUENTE_FUZZ_COVERAGE_STATE"
 _NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 
 
@@ -50,6 +52,8 @@ def run(runs: int, *, seed: int, timeout: float = 3600.0) -> CoverageFigures:
              f"-seed={seed}", "-max_len=65536", f"-artifact_prefix={tmp}/", str(corpus)],
             capture_output=True,
             text=True,
+            # The target's development key goes into this run's own directory.
+            env={**os.environ, _STATE_ENV: str(Path(tmp) / "state")},
             timeout=timeout,
             check=False,
         )  # fmt: skip
@@ -81,7 +85,9 @@ class _Target:
         from services.router.pipeline import Limits, Pipeline  # noqa: PLC0415
         from services.runtime.settings import HubSettings  # noqa: PLC0415
 
-        self.state = tempfile.mkdtemp(prefix="puente-atheris-state-")
+        self.state = os.environ.get(_STATE_ENV) or tempfile.mkdtemp(
+            prefix="puente-atheris-state-"
+        )
         hub = HubSettings(state_dir=Path(self.state))
         self.catalog = Catalog.load(hub.schemas_dir)
         policy = load_policy(hub.policy_dir, self.catalog)

@@ -113,8 +113,13 @@ class RouterFigures:
         )
 
     def note(self, text: str) -> None:
-        """Keep a sample of what broke (no personal data: positions and reasons)."""
-        if len(self.samples) < _SAMPLES:
+        """Keep a sample of what broke (no personal data: positions and reasons).
+
+        Up to five of each kind (the text before its first colon), so a flood of
+        one finding does not hide another.
+        """
+        kind = text.partition(":")[0]
+        if sum(s.partition(":")[0] == kind for s in self.samples) < _SAMPLES:
             self.samples.append(text)
 
 
@@ -420,7 +425,10 @@ def _account_group(
     if len(spelled) > 1:
         # The ledger reads one UUID; the router de-duplicated by its spelling.
         figures.respelled_routed += len(spelled) - 1
-        figures.note(f"one event id routed in {len(spelled)} spellings ({members[0][3]})")
+        figures.note(
+            f"respelled: one event id routed in {len(spelled)} spellings"
+            f" at {members[0][3]}"
+        )
     if len({digest for digest, *_ in members}) > len(spelled):
         figures.unanswered += len(members)
         figures.note(
