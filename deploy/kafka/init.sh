@@ -1,6 +1,6 @@
 #!/bin/sh
 # The kafka-init job (apache/kafka image), run on every `docker compose up`:
-#   1. SCRAM users: the hub's three services from the environment, and one per
+#   1. SCRAM users: the hub's four services from the environment, and one per
 #      file of PUENTE_SECRETS_DIR/kafka-users: <institution id> (its own systems) and
 #      puente-gateway-reader.<institution id> (the gateway serving its HTTP pulls);
 #   2. the ACL bindings `puente acl plan --format kafka-acls` wrote for this policy.
@@ -12,6 +12,7 @@ set -eu
 : "${KAFKA_ROUTER_PASSWORD:?set KAFKA_ROUTER_PASSWORD}"
 : "${KAFKA_GATEWAY_PASSWORD:?set KAFKA_GATEWAY_PASSWORD}"
 : "${KAFKA_AUDIT_PASSWORD:?set KAFKA_AUDIT_PASSWORD}"
+: "${KAFKA_REFERRALS_PASSWORD:?set KAFKA_REFERRALS_PASSWORD}"
 : "${KAFKA_USERS_DIR:=/run/puente/kafka-users}"
 : "${ACL_PLAN:=/plan/acls.sh}"
 PATH=${KAFKA_HOME:-/opt/kafka}/bin:$PATH
@@ -42,6 +43,8 @@ scram() {
 scram puente-router "$KAFKA_ROUTER_PASSWORD"
 scram puente-gateway "$KAFKA_GATEWAY_PASSWORD"
 scram puente-audit "$KAFKA_AUDIT_PASSWORD"
+# The referral tracker reads as the policy's recipient hub_referrals (its ACLs).
+scram hub_referrals "$KAFKA_REFERRALS_PASSWORD"
 
 if [ -d "$KAFKA_USERS_DIR" ]; then
   for file in "$KAFKA_USERS_DIR"/*; do

@@ -15,6 +15,7 @@ from services.acl.settings import AclSettings
 from services.audit.settings import AuditSettings
 from services.gateway.settings import GatewaySettings
 from services.policy.settings import PolicySettings
+from services.referrals.settings import ReferralsSettings
 from services.router.settings import RouterSettings
 from services.runtime.settings import REPO_ROOT, HubSettings, KafkaSettings, TopicSettings
 
@@ -24,7 +25,7 @@ PUENTE_DOCKERFILE: Final = "deploy/Dockerfile"
 # Every settings class a Puente container reads (each with its own env prefix).
 SETTINGS: Final[tuple[type[BaseSettings], ...]] = (
     HubSettings, KafkaSettings, TopicSettings, PolicySettings, RouterSettings,
-    GatewaySettings, AuditSettings, AclSettings,
+    GatewaySettings, AuditSettings, AclSettings, ReferralsSettings,
 )  # fmt: skip
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}
 _INTERPOLATION: Final = re.compile(r"\$\{(\w+)(?:(:?)([-?])([^}]*))?\}")
