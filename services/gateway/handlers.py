@@ -48,10 +48,6 @@ log = logging.getLogger(__name__)
 
 JSON: Final = "application/json"
 _STATUS: Final = {Outcome.ACCEPTED: 202, Outcome.DUPLICATE: 200}
-# Delivery headers a recipient may see (DESIGN §3): never a rule id. Purpose and
-# legal basis are read by their names until services.contracts.headers has them.
-_PURPOSE: Final = "puente_purpose"
-_LEGAL_BASIS: Final = "puente_legal_basis"
 
 
 def json_response(
@@ -267,6 +263,8 @@ class Gateway:
             ) from e
 
     def _delivery(self, record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:
+        # The terms of the disclosure, never the rule that decided it: a rule's
+        # condition may read a field the recipient's view withholds.
         headers = record_headers(record)
         item: dict[str, Any] = {
             "partition": record.partition,
@@ -274,8 +272,8 @@ class Gateway:
             "event_id": headers.get("ce_id"),
             "event_type": headers.get("ce_type"),
             "view": headers.get(ce_headers.VIEW),
-            "purpose": headers.get(_PURPOSE),
-            "legal_basis": headers.get(_LEGAL_BASIS),
+            "purpose": headers.get(ce_headers.PURPOSE),
+            "legal_basis": headers.get(ce_headers.LEGAL_BASIS),
             "policy_version": headers.get(ce_headers.POLICY_VERSION),
         }
         try:
