@@ -128,6 +128,9 @@ async def test_a_posted_referral_reaches_its_receiving_institution_over_get(
     (mine,) = [i for i in items if i["event_id"] == event_id]
     assert mine["view"] == "FULL"
     assert "rule" not in mine
+    assert mine["purpose"]
+    assert mine["legal_basis"]
+    assert mine["policy_version"]
     assert mine["event"]["payload"]["referral_id"] == event["payload"]["referral_id"]
     assert mine["event"]["envelope"]["source_institution_id"] == source
     assert all(i["event_id"] != event_id for i in after["items"])
