@@ -6,7 +6,9 @@ the natural JSON of the CLI and the gateway do. A value that only the router let
 through would be delivered and then refused by the ledger (a disclosure without
 its entry). So both sides ask the same predicates here:
 
-- a ``uuid`` is text that ``uuid.UUID`` reads (what fastavro's uuid reader does);
+- a ``uuid`` is text in the canonical form (lowercase, hyphenated) that ``uuid.UUID``
+  reads: the other spellings ``uuid.UUID`` also reads (upper case, braces, no
+  hyphens, ``urn:uuid:``) would let one event id pass de-duplication twice;
 - a ``timestamp-millis`` lies in years 1 to 9999 (what ``datetime`` can hold);
 - a ``date`` likewise.
 
@@ -50,14 +52,13 @@ class NotAdmissibleError(RecordInvalidError):
 
 
 def is_uuid(value: Any) -> bool:
-    """Whether ``value`` is text the ledger reads as a UUID."""
+    """Whether ``value`` is a UUID written in its one canonical form."""
     if not isinstance(value, str):
         return False
     try:
-        uuid.UUID(value)
+        return str(uuid.UUID(value)) == value
     except ValueError:
         return False
-    return True
 
 
 def is_timestamp_ms(value: Any) -> bool:
@@ -112,7 +113,7 @@ def _fields_problem(
     for name in uuids:
         value = record.get(name)
         if value is not None and not is_uuid(value):
-            return f"{prefix}{name}: expected a UUID"
+            return f"{prefix}{name}: expected a UUID (lowercase, hyphenated)"
     for name in timestamps:
         value = record.get(name)
         if value is not None and not is_timestamp_ms(value):

@@ -166,6 +166,7 @@ class Pipeline:
     limits: Limits
     _audit: AuditEncoder = field(init=False)
     _rejection: SchemaEntry = field(init=False)
+    _reasons: frozenset[str] = field(init=False)
 
     _stamped: tuple[datetime, str] | None = field(init=False, default=None)
     _split: dict[int, segments.Segments | None] = field(init=False, default_factory=dict)
@@ -175,7 +176,8 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         self._audit = AuditEncoder(self.catalog.get("audit_entry"))
-        self._rejection = self.catalog.get("rejection", 1)
+        self._rejection = self.catalog.get("rejection")
+        self._reasons = _reason_codes(self._rejection)
 
     def warm(self, entries: Iterable[SchemaEntry]) -> None:
         """Build the readers and writers of ``entries`` now, before any record waits.
@@ -423,7 +425,9 @@ class Pipeline:
         rejection_id = audit_uuid(f"{record.topic}|{record.partition}|{record.offset}")
         datum = {
             "rejection_id": rejection_id,
-            "reason": rejected.reason,
+            # A code the schema lacks would make the rejection unwritable and stall
+            # the partition; it is sent as "other" (the message still says why).
+            "reason": rejected.reason if rejected.reason in self._reasons else "other",
             "message": rejected.message,
             "source_institution_id": rejected.source,
             "event_id": rejected.event_id,
@@ -443,6 +447,14 @@ class Pipeline:
             codec.encode(self._rejection, datum, plain=True),
             headers.build(event),
         )
+
+
+def _reason_codes(rejection: SchemaEntry) -> frozenset[str]:
+    """The reason codes the rejection schema can carry."""
+    [field_type] = [
+        f["type"] for f in rejection.schema["fields"] if f["name"] == "reason"
+    ]
+    return frozenset(field_type["symbols"])
 
 
 def audit_uuid(name: str) -> str:

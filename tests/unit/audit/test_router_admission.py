@@ -136,7 +136,7 @@ def test_a_non_uuid_event_id_is_refused_as_invalid_naming_the_field(
     decided = pipeline.inspect(inbound, NOW)
     assert isinstance(decided, Rejected)
     assert decided.reason == "invalid"
-    assert decided.message == "envelope.event_id: expected a UUID"
+    assert decided.message == "envelope.event_id: expected a UUID (lowercase, hyphenated)"
     assert "ORDER-4711" not in decided.message
 
 

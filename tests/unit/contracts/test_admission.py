@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import uuid
 from typing import Any
 
 import pytest
@@ -14,6 +16,8 @@ from services.contracts.errors import ContractError
 from services.contracts.natural import codec_for
 
 EVENT_ID = "3f1c9a52-6a0e-4f55-9d7e-2b9f0c1d2e3f"
+
+WANTED = "expected a UUID (lowercase, hyphenated)"
 
 
 def _logical_fields(entry: SchemaEntry, record: str | None) -> dict[str, set[str]]:
@@ -55,10 +59,22 @@ def test_the_entry_fields_checked_are_every_logical_typed_audit_entry_field(
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("event_id", "not-a-uuid", "envelope.event_id: expected a UUID"),
-        ("event_id", "", "envelope.event_id: expected a UUID"),
-        ("correlation_id", "x" * 36, "envelope.correlation_id: expected a UUID"),
-        ("causation_id", "12", "envelope.causation_id: expected a UUID"),
+        (
+            "event_id",
+            "not-a-uuid",
+            f"envelope.event_id: {WANTED}",
+        ),
+        ("event_id", "", f"envelope.event_id: {WANTED}"),
+        (
+            "correlation_id",
+            "x" * 36,
+            f"envelope.correlation_id: {WANTED}",
+        ),
+        (
+            "causation_id",
+            "12",
+            f"envelope.causation_id: {WANTED}",
+        ),
         ("occurred_at", 2**62, "envelope.occurred_at: expected a time in years 1"),
         ("recorded_at", -(2**62), "envelope.recorded_at: expected a time in years 1"),
         ("published_at", admission.MAX_TIMESTAMP_MS + 1, "envelope.published_at"),
@@ -78,8 +94,8 @@ def test_an_envelope_value_the_ledger_refuses_is_named_without_its_value(
 
 def test_an_envelope_of_valid_and_absent_values_is_admitted() -> None:
     envelope = {
-        "event_id": EVENT_ID.upper(),
-        "correlation_id": "{" + EVENT_ID + "}",
+        "event_id": EVENT_ID,
+        "correlation_id": EVENT_ID,
         "causation_id": None,
         "occurred_at": admission.MIN_TIMESTAMP_MS,
         "recorded_at": admission.MAX_TIMESTAMP_MS,
@@ -143,17 +159,38 @@ _EDGE_MS = st.sampled_from(
 @given(
     event_id=_UUID_TEXT, decided_at=st.one_of(_EDGE_MS, st.integers(-(2**63), 2**63 - 1))
 )
-def test_the_admission_of_an_entry_agrees_with_the_ledgers_conversion(
+def test_what_is_admitted_the_ledger_reads_and_only_canonical_ids_are_admitted(
     catalog: Catalog, event_id: str, decided_at: int
 ) -> None:
     plain = _entry_datum(catalog) | {"event_id": event_id, "decided_at": decided_at}
     admitted = admission.entry_problem(plain) is None
-    assert admitted == _ledger_reads(catalog, plain)
+    reads = _ledger_reads(catalog, plain)
+    if admitted:
+        assert reads
+    # Stricter than the ledger only in the spelling of ids: one spelling per UUID,
+    # so an event cannot pass de-duplication twice under two spellings.
+    canonical = reads and str(uuid.UUID(event_id)) == event_id
+    assert admitted == canonical
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        EVENT_ID.upper(),
+        "{" + EVENT_ID + "}",
+        EVENT_ID.replace("-", ""),
+        "urn:uuid:" + EVENT_ID,
+    ],
+)
+def test_another_spelling_of_a_uuid_is_refused(spelling: str) -> None:
+    problem = admission.event_problem({"envelope": {"event_id": spelling}})
+    assert problem == f"envelope.event_id: {WANTED}"
 
 
 def test_check_entry_raises_a_contract_error_naming_the_field(catalog: Catalog) -> None:
     plain = _entry_datum(catalog) | {"event_id": "nope"}
     with pytest.raises(
-        admission.NotAdmissibleError, match=r"^event_id: expected a UUID$"
+        admission.NotAdmissibleError,
+        match=rf"^event_id: {re.escape(WANTED)}$",
     ):
         admission.check_entry(plain)
