@@ -271,6 +271,7 @@ class AuditService:
             # stored with the entries, are the truth; offsets are committed after the
             # ledger's transaction only to report lag. A failed batch is sought back.
             ack_policy=AckPolicy.MANUAL,
+            parser=subscribers.tolerate_headers,
             decoder=subscribers.skip_bodies,  # the ingestor decodes the raw records
             # Only entries of committed router transactions (exactly-once routing).
             **subscriber_options(s.kafka, isolation_level="read_committed"),

@@ -133,6 +133,7 @@ class ReferralsService:
             max_records=s.max_batch,
             # Offsets are committed by the handler, after the database transaction.
             ack_policy=AckPolicy.MANUAL,
+            parser=subscribers.tolerate_headers,
             decoder=subscribers.skip_bodies,
             # Only deliveries of committed router transactions.
             **subscriber_options(s.kafka, isolation_level="read_committed"),

@@ -92,6 +92,7 @@ class RouterService:
             # (and of every batch before it) was acknowledged.
             ack_policy=AckPolicy.MANUAL,
             listener=_Rebalance(self.router.committer),
+            parser=subscribers.tolerate_headers,
             decoder=subscribers.skip_bodies,  # the router reads the raw records itself
             **subscriber_options(
                 settings.kafka, fetch_max_wait_ms=settings.fetch_max_wait_ms
