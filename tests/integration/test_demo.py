@@ -59,6 +59,7 @@ def demo_env(tmp_path: Path, router_port: int) -> dict[str, str]:
         "PUENTE_GATEWAY_PORT": str(free_port()),
         "PUENTE_GATEWAY_ADMIN_PORT": str(free_port()),
         "PUENTE_AUDIT_PORT": str(free_port()),
+        "PUENTE_REFERRALS_PORT": str(free_port()),
         "PUENTE_KAFKA_EMBEDDED_PORT": str(free_port()),
         "COLUMNS": "200",
     }
@@ -66,6 +67,7 @@ def demo_env(tmp_path: Path, router_port: int) -> dict[str, str]:
         "PUENTE_KAFKA_BOOTSTRAP_SERVERS",
         "PUENTE_ROUTER_DEDUPE_PATH",
         "PUENTE_AUDIT_LEDGER_PATH",
+        "PUENTE_REFERRALS_DB_PATH",
     ):
         env.pop(name, None)
     return env
