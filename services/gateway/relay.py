@@ -7,11 +7,13 @@ failed partition is sent again from its first unsent row with exponential backof
 so a broker error can publish a row twice (at-least-once; the router dedupes by
 ``event_id``) but never loses one or puts a later row of a partition ahead of it.
 
-A row the broker can never take is not retried: one larger than the router's or
-the producer's limit (possible only for rows stored before the gateway checked
-sizes) is refused before sending, and one the broker answers with a too-large
-error is refused after it, each counted in ``puente_relay_refused``. Otherwise it
-would be retried forever and hold back every row behind it.
+A row the broker can never take is not retried: one larger than the producer's
+request size (possible only for rows stored before the gateway checked sizes) is
+refused before sending, and one the broker answers with a too-large error is
+refused after it, each counted in ``puente_relay_refused``. Otherwise it would be
+retried forever and hold back every row behind it. A row the broker takes but the
+router refuses is sent: the router answers it on ``hub.rejected.<source>``, where
+its publisher reads why.
 
 The producer is aiokafka's, not FastStream's: measured on the embedded broker with
 1.5 KB records, aiokafka sent 15-16k records/s, FastStream's ``publish`` 12k/s and
@@ -195,7 +197,7 @@ class Relay:
         return len(sent) + len(refused)
 
     async def _without_oversized(self, rows: list[Pending]) -> list[Pending]:
-        """``rows`` less those larger than the router or the producer accepts."""
+        """``rows`` less those larger than the producer may send."""
         if self._limits is None:
             return rows
         limits = self._limits
@@ -380,9 +382,7 @@ class _Sent:
 
 
 def _size(row: Pending, limits: Limits) -> bool:
-    """Whether ``row`` is larger than ``limits`` allow (the checks of ingest)."""
-    if len(row.value) > limits.event_bytes:
-        return True
+    """Whether ``row`` is larger than one record the producer may send."""
     extra = len(row.key or b"") + sum(len(k) + len(v) for k, v in row.headers)
     return len(row.value) + extra > limits.record_bytes
 

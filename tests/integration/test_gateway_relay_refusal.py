@@ -31,6 +31,7 @@ from services.runtime.settings import HubSettings, KafkaSettings
 
 pytestmark = pytest.mark.integration
 ROUTER_LIMIT = RouterSettings().max_event_bytes
+RECORD_LIMIT = GatewaySettings().max_record_bytes()
 
 
 @pytest.fixture
@@ -94,18 +95,23 @@ async def refused_metric(service: GatewayService) -> str:
     )
 
 
-async def test_a_stored_event_larger_than_the_router_accepts_is_refused_not_retried(
+async def test_a_stored_event_larger_than_a_kafka_request_is_refused_not_retried(
     service: GatewayService, kafka: KafkaSettings, unique: str
 ) -> None:
     source = f"t{unique}"
-    rows = [row(source, 100), row(source, ROUTER_LIMIT + 1), row(source, 100)]
+    # As a gateway before the size checks stored them: 4 MiB (Kafka takes 1 MiB),
+    # and one over the router's limit only, which the router answers with a
+    # rejection its publisher can read.
+    sizes = [100, 4 * 1024 * 1024, ROUTER_LIMIT + 1, 100]
+    rows = [row(source, size) for size in sizes]
     await service.gateway.outbox.append(rows)
 
     assert await settled(service), "the relay is stuck on the oversized row"
-    ids = await relayed_ids(kafka, rows[0].topic, 2)
+    ids = await relayed_ids(kafka, rows[0].topic, 3)
     refused = await service.gateway.outbox.refused()
 
-    assert ids == [rows[0].event_id, rows[2].event_id]
+    assert ROUTER_LIMIT < RECORD_LIMIT < 4 * 1024 * 1024
+    assert ids == [rows[0].event_id, rows[2].event_id, rows[3].event_id]
     assert [(event_id, why) for _, event_id, why in refused] == [
         (rows[1].event_id, "too_large")
     ]
