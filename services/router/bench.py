@@ -142,18 +142,6 @@ async def run(
         inputs = Traffic(seed, lambda: datetime.now(UTC)).take(events)
         bench = _Bench(catalog, policy, inputs, Path(tmp), echo, where, transactions)
 
-        async with bench.phase("latency") as phase:
-            latencies, broker_cpu = await _latency_phase(
-                bench.settings(phase.kafka, "latency"),
-                catalog,
-                policy=policy,
-                seed=seed,
-                rate=rate,
-                duration=duration,
-                phase=phase,
-            )
-        echo(f"latency at {rate:,.0f}/s measured over {len(latencies)} events")
-
         async with bench.phase("workers") as phase:
             kafka = phase.kafka
             # The processes join an idle group first, so no rebalance happens while
@@ -170,6 +158,20 @@ async def run(
         echo(f"router, {workers} processes: {workers_eps:,.0f} events/s")
 
         pairs = [await bench.pair(events, n) for n in range(1, rounds + 1)]
+
+        # Last: a freshly started Apache Kafka is slow in its first seconds of load
+        # (its JVM compiles the hot paths), which the throughput phases absorb.
+        async with bench.phase("latency") as phase:
+            latencies, broker_cpu = await _latency_phase(
+                bench.settings(phase.kafka, "latency"),
+                catalog,
+                policy=policy,
+                seed=seed,
+                rate=rate,
+                duration=duration,
+                phase=phase,
+            )
+        echo(f"latency at {rate:,.0f}/s measured over {len(latencies)} events")
     p50, p99 = _percentiles(latencies)
     fifths = [
         latencies[k * len(latencies) // 5 : (k + 1) * len(latencies) // 5]
