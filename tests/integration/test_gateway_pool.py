@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from services.gateway import deliveries
@@ -24,7 +24,7 @@ from services.runtime.settings import HubSettings, KafkaSettings
 pytestmark = pytest.mark.integration
 
 
-class Counted(deliveries.AIOKafkaConsumer):  # type: ignore[misc]
+class Counted(AIOKafkaConsumer):  # type: ignore[misc]
     """The consumer the reader builds, counted."""
 
     made = 0
