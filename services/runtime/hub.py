@@ -44,6 +44,7 @@ class ServiceSpec:
     paths: tuple[str, ...]
 
 
+_ADMIN: Final = ("/docs", "/metrics")
 # Order matters: consumers of hub.audit and hub.out start before the router feeds them.
 SPECS: Final = (
     ServiceSpec("audit", "services.audit", "AuditSettings", ("/health", "/metrics")),
@@ -51,9 +52,7 @@ SPECS: Final = (
         "referrals", "services.referrals", "ReferralsSettings", ("/health", "/metrics")
     ),
     ServiceSpec("router", "services.router", "RouterSettings", ("/health", "/metrics")),
-    ServiceSpec(
-        "gateway", "services.gateway", "GatewaySettings", ("/docs", "/health", "/metrics")
-    ),
+    ServiceSpec("gateway", "services.gateway", "GatewaySettings", ("/health",)),
 )
 
 
@@ -70,7 +69,12 @@ class Built:
     def endpoints(self) -> list[str]:
         """URLs an operator opens."""
         host = getattr(self.settings, "host", "127.0.0.1")
-        return [f"http://{host}:{self.settings.port}{p}" for p in self.spec.paths]
+        urls = [f"http://{host}:{self.settings.port}{p}" for p in self.spec.paths]
+        # The gateway serves its documents and metrics on a separate admin port.
+        admin = getattr(self.settings, "admin_port", None)
+        if admin is not None:
+            urls += [f"http://{self.settings.admin_host}:{admin}{p}" for p in _ADMIN]
+        return urls
 
 
 def available() -> list[ServiceSpec]:
