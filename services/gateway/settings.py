@@ -25,7 +25,7 @@ class GatewaySettings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     # /metrics, /docs and /openapi.json are served here only, not on the public port.
     admin_host: str = "127.0.0.1"
-    admin_port: int = Field(default=9103, ge=0, le=65535)
+    admin_port: int = Field(default=8081, ge=0, le=65535)
     # None: <state_dir>/gateway/outbox.sqlite and tokens.sqlite.
     outbox_path: Path | None = None
     tokens_path: Path | None = None

@@ -38,7 +38,7 @@ def test_the_admin_listener_defaults_to_loopback_on_its_own_port() -> None:
     settings = GatewaySettings()
 
     assert settings.admin_host == "127.0.0.1"
-    assert settings.admin_port == 9103
+    assert settings.admin_port == 8081
     assert settings.admin_port != settings.port
 
 
