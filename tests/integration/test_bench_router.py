@@ -6,10 +6,15 @@ import re
 
 import psutil
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from typer.testing import CliRunner
 
 from services.cli import app
 from services.router import bench
+from services.router.bench_brokers import start_at_end
+from services.runtime import topics as runtime_topics
+from services.runtime.kafka import consumer_config, producer_config
+from services.runtime.settings import KafkaSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -71,3 +76,34 @@ def test_the_bench_measures_on_a_local_apache_kafka_with_transactions_off_and_on
     assert not [
         p for p in psutil.Process().children(recursive=True) if "java" in p.name()
     ]
+
+
+async def test_a_phase_on_a_reused_broker_reads_only_the_events_published_after_it_began(
+    kafka: KafkaSettings, unique: str
+) -> None:
+    topic = f"hub.in.b{unique}.return_arrival"
+    await runtime_topics.create(kafka, {topic: 2})
+    producer = AIOKafkaProducer(**producer_config(kafka, "bench-test"))
+    await producer.start()
+    try:
+        for n in range(6):  # what an earlier phase or run left on both partitions
+            await producer.send_and_wait(topic, b"old", key=str(n).encode())
+        await start_at_end(kafka, f"bench-{unique}", {topic: 2, "hub.audit": 1})
+        await producer.send_and_wait(topic, b"new")
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(**consumer_config(kafka, f"bench-{unique}", "bench-test"))
+    consumer.subscribe([topic])
+    await consumer.start()
+    try:
+        seen: list[bytes] = []
+        for _ in range(20):
+            batch = await consumer.getmany(timeout_ms=250)
+            seen += [r.value for records in batch.values() for r in records if r.value]
+            if seen:
+                break
+        late = await consumer.getmany(timeout_ms=500)  # anything older comes by now
+        seen += [r.value for records in late.values() for r in records if r.value]
+        assert seen == [b"new"]
+    finally:
+        await consumer.stop()
