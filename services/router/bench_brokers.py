@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -35,6 +35,15 @@ from services.runtime.settings import KafkaSettings
 INBOUND = re.compile(r"hub\.in\..*")
 EMBEDDED = "embedded broker"
 CpuReader = Callable[[], float | None]
+_PLAINTEXT: Mapping[str, Any] = {
+    "security_protocol": "PLAINTEXT",
+    "sasl_mechanism": None,
+    "sasl_username": None,
+    "sasl_password": None,
+    "ssl_cafile": None,
+    "ssl_certfile": None,
+    "ssl_keyfile": None,
+}
 
 
 class BenchBrokerError(PuenteError):
@@ -76,7 +85,11 @@ class Embedded:
         """Start a broker, create the topics; a fresh broker has no group offsets."""
         del groups  # nothing was ever committed on a fresh broker
         with EmbeddedBroker() as broker:
-            kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers)
+            # Plain text whatever PUENTE_KAFKA_* say: they may name the Apache Kafka
+            # that the same run measures next.
+            kafka = KafkaSettings(
+                bootstrap_servers=broker.bootstrap_servers, **_PLAINTEXT
+            )
             await runtime_topics.create(kafka, wanted)
             yield Phase(kafka, broker.cpu_seconds)
 
