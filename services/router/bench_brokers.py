@@ -111,8 +111,8 @@ class ApacheKafka:
     ) -> AsyncIterator[Phase]:
         """Create missing topics, then move ``groups`` to the end of the inbound ones."""
         if await runtime_topics.create(self.kafka, wanted):
-            # Fresh partitions refuse writes for a moment (NotEnoughReplicas), which
-            # the first phase would count as latency: wait until each has its ISR.
+            # A partition created a moment ago may have no leader yet; the first
+            # phase's clock must not run while the broker settles it.
             await partitions_of(self.kafka, sorted(wanted))
         for group in groups:
             await start_at_end(self.kafka, group, wanted)
