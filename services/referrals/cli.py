@@ -169,6 +169,7 @@ def show(
             err.print(f"error: {error}")
             raise typer.Exit(1) from error
         history, notices = store.history(referral_id), store.notices(referral_id)
+        waiting = store.waiting(referral_id)
     finally:
         store.close()
     if as_json:
@@ -183,6 +184,15 @@ def show(
                     "reason": s.reason,
                 }
                 for s in history
+            ],
+            "waiting": [
+                {
+                    "occurred_at": w.occurred_at.isoformat(),
+                    "institution": w.source,
+                    "lifecycle_event": w.lifecycle_event,
+                    "previous_status": w.previous_status,
+                }
+                for w in waiting
             ],
             "notices": [
                 {
@@ -213,6 +223,11 @@ def show(
             local(s.occurred_at), s.institution, s.lifecycle_event, s.status, outcome
         )
     out.print(table)
+    for w in waiting:
+        out.print(
+            f"waiting: {w.lifecycle_event} from {w.source} at {local(w.occurred_at)} "
+            f"(it leaves {w.previous_status}; read before the event it follows)"
+        )
     for n in notices:
         out.print(
             f"notice referral_overdue ({n.stage}, level {n.level}) to {n.recipient} "
@@ -252,7 +267,8 @@ def rebuild_command(
     except ReferralsError as e:
         err.print(f"error: {e}")
         raise typer.Exit(1) from e
-    out.print(
+    # Plain lines (paths are not wrapped): scripts read them.
+    typer.echo(
         f"rebuilt {target}: {done.records} record(s), {done.applied} applied, "
         f"{done.refused} refused, {done.unreadable} unreadable"
     )
@@ -268,4 +284,4 @@ def rebuild_command(
             f"{len(differ)} referral(s) differ from {live}: {', '.join(differ[:20])}"
         )
         raise typer.Exit(1)
-    out.print(f"the rebuilt state matches {live}")
+    typer.echo(f"the rebuilt state matches {live}")

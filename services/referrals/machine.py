@@ -92,6 +92,15 @@ class TransitionRefusedError(ReferralsError):
         self.reason = reason
 
 
+class TransitionEarlyError(TransitionRefusedError):
+    """An event that may apply once an earlier one arrives: it waits for it.
+
+    Each institution publishes on its own topic, and nothing orders two topics: the
+    receiving institution's ACCEPTED can reach the tracker before the referring
+    institution's CREATED. Such an event is kept aside, not refused.
+    """
+
+
 def apply(current: Referral | None, event: Transition) -> Referral:
     """The referral after ``event``; `TransitionRefusedError` if it may not happen."""
     problem = lifecycle.transition_problem(event.payload(), event.source)
@@ -99,7 +108,7 @@ def apply(current: Referral | None, event: Transition) -> Referral:
         raise TransitionRefusedError(*problem)
     if current is None:
         if event.lifecycle_event != "CREATED":
-            raise TransitionRefusedError(
+            raise TransitionEarlyError(
                 lifecycle.UNKNOWN_REFERRAL,
                 f"{event.lifecycle_event} for a referral the hub never saw created",
             )
@@ -123,13 +132,16 @@ def _check_against(current: Referral, event: Transition) -> None:
             lifecycle.PARTY_MISMATCH,
             f"the referral is addressed to {current.receiving}, not {event.receiving}",
         )
+    stale = event.occurred_at < current.updated_at - CLOCK_SKEW
     if event.previous_status != current.status:
-        raise TransitionRefusedError(
+        # A later event of an open referral may wait for the ones it follows.
+        early = current.open and not stale
+        raise (TransitionEarlyError if early else TransitionRefusedError)(
             lifecycle.TRANSITION_INVALID,
             f"the referral is {current.status}; {event.lifecycle_event} leaves "
             f"{event.previous_status} (out of order or replayed)",
         )
-    if event.occurred_at < current.updated_at - CLOCK_SKEW:
+    if stale:
         raise TransitionRefusedError(
             lifecycle.TRANSITION_INVALID,
             f"{event.lifecycle_event} occurred before the referral's last transition "

@@ -96,6 +96,7 @@ class TrackerCollector(Collector):
             return
         try:
             tracked, refusals = store.all(), store.refusals()
+            waiting = len(store.waiting())
             notices = Counter((n.role, n.stage, str(n.level)) for n in store.notices())
         finally:
             store.close()
@@ -131,6 +132,11 @@ class TrackerCollector(Collector):
         for reason, count in sorted(refusals.items()):
             refused.add_metric((reason,), count)
         yield refused
+        yield GaugeMetricFamily(
+            "puente_referrals_waiting_events",
+            "Lifecycle events read before the ones they follow, waiting for them.",
+            value=waiting,
+        )
 
 
 def _open(tracked: Iterable[Tracked], now: datetime) -> GaugeMetricFamily:

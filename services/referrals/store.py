@@ -2,7 +2,9 @@
 
 State is event-sourced: every lifecycle event the tracker reads is kept in
 ``history`` under its event id (applied, or refused with its reason), and the
-``referrals`` row is what applying the accepted ones in order gives. One batch of
+``referrals`` row is what applying the accepted ones in order gives. An event that
+arrives before the one it follows (another institution's topic was read first)
+waits in ``pending`` and is applied, in time order, once it follows. One batch of
 events is one transaction, written before the consumer commits its offsets: an
 event read again after a crash finds its id in ``history`` and changes nothing.
 Notices are keyed by referral, stage, level and recipient, so no escalation is
@@ -13,6 +15,8 @@ data; it is created readable by its owner only.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -25,12 +29,14 @@ from services.referrals.errors import TrackerStoreError
 from services.referrals.machine import (
     Referral,
     Transition,
+    TransitionEarlyError,
     TransitionRefusedError,
     apply,
 )
 
 APPLIED: Final = "applied"
 REFUSED: Final = "refused"
+WAITING: Final = "waiting"
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS referrals (
     referral_id TEXT PRIMARY KEY,
@@ -66,6 +72,13 @@ CREATE TABLE IF NOT EXISTS history (
     message TEXT
 );
 CREATE INDEX IF NOT EXISTS history_by_referral ON history (referral_id, seq);
+CREATE TABLE IF NOT EXISTS pending (
+    event_id TEXT PRIMARY KEY,
+    referral_id TEXT NOT NULL,
+    occurred_at INTEGER NOT NULL,
+    transition TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pending_by_referral ON pending (referral_id, occurred_at);
 CREATE TABLE IF NOT EXISTS notices (
     referral_id TEXT NOT NULL,
     stage TEXT NOT NULL,
@@ -157,6 +170,8 @@ class BatchResult:
 
     applied: int = 0
     duplicates: int = 0
+    waiting: int = 0  # events of the batch kept aside until the ones they follow arrive
+    released: int = 0  # waiting events (of this batch or earlier) applied or refused
     refused: list[tuple[Transition, str]] = field(default_factory=list)
 
 
@@ -204,17 +219,51 @@ class Store:
                 if _seen(db, event.event_id):
                     result.duplicates += 1
                     continue
-                current = self._get(db, event.referral_id)
-                try:
-                    moved = apply(current, event)
-                except TransitionRefusedError as e:
-                    _record(db, event, REFUSED, e.reason, str(e))
-                    result.refused.append((event, e.reason))
-                    continue
-                _record(db, event, APPLIED, None, None)
-                _put(db, moved)
-                result.applied += 1
+                if self._step(db, event, result) == APPLIED:
+                    self._release(db, event.referral_id, result)
         return result
+
+    def _step(
+        self, db: sqlite3.Connection, event: Transition, result: BatchResult
+    ) -> str:
+        """Apply, refuse or keep aside one event; which of the three happened."""
+        outcome = self._attempt(db, event, result)
+        if outcome == WAITING:
+            _park(db, event)
+            result.waiting += 1
+        return outcome
+
+    def _attempt(
+        self, db: sqlite3.Connection, event: Transition, result: BatchResult
+    ) -> str:
+        """Apply or refuse ``event``, or leave it be (WAITING) if it comes too early."""
+        try:
+            moved = apply(self._get(db, event.referral_id), event)
+        except TransitionEarlyError:
+            return WAITING
+        except TransitionRefusedError as e:
+            _record(db, event, REFUSED, e.reason, str(e))
+            result.refused.append((event, e.reason))
+            return REFUSED
+        _record(db, event, APPLIED, None, None)
+        _put(db, moved)
+        result.applied += 1
+        return APPLIED
+
+    def _release(
+        self, db: sqlite3.Connection, referral_id: str, result: BatchResult
+    ) -> None:
+        """Apply the waiting events of ``referral_id`` that now follow, in time order."""
+        progress = True
+        while progress:
+            progress = False
+            for event in _parked(db, referral_id):
+                if self._attempt(db, event, result) == WAITING:
+                    continue
+                db.execute("DELETE FROM pending WHERE event_id = ?", (event.event_id,))
+                result.released += 1
+                progress = True
+                break
 
     def get(self, referral_id: str) -> Tracked | None:
         """The referral ``referral_id`` with its overdue mark, or None."""
@@ -318,7 +367,20 @@ class Store:
                 "FROM history ORDER BY seq"
             )
         ]
-        return {"referrals": referrals, "history": history}
+        pending = [
+            dict(r)
+            for r in self._db.execute(
+                "SELECT event_id, referral_id FROM pending ORDER BY event_id"
+            )
+        ]
+        return {"referrals": referrals, "history": history, "pending": pending}
+
+    def waiting(self, referral_id: str | None = None) -> list[Transition]:
+        """Events kept aside until the ones they follow arrive (one referral, or all)."""
+        if referral_id is not None:
+            return _parked(self._db, referral_id)
+        rows = self._db.execute("SELECT transition FROM pending ORDER BY occurred_at")
+        return [_transition(r[0]) for r in rows]
 
 
 def _create(path: Path) -> sqlite3.Connection:
@@ -337,8 +399,38 @@ def _create(path: Path) -> sqlite3.Connection:
 
 
 def _seen(db: sqlite3.Connection, event_id: str) -> bool:
-    found = db.execute("SELECT 1 FROM history WHERE event_id = ?", (event_id,))
+    found = db.execute(
+        "SELECT 1 FROM history WHERE event_id = ? "
+        "UNION ALL SELECT 1 FROM pending WHERE event_id = ?",
+        (event_id, event_id),
+    )
     return found.fetchone() is not None
+
+
+def _park(db: sqlite3.Connection, event: Transition) -> None:
+    values = dataclasses.asdict(event)
+    for name in ("occurred_at", "response_due_at"):
+        values[name] = to_ms(values[name])
+    db.execute(
+        "INSERT INTO pending VALUES (?, ?, ?, ?)",
+        (event.event_id, event.referral_id, to_ms(event.occurred_at), json.dumps(values)),
+    )
+
+
+def _parked(db: sqlite3.Connection, referral_id: str) -> list[Transition]:
+    rows = db.execute(
+        "SELECT transition FROM pending WHERE referral_id = ? "
+        "ORDER BY occurred_at, event_id",
+        (referral_id,),
+    )
+    return [_transition(r[0]) for r in rows]
+
+
+def _transition(text: str) -> Transition:
+    values = json.loads(text)
+    for name in ("occurred_at", "response_due_at"):
+        values[name] = from_ms(values[name])
+    return Transition(**values)
 
 
 def _record(

@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from prometheus_client import CollectorRegistry
+from typer.testing import CliRunner
 
+from services.cli import app
 from services.contracts.catalog import Catalog
 from services.referrals.app import ReferralsService
 from services.referrals.rebuild import differences, rebuild
@@ -290,6 +292,34 @@ async def test_a_rebuild_from_the_topic_gives_the_live_state(
         assert tracked.referral.status == "DONE"
     finally:
         live.close()
+        rebuilt.close()
+
+
+async def test_the_rebuild_command_reports_that_the_rebuilt_state_matches(
+    tracker: tuple[ReferralsService, SetClock],
+    kafka: KafkaSettings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service, _ = tracker
+    referral_id = str(uuid.uuid4())
+    created = referral_event(referral_id, "CREATED", "SENT", None, source="dgme", at=T0)
+    await publish(kafka, service.catalog, created)
+    await until(service, referral_id, lambda t: True)
+    monkeypatch.setenv("PUENTE_KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap_servers or "")
+    monkeypatch.setenv("PUENTE_STATE_DIR", str(tmp_path))
+    target = tmp_path / "rebuilt.sqlite"
+    argv = ["referrals", "rebuild", "--db", str(service.settings.db_file)]
+    # The command runs its own event loop: off this one.
+    result = await asyncio.to_thread(
+        CliRunner().invoke, app, [*argv, "--out", str(target)]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"the rebuilt state matches {service.settings.db_file}" in result.stdout
+    rebuilt = Store.open(target, readonly=True)
+    try:
+        assert rebuilt.get(referral_id) is not None
+    finally:
         rebuilt.close()
 
 

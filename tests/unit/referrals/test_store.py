@@ -59,3 +59,34 @@ def test_state_survives_reopening_the_database(tmp_path: Path) -> None:
     assert tracked.referral.status == "ACCEPTED"
     assert tracked.referral.acknowledged_at == START + timedelta(hours=1)
     assert [s.lifecycle_event for s in reopened.history("r-1")] == ["CREATED", "ACCEPTED"]
+
+
+def test_an_answer_read_before_the_referral_waits_for_it(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "t.sqlite")
+    created, accepted, started, completed = (
+        served()[0],
+        served()[1],
+        served()[3],
+        served()[4],
+    )
+    early = store.apply([accepted, started])
+    assert (early.applied, early.waiting, early.refused) == (0, 2, [])
+    assert store.get("r-1") is None
+    assert [e.lifecycle_event for e in store.waiting("r-1")] == [
+        "ACCEPTED",
+        "SERVICE_STARTED",
+    ]
+    # a redelivery of a waiting event is a duplicate
+    assert store.apply([accepted]).duplicates == 1
+    done = store.apply([created, completed])
+    assert (done.applied, done.waiting, done.released) == (4, 0, 2)
+    tracked = store.get("r-1")
+    assert tracked is not None
+    assert tracked.referral.status == "DONE"
+    assert store.waiting() == []
+    assert [s.lifecycle_event for s in store.history("r-1")] == [
+        "CREATED",
+        "ACCEPTED",
+        "SERVICE_STARTED",
+        "COMPLETED",
+    ]
