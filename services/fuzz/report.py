@@ -27,7 +27,8 @@ def router_lines(figures: RouterFigures) -> list[str]:
         f"  routed:    {figures.routed_events:,} events, {figures.deliveries:,} "
         f"deliveries, {figures.audit_entries:,} audit entries",
         f"  no rule:   {figures.no_rule_events:,}   duplicates: {figures.duplicates:,}",
-        f"  answered:  {figures.answered:,} of {figures.inputs:,}   "
+        f"  answered:  {figures.answered:,} of {figures.inputs - figures.unsent:,} "
+        f"sent ({figures.unsent:,} the broker refused)   "
         f"unanswered: {figures.unanswered:,}",
         f"  crashes:   {figures.crashes:,} (stalled rounds {figures.stalled_rounds})",
         f"  deliveries without a ledger entry: {figures.unaudited_deliveries:,}   "

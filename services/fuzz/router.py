@@ -66,6 +66,8 @@ class RouterFigures:
     """What the router campaign measured (counts over every round)."""
 
     inputs: int = 0
+    # Inputs the broker would not take (never reached the router; owe no answer).
+    unsent: int = 0
     made: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
     routed_events: int = 0
@@ -109,7 +111,7 @@ class RouterFigures:
             and self.unaudited_deliveries == 0
             and self.ledger_refused == 0
             and self.respelled_routed == 0
-            and self.answered == self.inputs
+            and self.answered + self.unsent == self.inputs
         )
 
     def note(self, text: str) -> None:
@@ -233,7 +235,7 @@ class _Round:
         watch = CrashWatch()
         with watch.watching():
             try:
-                positions = await self._produce(inputs)
+                positions = await self._produce(inputs, figures)
                 await self._wait_routed(len(inputs), progress)
             except FuzzStalledError as e:
                 figures.inputs += len(inputs)
@@ -242,6 +244,7 @@ class _Round:
                 figures.crashes += 1
                 figures.stalled_rounds += 1
                 figures.note(f"stall: {e}")
+                progress(len(inputs))  # the round is over, answered or not
             else:
                 outputs = await self._collect()
                 _account(self.router, inputs, positions, outputs, figures)
@@ -252,22 +255,32 @@ class _Round:
             figures.crashes += 1
             figures.note("crash: the router stopped running")
 
-    async def _produce(self, inputs: Sequence[RawInput]) -> list[Position]:
+    async def _produce(
+        self, inputs: Sequence[RawInput], figures: RouterFigures
+    ) -> list[Position | None]:
+        """Each input's position; None for one the broker would not take.
+
+        The embedded broker now and then answers a produce with a retriable error
+        (NotLeaderForPartition) that outlives the client's own retries; such an
+        input is sent again a few times, then counted as unsent (it never reached
+        the router, so it owes no answer).
+        """
         producer = AIOKafkaProducer(**producer_config(self.kafka, "fuzz-ministries"))
         await producer.start()
-        positions: list[Position] = []
+        positions: list[Position | None] = []
         try:
             for at in range(0, len(inputs), _PRODUCE_CHUNK):
+                chunk = inputs[at : at + _PRODUCE_CHUNK]
                 pending = [
                     await producer.send(r.topic, r.value, key=r.key, headers=r.headers)
-                    for r in inputs[at : at + _PRODUCE_CHUNK]
+                    for r in chunk
                 ]
-                positions.extend(
-                    (meta.topic, meta.partition, meta.offset)
-                    for meta in await asyncio.gather(*pending)
-                )
-        except KafkaError as e:
-            raise FuzzStalledError(f"the embedded broker refused an input: {e}") from e
+                done = await asyncio.gather(*pending, return_exceptions=True)
+                for record, meta in zip(chunk, done, strict=True):
+                    if isinstance(meta, BaseException):
+                        positions.append(await _resend(producer, record, figures))
+                    else:
+                        positions.append((meta.topic, meta.partition, meta.offset))
         finally:
             await producer.stop()
         return positions
@@ -319,6 +332,28 @@ class _Round:
         finally:
             await consumer.stop()
         return outputs
+
+
+async def _resend(
+    producer: AIOKafkaProducer, record: RawInput, figures: RouterFigures
+) -> Position | None:
+    """Send one refused input again, up to five times; None if the broker never does."""
+    error: BaseException | None = None
+    for attempt in range(5):
+        await asyncio.sleep(0.2 * (attempt + 1))
+        try:
+            meta = await (
+                await producer.send(
+                    record.topic, record.value, key=record.key, headers=record.headers
+                )
+            )
+        except KafkaError as e:
+            error = e
+        else:
+            return (meta.topic, meta.partition, meta.offset)
+    figures.unsent += 1
+    figures.note(f"unsent: the broker refused an input for {record.topic}: {error}")
+    return None
 
 
 class _Outputs:
@@ -383,7 +418,7 @@ def _ce_id(record: Any) -> str | None:
 def _account(
     router: RouterService,
     inputs: Sequence[RawInput],
-    positions: Sequence[Position],
+    positions: Sequence[Position | None],
     outputs: _Outputs,
     figures: RouterFigures,
 ) -> None:
@@ -394,6 +429,8 @@ def _account(
     groups: defaultdict[str, list[tuple[bytes, Any, Any, Position]]] = defaultdict(list)
     for record, where in zip(inputs, positions, strict=True):
         figures.made[record.kind] += 1
+        if where is None:
+            continue  # never reached the router (counted as unsent)
         reason = outputs.rejected_at.get(where)
         if reason is not None:
             figures.rejected[reason] += 1
