@@ -11,8 +11,9 @@ consumers see: each entitled delivery and each audit entry exactly once.
 ``make test`` runs ``PUENTE_TEST_EOS_TRIALS`` trials (3 by default); set it to 20 for
 the issue's figures (``PUENTE_TEST_EOS_SEED`` picks the kill moments).
 ``PUENTE_TEST_EOS_TRANSACTIONS=off`` is the control: the same trials at-least-once,
-where the test is expected to fail on duplicates. The router runs as the admin
-principal: the ACL plan does not grant the router principal a transactional id yet.
+where the test is expected to fail on duplicates. The router runs as its own SCRAM
+principal with only the ACL plan's grants (its group, and WRITE on the transactional
+ids ``puente-router.*``); the test publishes and reads as the admin.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,7 +47,7 @@ from services.runtime.embedded import free_port
 from services.runtime.kafka import consumer_config, producer_config
 from services.runtime.settings import HubSettings, KafkaSettings, TopicSettings
 from services.sim.traffic import SimEvent, Traffic
-from tests.security.hub import Hub
+from tests.security.hub import SERVICES, Hub
 from tests.support.kafka import header
 
 TRIALS = int(os.environ.get("PUENTE_TEST_EOS_TRIALS", "3"))
@@ -161,7 +161,9 @@ class Tally:
 
 @pytest.fixture
 def router(hub: Hub, tmp_path: Path) -> Any:
-    process = RouterProcess(hub.kafka.settings(), tmp_path, f"eos-{uuid.uuid4().hex[:8]}")
+    process = RouterProcess(
+        hub.settings(SERVICES.router), tmp_path, SERVICES.router_group
+    )
     yield process
     process.stop()
 
