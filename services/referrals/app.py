@@ -201,13 +201,16 @@ class ReferralsService:
         return result
 
     async def _tick(self) -> None:
-        while not await self._halted_within(self.settings.check_seconds):
+        # At once, then periodically: a restart does not delay an overdue notice.
+        while True:
             try:
                 await self.check_deadlines()
             except Exception as e:  # noqa: BLE001 - the next tick tries again
                 log.error(  # noqa: TRY400 - the reason is enough; it is retried
                     "deadline check failed: %s: %s", type(e).__name__, e
                 )
+            if await self._halted_within(self.settings.check_seconds):
+                return
 
     async def _halted_within(self, seconds: float) -> bool:
         with contextlib.suppress(TimeoutError):

@@ -140,10 +140,11 @@ def list_command(  # noqa: PLR0917 - one parameter per option
         for t in chosen:
             typer.echo(json.dumps(summary(t)))
         return
-    table = Table(
-        "referral", "from", "to", "urgency", "status", "received", "overdue",
-        title=f"{len(chosen)} referral(s)",
-    )  # fmt: skip
+    table = Table(title=f"{len(chosen)} referral(s)")
+    # The id in full: it is what `show` takes.
+    table.add_column("referral", no_wrap=True)
+    for name in ("from", "to", "urgency", "status", "received", "overdue"):
+        table.add_column(name)
     for t in chosen:
         r = t.referral
         late = "" if t.overdue is None else f"{t.overdue.stage} L{t.overdue.level}"
