@@ -24,6 +24,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from services.contracts import lifecycle
 from services.referrals.deadlines import ACKNOWLEDGE, SERVICE, URGENCIES, Clock
 from services.referrals.errors import TrackerStoreError
 from services.referrals.store import Store, Tracked
@@ -36,6 +37,9 @@ AGE_BUCKETS: Final = (
     (timedelta(days=30), "7-30d"),
 )
 OLDEST: Final = "30d+"
+REASONS: Final = frozenset(
+    {lifecycle.PARTY_MISMATCH, lifecycle.TRANSITION_INVALID, lifecycle.UNKNOWN_REFERRAL}
+)
 # Seconds: 1 h, 4 h, 12 h, 24 h, 48 h, 72 h, 7 d, 14 d, 30 d.
 DURATION_BUCKETS: Final = (
     3600,
@@ -129,8 +133,9 @@ class TrackerCollector(Collector):
             "Lifecycle events the tracker refused, by reason.",
             labels=("reason",),
         )
-        for reason, count in sorted(refusals.items()):
-            refused.add_metric((reason,), count)
+        # Every reason, zeros included: a dashboard shows that none were refused.
+        for reason in sorted(REASONS | refusals.keys()):
+            refused.add_metric((reason,), refusals.get(reason, 0))
         yield refused
         yield GaugeMetricFamily(
             "puente_referrals_waiting_events",
@@ -219,7 +224,9 @@ def _durations(
             seconds = max((stop - t.referral.sent_at).total_seconds(), 0.0)
             by_urgency.setdefault(t.referral.urgency, []).append(seconds)
     family = HistogramMetricFamily(name, documentation, labels=("urgency",))
-    for urgency, values in sorted(by_urgency.items()):
+    # Every urgency, even with nothing answered yet: dashboards always find a series.
+    for urgency in URGENCIES:
+        values = by_urgency.get(urgency, [])
         buckets = [
             (str(float(limit)), float(sum(1 for v in values if v <= limit)))
             for limit in DURATION_BUCKETS
