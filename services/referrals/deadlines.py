@@ -10,7 +10,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -25,6 +25,22 @@ Clock = Callable[[], datetime]
 URGENCIES: Final = ("IMMEDIATE_24H", "PRIORITY_72H", "STANDARD")
 ACKNOWLEDGE: Final = "acknowledge"
 SERVICE: Final = "service"
+
+
+# El Salvador has kept UTC-6 all year since 1988: where the system has no time zone
+# database (slim container images), that fixed offset is the same zone.
+EL_SALVADOR: Final = "America/El_Salvador"
+_EL_SALVADOR_FIXED: Final = timezone(timedelta(hours=-6), "CST")
+
+
+def time_zone(name: str) -> tzinfo:
+    """The zone ``name`` from the system's database (El Salvador's without one)."""
+    try:
+        return ZoneInfo(name)
+    except ZoneInfoNotFoundError:
+        if name == EL_SALVADOR:
+            return _EL_SALVADOR_FIXED
+        raise
 
 
 def utc_now() -> datetime:
@@ -50,7 +66,7 @@ class Span(_Spec):
             raise ValueError("a span is positive")
         return self
 
-    def after(self, start: datetime, zone: ZoneInfo) -> datetime:
+    def after(self, start: datetime, zone: tzinfo) -> datetime:
         """When a span that begins at ``start`` ends."""
         if self.hours is not None:
             return start + timedelta(hours=self.hours)
@@ -82,7 +98,7 @@ class SupervisorSpec(_Spec):
 class DeadlinesFile(_Spec):
     """The whole file."""
 
-    time_zone: str = "America/El_Salvador"
+    time_zone: str = EL_SALVADOR
     urgency: dict[str, Limits]
     service_group: dict[str, Limits] = {}
     supervisor: list[SupervisorSpec] = []
@@ -104,14 +120,14 @@ class Deadlines:
     """The deadlines policy, ready to apply to referrals."""
 
     spec: DeadlinesFile
-    zone: ZoneInfo
+    zone: tzinfo
 
     @classmethod
     def load(cls, path: Path) -> Deadlines:
         """Read and check the file at ``path``."""
         try:
             spec = DeadlinesFile.model_validate(tomllib.loads(path.read_text("utf-8")))
-            zone = ZoneInfo(spec.time_zone)
+            zone = time_zone(spec.time_zone)
         except OSError as e:
             raise DeadlinesFileError(f"cannot read {path}: {e.strerror}") from e
         except (tomllib.TOMLDecodeError, ValidationError) as e:

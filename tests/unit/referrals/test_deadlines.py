@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pytest
 
+from services.referrals import deadlines as deadlines_module
 from services.referrals.deadlines import DeadlineChecker, Deadlines
 from services.referrals.errors import DeadlinesFileError
 from services.referrals.machine import Referral, apply
@@ -134,3 +136,21 @@ def test_a_deadlines_file_without_every_urgency_is_refused(tmp_path: Path) -> No
     )
     with pytest.raises(DeadlinesFileError, match="IMMEDIATE_24H"):
         Deadlines.load(broken)
+
+
+def test_without_a_time_zone_database_el_salvador_is_utc_minus_6(
+    monkeypatch: pytest.MonkeyPatch, deadlines: Deadlines
+) -> None:
+    standard = sent(urgency="STANDARD", service_group="HEALTH")
+    with_database = deadlines.due(standard, "acknowledge")
+
+    def missing(name: str) -> ZoneInfo:
+        raise ZoneInfoNotFoundError(name)
+
+    monkeypatch.setattr(deadlines_module, "ZoneInfo", missing)
+    assert deadlines_module.time_zone("America/El_Salvador").utcoffset(None) == timedelta(
+        hours=-6
+    )
+    with pytest.raises(ZoneInfoNotFoundError):
+        deadlines_module.time_zone("Europe/Madrid")
+    assert Deadlines.load(POLICY).due(standard, "acknowledge") == with_database
