@@ -49,21 +49,36 @@ def test_the_image_installs_the_project_without_development_extras() -> None:
 
 
 def test_every_third_party_module_the_services_import_is_a_runtime_dependency() -> None:
-    """What the image installs is what the code needs (no [dev] package sneaks in)."""
+    """What the image installs is what the code needs (no [dev] package sneaks in).
+
+    The fuzz campaigns (``services/fuzz``) may also use their own ``[fuzz]`` extra:
+    they import it only when a campaign runs, never in a service.
+    """
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    installed = closure(Requirement(r) for r in project["project"]["dependencies"])
-    providers = metadata.packages_distributions()
+    runtime = project["project"]["dependencies"]
+    fuzz = project["project"]["optional-dependencies"]["fuzz"]
     missing = {}
-    for module in imported_modules():
-        dists = {normal(d) for d in providers.get(module, [module])}
-        if not dists & installed:
-            missing[module] = sorted(dists)
+    for folder, requirements in (("", runtime), ("fuzz", [*runtime, *fuzz])):
+        installed = closure(Requirement(r) for r in requirements)
+        providers = metadata.packages_distributions()
+        for module in imported_modules(folder):
+            dists = {normal(d) for d in providers.get(module, [module])}
+            if not dists & installed:
+                missing[module] = sorted(dists)
     assert not missing, f"imported but not in [project.dependencies]: {missing}"
 
 
-def imported_modules() -> set[str]:
+def imported_modules(folder: str = "") -> set[str]:
+    """Third-party modules imported under ``services/`` (``folder``: only there;
+    "": everywhere but the tooling folders that have an extra of their own)."""
+    root = REPO_ROOT / "services"
     found = set()
-    for path in (REPO_ROOT / "services").rglob("*.py"):
+    paths = (
+        (root / folder).rglob("*.py")
+        if folder
+        else (p for p in root.rglob("*.py") if p.relative_to(root).parts[0] != "fuzz")
+    )
+    for path in paths:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 found |= {a.name.split(".")[0] for a in node.names}
