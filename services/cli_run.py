@@ -17,7 +17,7 @@ out = Console(highlight=False)
 
 
 def run(
-    service: Annotated[str, typer.Argument(help="router, gateway or audit")],
+    service: Annotated[str, typer.Argument(help="router, gateway, audit or referrals")],
 ) -> None:
     """Run one service against PUENTE_KAFKA_BOOTSTRAP_SERVERS until Ctrl-C."""
     spec = hub.spec_named(service)

@@ -21,8 +21,7 @@ class ReferralsSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PUENTE_REFERRALS_", extra="ignore")
 
-    # 9103 is the gateway's admin port; the tracker takes the next one.
-    port: int = Field(default=9104, ge=0, le=65535)
+    port: int = Field(default=9103, ge=0, le=65535)
     host: str = "127.0.0.1"
     recipient: str = TRACKER_ID
     # Under the group prefix the ACLs grant the tracker's identity (hub_referrals.*).
