@@ -42,6 +42,13 @@ REVOKE_SETTLE_SECONDS = 5.0
 # take a whole batch's audit entries in one request (256 KiB needed three, one
 # after another). Below Apache Kafka's default message.max.bytes (1,048,588).
 ROUTER_BATCH_BYTES = 1_000_000
+# The router builds whole record batches itself (send_batch), so lingering only
+# delays them; the broker's cost is per record batch, so a batch may take every
+# output a partition gets from one send.
+PRODUCER_TUNING: Final[dict[str, Any]] = {
+    "linger_ms": 0,
+    "max_batch_size": ROUTER_BATCH_BYTES,
+}
 
 
 # The topics the router writes to.
@@ -62,7 +69,9 @@ class RouterService:
         keys = subject_keys(PolicySettings(hub=settings.hub))
         self.metrics = HubMetrics(registry)
         self.store = DedupeStore(settings.dedupe_file)
-        self.producer = AIOKafkaProducer(**self._producer_config())
+        self.producer = AIOKafkaProducer(
+            **producer_config(settings.kafka, "puente-router", **PRODUCER_TUNING)
+        )
         limits = Limits(
             settings.max_event_bytes, timedelta(seconds=settings.future_skew_seconds)
         )
@@ -104,18 +113,6 @@ class RouterService:
         )
         self._running = False
 
-    def _producer_config(self, **options: Any) -> dict[str, Any]:
-        return producer_config(
-            self.settings.kafka,
-            "puente-router",
-            # The router builds whole record batches itself (send_batch), so
-            # lingering only delays them; the broker's cost is per record batch,
-            # so a batch may take every output a partition gets from one send.
-            linger_ms=0,
-            max_batch_size=ROUTER_BATCH_BYTES,
-            **options,
-        )
-
     async def _start_producer(self) -> None:
         """Start producing: in transactions when the setting and the broker allow.
 
@@ -129,7 +126,14 @@ class RouterService:
             await self.producer.start()
             return
         tid = self.settings.transactional_id
-        producer = AIOKafkaProducer(**self._producer_config(transactional_id=tid))
+        producer = AIOKafkaProducer(
+            **producer_config(
+                self.settings.kafka,
+                "puente-router",
+                transactional_id=tid,
+                **PRODUCER_TUNING,
+            )
+        )
         try:
             await producer.start()
         except Exception as e:  # any refusal means: no transactions here
