@@ -18,7 +18,9 @@ import pytest
 from services.contracts import topics
 from services.contracts.catalog import Catalog
 from services.contracts.natural import codec_for
-from services.policy import load_policy
+from services.policy import SubjectKeys, load_policy
+from services.policy.keys import subject_keys
+from services.policy.settings import PolicySettings
 from services.runtime import topics as runtime_topics
 from services.runtime.embedded import free_port
 from services.runtime.settings import HubSettings, KafkaSettings, TopicSettings
@@ -85,15 +87,23 @@ def router_process(
     router.stop()
 
 
-def entitled(catalog: Catalog, events: list[SimEvent]) -> set[tuple[str, str, str]]:
-    """(recipient, event_type, event_id) the policy says must be delivered."""
+def entitled(
+    catalog: Catalog, events: list[SimEvent], keys: SubjectKeys
+) -> set[tuple[str, str, str]]:
+    """(recipient, event_type, ce_id) the policy says must be delivered.
+
+    A pseudonymous view carries the recipient's own event id (the hub key makes it).
+    """
     policy = load_policy(HubSettings().policy_dir, catalog)
     wanted = set()
     for event in events:
         datum = codec_for(catalog.get(event.event_type)).to_datum(event.body)
         for decision in policy.decide(event.event_type, datum):
             if decision.delivered:
-                wanted.add((decision.recipient, event.event_type, str(event.event_id)))
+                ce_id = str(event.event_id)
+                if decision.rekeyed:
+                    ce_id = keys.recipient_id(decision.recipient, ce_id)
+                wanted.add((decision.recipient, event.event_type, ce_id))
     return wanted
 
 
@@ -105,7 +115,10 @@ async def wait_until(check: object, seconds: float) -> None:
 
 
 async def test_a_router_killed_mid_stream_loses_nothing_after_restart(
-    kafka: KafkaSettings, catalog: Catalog, router_process: RouterProcess
+    kafka: KafkaSettings,
+    catalog: Catalog,
+    router_process: RouterProcess,
+    state_dir: Path,
 ) -> None:
     policy = load_policy(HubSettings().policy_dir, catalog)
     await runtime_topics.create(
@@ -130,7 +143,8 @@ async def test_a_router_killed_mid_stream_loses_nothing_after_restart(
     await produce(kafka, records(second))  # arrives while the router is down
     router_process.start()
 
-    wanted = entitled(catalog, events)
+    keys = subject_keys(PolicySettings(hub=HubSettings(state_dir=state_dir)))
+    wanted = entitled(catalog, events, keys)
     ids = {event_id for _, _, event_id in wanted}
     out_topics = sorted({topics.outbound(r, t) for r, t, _ in wanted})
     got = await collect(
