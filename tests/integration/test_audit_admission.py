@@ -70,7 +70,9 @@ async def test_a_non_uuid_event_id_over_kafka_is_rejected_as_invalid_and_not_del
     assert len(rejections) == 1
     _, datum = codec.decode(router.catalog, rejections[0].value)
     assert datum["reason"] == "invalid"
-    assert datum["message"] == "envelope.event_id: expected a UUID (lowercase, hyphenated)"
+    assert (
+        datum["message"] == "envelope.event_id: expected a UUID (lowercase, hyphenated)"
+    )
     outs = [
         topics.outbound(r, "return_arrival") for r in sorted(router.policy.institutions)
     ]
