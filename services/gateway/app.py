@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.contracts.catalog import Catalog
 from services.gateway import problems
-from services.gateway.deliveries import TopicReader
+from services.gateway.deliveries import Readers
 from services.gateway.handlers import Gateway, json_response
 from services.gateway.ingest import Limits
 from services.gateway.metrics import GatewayMetrics
@@ -57,8 +57,9 @@ def build_gateway(
         group_max=settings.group_commit_max,
     )
     metrics.watch_outbox(lambda: outbox.unsent_count, outbox.oldest_unsent_age)
-    reader = TopicReader(
+    reader = Readers(
         settings.kafka,
+        settings.reader_credentials_dir,
         wait_ms=settings.deliveries_wait_ms,
         size=settings.deliveries_consumers,
         acquire_wait_ms=settings.deliveries_pool_wait_ms,

@@ -20,17 +20,21 @@ import contextlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
+from pydantic import SecretStr
 
 from services.contracts.errors import ContractError, PuenteError
 from services.runtime.kafka import consumer_config
 from services.runtime.settings import KafkaSettings
 
 _MAX_CURSOR: Final = 4096
+# The Kafka principal that reads one institution's deliveries (services/acl/plan.py).
+READER_PREFIX: Final = "puente-gateway-reader."
 _POLL_S: Final = 0.1
 # A consumer that does not stop in this time is abandoned (its broker is gone).
 _STOP_S: Final = 5.0
@@ -84,6 +88,66 @@ def decode_cursor(text: str | None) -> Cursor:
             raise CursorError("cursor is not one this gateway issued")
         cursor[int(key)] = offset
     return cursor
+
+
+class PullNotEnabledError(PuenteError):
+    """No Kafka reader credential is configured for this institution's deliveries."""
+
+    retriable = False
+
+
+class Readers:
+    """Delivery readers, one bounded pool per institution, each under its own principal.
+
+    In production each institution's deliveries are read with the Kafka principal
+    ``puente-gateway-reader.<id>``, which the ACLs let read only ``hub.out.<id>.*``
+    and ``hub.rejected.<id>``: the broker, not this code alone, keeps one
+    institution's pull from returning another's records, and a leaked credential
+    exposes one institution. The password of each is the file
+    ``<passwords_dir>/puente-gateway-reader.<id>``. Without ``passwords_dir`` (the
+    embedded broker, development) one pool reads with the gateway's own settings.
+    """
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        passwords_dir: Path | None = None,
+        **pool: Any,
+    ) -> None:
+        self._kafka = kafka
+        self._dir = passwords_dir
+        self._pool = pool
+        self._readers: dict[str, TopicReader] = {}
+
+    async def read(self, topic: str, cursor: Cursor, limit: int) -> Page:
+        """Up to ``limit`` records of ``topic`` (its institution's reader reads it)."""
+        return await self._reader_for(topic.split(".")[2]).read(topic, cursor, limit)
+
+    async def close(self) -> None:
+        """Stop every pool's idle consumers."""
+        for reader in self._readers.values():
+            await reader.close()
+
+    def _reader_for(self, institution: str) -> TopicReader:
+        key = institution if self._dir is not None else ""
+        reader = self._readers.get(key)
+        if reader is None:
+            kafka = self._kafka if self._dir is None else self._credential(institution)
+            reader = self._readers[key] = TopicReader(kafka, **self._pool)
+        return reader
+
+    def _credential(self, institution: str) -> KafkaSettings:
+        principal = f"{READER_PREFIX}{institution}"
+        path = (self._dir or Path()) / principal
+        try:
+            password = path.read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise PullNotEnabledError(
+                f"HTTP pull is not enabled for {institution}: no reader credential"
+            ) from e
+        return self._kafka.model_copy(
+            update={"sasl_username": principal, "sasl_password": SecretStr(password)}
+        )
 
 
 class TopicReader:

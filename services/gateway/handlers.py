@@ -27,9 +27,10 @@ from services.gateway import problems
 from services.gateway.deliveries import (
     CursorError,
     Page,
+    PullNotEnabledError,
     ReaderBusyError,
+    Readers,
     ReaderUnavailableError,
-    TopicReader,
     decode_cursor,
     encode_cursor,
     record_headers,
@@ -68,7 +69,7 @@ class Gateway:
         rights: PublishRights,
         tokens: TokenStore,
         outbox: Outbox,
-        reader: TopicReader,
+        reader: Readers,
         metrics: GatewayMetrics,
         preparer: Preparer,
     ) -> None:
@@ -253,6 +254,10 @@ class Gateway:
             return await self.reader.read(topic, position, limit)
         except ReaderBusyError as e:
             raise problems.readers_busy(self.settings.retry_after_s) from e
+        except PullNotEnabledError as e:
+            raise ProblemError(
+                403, "pull-not-enabled", "HTTP pull not enabled", str(e)
+            ) from e
         except ReaderUnavailableError as e:
             raise ProblemError(
                 503,

@@ -50,6 +50,10 @@ class GatewaySettings(BaseSettings):
     # Kafka consumers shared by every GET of deliveries and rejections; a GET that
     # finds them all busy waits this long for one, then answers 503.
     deliveries_consumers: int = Field(default=4, ge=1, le=256)
+    # Production: a folder of puente-gateway-reader.<id> password files; each
+    # institution's deliveries are then read under its own Kafka principal (the
+    # relay's cannot read them). None: read with this gateway's own credentials.
+    reader_credentials_dir: Path | None = None
     deliveries_pool_wait_ms: int = Field(default=2000, ge=0)
     # Requests per second each institution may make (token bucket); 0: no limit.
     rate_limit_per_s: float = Field(default=100.0, ge=0.0)
