@@ -134,7 +134,12 @@ class Cursor:
 def _warn_missing(where: Position, wanted: int, found: int) -> None:
     topic, partition = where
     if found > wanted:
-        why = "deleted before the ledger read them (retention?)"
+        # With transactions on, commit markers and aborted records take offsets a
+        # read_committed consumer never returns: a gap there loses nothing.
+        why = (
+            "transaction markers or aborted records (routing in transactions), "
+            "or records deleted before the ledger read them (retention?)"
+        )
     else:
         why = (
             "the log ends before it: the topic was recreated or its broker lost "
