@@ -1,4 +1,4 @@
-"""``puente bench``: benchmarks that print figures (targets are in the README)."""
+"""``puente bench``: benchmarks that print figures (targets and figures in docs/benchmarks.md)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@
 # (KIP-900), then run the broker in the foreground.
 set -eu
 
-: "${KAFKA_ADMIN_PASSWORD:?set KAFKA_ADMIN_PASSWORD (README, Production)}"
+: "${KAFKA_ADMIN_PASSWORD:?set KAFKA_ADMIN_PASSWORD (docs/production.md)}"
 : "${KAFKA_CLUSTER_ID:?set KAFKA_CLUSTER_ID}"
 : "${KAFKA_EXTERNAL_HOST:=localhost}"
 : "${KAFKA_EXTERNAL_PORT:=9094}"

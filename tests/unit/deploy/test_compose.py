@@ -33,7 +33,7 @@ from tests.unit.deploy.support import (
 )
 
 KAFKA_SCRIPTS = REPO_ROOT / "deploy" / "kafka"
-DOCS = REPO_ROOT / "README.md"
+DOCS = REPO_ROOT / "docs" / "production.md"
 HUB_SERVICES = ("router", "gateway", "audit", "referrals")
 
 
