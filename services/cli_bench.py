@@ -1,4 +1,4 @@
-"""``puente bench``: benchmarks that print figures (targets and figures in docs/benchmarks.md)."""
+"""``puente bench``: benchmarks that print figures (current ones: docs/benchmarks.md)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """What ``puente acl apply`` has to do: planned bindings vs the broker's (pure, no I/O).
 
 Apply only ever adds: a binding on the broker that the plan no longer has is reported
-as *stale*, for an operator to remove by hand (docs/production.md, "Change a rule"), because a
+as *stale*, for an operator to remove by hand (docs/production.md), because a
 removal takes a right away from a running institution or service.
 """
 
