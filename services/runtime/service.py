@@ -7,8 +7,12 @@ import contextlib
 import gc
 import logging
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
+
+from services.contracts.errors import PuenteError
+from services.runtime.settings import HubSettings, KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -79,3 +83,47 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(200_000, 50, 1_000)
+
+
+class _StandaloneSettings(Protocol):
+    """What `run_alone` reads of a service's settings."""
+
+    @property
+    def hub(self) -> HubSettings:
+        """The shared hub settings (log level)."""
+
+    @property
+    def kafka(self) -> KafkaSettings:
+        """The Kafka connection."""
+
+
+def run_alone(
+    name: str,
+    settings: _StandaloneSettings,
+    run: Callable[[asyncio.Event], Awaitable[None]],
+) -> int:
+    """``python -m services.<name>``: run one service until SIGINT/SIGTERM.
+
+    Exit code 1 with one line when it cannot run (no broker configured, or a
+    `PuenteError` such as a missing production key), never a traceback.
+    """
+    configure_logging(settings.hub.log_level)
+    if not settings.kafka.bootstrap_servers:
+        print(  # noqa: T201 - the operator's only feedback
+            f"{name}: PUENTE_KAFKA_BOOTSTRAP_SERVERS is not set; point it at Kafka, "
+            "or use `puente up` to run every service on an embedded broker",
+            file=sys.stderr,
+        )
+        return 1
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        stop_on_signals(stop)
+        await run(stop)
+
+    try:
+        asyncio.run(main())
+    except PuenteError as e:
+        print(f"{name}: {e}", file=sys.stderr)  # noqa: T201
+        return 1
+    return 0
