@@ -9,16 +9,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from prometheus_client import CollectorRegistry
 
 from services.contracts import codec, headers, topics
 from services.contracts.catalog import Catalog
 from services.contracts.natural import codec_for
-from services.router.app import RouterService, build_service
-from services.router.settings import RouterSettings
-from services.runtime.embedded import EmbeddedBroker, free_port
-from services.runtime.settings import REPO_ROOT, HubSettings, KafkaSettings
+from services.router.app import RouterService
+from services.runtime.embedded import EmbeddedBroker
+from services.runtime.settings import REPO_ROOT, KafkaSettings
 from tests.support.kafka import collect, header, produce
+from tests.support.router import running_router
 
 pytestmark = pytest.mark.integration
 
@@ -27,16 +26,9 @@ pytestmark = pytest.mark.integration
 async def router(
     embedded_broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[RouterService]:
-    settings = RouterSettings(
-        group_id=f"router-{uuid.uuid4().hex[:8]}",
-        port=free_port(),
-        hub=HubSettings(state_dir=tmp_path_factory.mktemp("router-state")),
-        kafka=KafkaSettings(bootstrap_servers=embedded_broker.bootstrap_servers),
-    )
-    service = build_service(settings, CollectorRegistry())
-    await service.start()
-    yield service
-    await service.stop()
+    state = tmp_path_factory.mktemp("router-state")
+    async with running_router(embedded_broker.bootstrap_servers, state) as service:
+        yield service
 
 
 def plain_event(catalog: Catalog, event_id: str) -> bytes:

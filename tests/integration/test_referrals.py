@@ -23,11 +23,11 @@ from services.referrals.app import ReferralsService
 from services.referrals.rebuild import differences, rebuild
 from services.referrals.settings import ReferralsSettings
 from services.referrals.store import Store, Tracked
-from services.router.app import RouterService, build_service
-from services.router.settings import RouterSettings
+from services.router.app import RouterService
 from services.runtime import pubsub
 from services.runtime.embedded import EmbeddedBroker, free_port
 from services.runtime.settings import REPO_ROOT, HubSettings, KafkaSettings
+from tests.support.router import running_router
 
 pytestmark = pytest.mark.integration
 EXAMPLES = REPO_ROOT / "examples"
@@ -50,16 +50,9 @@ async def router(
     embedded_broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[RouterService]:
     """One router for this module (tests use their own referral ids)."""
-    settings = RouterSettings(
-        group_id=f"router-{uuid.uuid4().hex[:8]}",
-        port=free_port(),
-        hub=HubSettings(state_dir=tmp_path_factory.mktemp("router-state")),
-        kafka=KafkaSettings(bootstrap_servers=embedded_broker.bootstrap_servers),
-    )
-    service = build_service(settings, CollectorRegistry())
-    await service.start()
-    yield service
-    await service.stop()
+    state = tmp_path_factory.mktemp("router-state")
+    async with running_router(embedded_broker.bootstrap_servers, state) as service:
+        yield service
 
 
 def tracker_settings(kafka: KafkaSettings, state: Path, group: str) -> ReferralsSettings:

@@ -18,17 +18,16 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from prometheus_client import CollectorRegistry
 
 from services.referrals.app import tracker_catalog
 from services.referrals.rebuild import differences, rebuild
 from services.referrals.settings import ReferralsSettings
 from services.referrals.store import Store
-from services.router.app import RouterService, build_service
-from services.router.settings import RouterSettings
+from services.router.app import RouterService
 from services.runtime import pubsub
 from services.runtime.embedded import EmbeddedBroker, free_port
 from services.runtime.settings import REPO_ROOT, HubSettings, KafkaSettings
+from tests.support.router import running_router
 
 pytestmark = pytest.mark.integration
 EXAMPLE = json.loads((REPO_ROOT / "examples" / "referral.json").read_text())
@@ -42,16 +41,9 @@ async def router(
     embedded_broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[RouterService]:
     """A router of this module, delivering to the tracker."""
-    settings = RouterSettings(
-        group_id=f"router-{uuid.uuid4().hex[:8]}",
-        port=free_port(),
-        hub=HubSettings(state_dir=tmp_path_factory.mktemp("router-state")),
-        kafka=KafkaSettings(bootstrap_servers=embedded_broker.bootstrap_servers),
-    )
-    service = build_service(settings, CollectorRegistry())
-    await service.start()
-    yield service
-    await service.stop()
+    state = tmp_path_factory.mktemp("router-state")
+    async with running_router(embedded_broker.bootstrap_servers, state) as service:
+        yield service
 
 
 def lifecycle(referral_id: str, answered: bool) -> list[Any]:
