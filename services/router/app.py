@@ -1,4 +1,4 @@
-"""Build the router from its settings: FastStream batch subscriber + producer + ops."""
+"""Build the router from its settings: the shared batch loop + producer + ops."""
 
 from __future__ import annotations
 
@@ -10,10 +10,6 @@ from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import TransactionalIdAuthorizationFailed
-from faststream import AckPolicy
-from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
-from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import CollectorRegistry
 
 from services.contracts.catalog import Catalog
@@ -27,9 +23,9 @@ from services.router.dedupe import DedupeStore
 from services.router.handlers import BatchRouter
 from services.router.pipeline import Limits, Pipeline
 from services.router.settings import RouterSettings
-from services.runtime import subscribers
 from services.runtime import topics as runtime_topics
-from services.runtime.kafka import broker_options, producer_config, subscriber_options
+from services.runtime.consume import BatchLoop, LoopMetrics, Subscription
+from services.runtime.kafka import producer_config
 from services.runtime.metrics import HubMetrics
 from services.runtime.ops import OpsServer, ops_app
 from services.runtime.service import tune_gc
@@ -85,29 +81,23 @@ class RouterService:
             institutions=frozenset(self.policy.institutions),
             group=settings.group_id,
         )
-        self.broker = KafkaBroker(
-            **broker_options(settings.kafka, "puente-router"),
-            consumer_only=True,  # outputs go through our own producer, sent in bulk
-            middlewares=[KafkaPrometheusMiddleware(registry=registry, app_name="router")],
-            logger=subscribers.quiet_logger("router"),
-            log_level=logging.DEBUG,  # FastStream logs every batch; keep that out of INFO
+        self.loop = BatchLoop(
+            "router",
+            settings.kafka,
+            self.router,
+            registry,
+            client_id="puente-router",
+            metrics=LoopMetrics(lag=self.metrics.lag.labels(settings.group_id)),
         )
-        self.subscriber = self.broker.subscriber(
+        self.subscription = Subscription(
             pattern=settings.inbound_pattern,
             group_id=settings.group_id,
-            batch=True,
             max_records=settings.max_batch,
-            # The committer commits explicit offsets once every output of a batch
-            # (and of every batch before it) was acknowledged.
-            ack_policy=AckPolicy.MANUAL,
+            # As before transactions: hub.in.* is written by ministries, never in them.
+            isolation_level="read_uncommitted",
             listener=_Rebalance(self.router.committer),
-            parser=subscribers.tolerate_headers,
-            decoder=subscribers.skip_bodies,  # the router reads the raw records itself
-            **subscriber_options(
-                settings.kafka, fetch_max_wait_ms=settings.fetch_max_wait_ms
-            ),
+            tuning={"fetch_max_wait_ms": settings.fetch_max_wait_ms},
         )
-        self.subscriber(self._handle)
         self.ops = OpsServer(
             ops_app("router", registry, self.health), settings.port, settings.host
         )
@@ -164,15 +154,9 @@ class RouterService:
         self.router.use_transactions(producer)
         log.info("routing exactly-once in Kafka transactions as %s", tid)
 
-    async def _handle(self, body: None, msg: KafkaMessage) -> None:
-        del body  # the raw records carry topic, offset and timestamp too
-        raw: Any = msg.raw_message
-        await self.router.route(raw if isinstance(raw, tuple) else (raw,), msg.consumer)
-
     def assigned(self) -> int:
         """How many inbound partitions this router holds right now."""
-        consumer = getattr(self.subscriber, "consumer", None)
-        return len(consumer.assignment()) if consumer is not None else 0
+        return self.loop.assigned()
 
     def health(self) -> dict[str, Any]:
         """Readiness for /health."""
@@ -195,7 +179,7 @@ class RouterService:
         outputs = [t for t in wanted if parse_topic(t).kind in _OUTPUT_KINDS]
         await self.router.warm(outputs)
         self.router.start()
-        await self.broker.start()
+        await self.loop.start(self.subscription)
         self._running = True
         log.info("router started (policy %s)", self.policy.version)
 
@@ -203,7 +187,7 @@ class RouterService:
         """Stop routing, commit what is in the air, stop consuming, flush the producer."""
         self._running = False
         await self.router.close()
-        await self.broker.stop()
+        await self.loop.stop()
         await self.producer.stop()
         await self.ops.stop()
         self.store.close()

@@ -41,6 +41,7 @@ from services.router.pipeline import (
     conflicting_duplicate,
 )
 from services.runtime import batches
+from services.runtime.consume import Consumer, Offsets
 from services.runtime.metrics import HubMetrics, bounded
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,6 @@ class BatchRouter:
         self.stopping = False
         self._outbox: asyncio.Queue[_Parcel] = asyncio.Queue()
         self._sender: asyncio.Task[None] | None = None
-        self._lag: dict[tuple[str, int], int] = {}
         self._partitions = batches.Partitions(producer)
         self._latency: dict[str, Any] = {}  # latency histograms by event type
         self.stats = RouteStats()
@@ -144,6 +144,21 @@ class BatchRouter:
                 await self._sender
             self._sender = None
 
+    async def process(self, records: Sequence[Any], consumer: Consumer) -> Offsets:
+        """The batch loop's work: route ``records``; nothing to commit yet.
+
+        The committer commits their offsets once every output was acknowledged.
+        """
+        await self.route(records, consumer)
+        return {}
+
+    async def rewind(
+        self, records: Sequence[Any], consumer: Consumer, error: BaseException
+    ) -> None:
+        """Routing failed: every partition back to its last committed offset."""
+        del records, consumer
+        self.committer.rewind(error)
+
     async def route(self, records: Sequence[Any], consumer: Any = None) -> None:
         """Route ``records`` (aiokafka ConsumerRecords) and hand them over.
 
@@ -174,7 +189,6 @@ class BatchRouter:
             # Counted only now, so a batch routed again after a broker error counts once.
             self._count(tally)
             self._count_outputs(outputs, routed)
-            self._update_lag(next_offsets, consumer)
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
             self.stats.records += len(records)
             self.stats.outputs += len(outputs)
@@ -438,15 +452,6 @@ class BatchRouter:
 
     def _labels(self, source: str, event_type: str | None) -> tuple[str, str]:
         return bounded(source, self.institutions), bounded(event_type, EVENT_TYPES)
-
-    def _update_lag(self, next_offsets: dict[TopicPartition, int], consumer: Any) -> None:
-        if consumer is None:
-            return
-        for tp, offset in next_offsets.items():
-            high = consumer.highwater(tp)
-            if high is not None:
-                self._lag[(tp.topic, tp.partition)] = max(0, high - offset)
-        self.metrics.lag.labels(self.group).set(sum(self._lag.values()))
 
 
 def _slices(items: Sequence[T]) -> Iterator[Sequence[T]]:
