@@ -6,6 +6,8 @@ marked sent only once its batch was acknowledged and its topic still exists. A
 failed partition is sent again from its first unsent row with exponential backoff,
 so a broker error can publish a row twice (at-least-once; the router dedupes by
 ``event_id``) but never loses one or puts a later row of a partition ahead of it.
+Where the broker grants producer ids the producer is idempotent, so the retries of
+one producer add no copy (a leader change mid-round); a new producer may still.
 
 A row the broker can never take is not retried: one larger than the producer's
 request size (possible only for rows stored before the gateway checked sizes) is
@@ -52,7 +54,7 @@ from services.gateway.outbox import Outbox, Pending
 from services.gateway.readback import ReadBack
 from services.runtime import batches
 from services.runtime import topics as topic_admin
-from services.runtime.kafka import producer_config
+from services.runtime.kafka import probe_idempotence, producer_config
 from services.runtime.settings import KafkaSettings, TopicSettings
 
 log = logging.getLogger(__name__)
@@ -305,7 +307,13 @@ class Relay:
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = AIOKafkaProducer(**producer_config(self._kafka, "puente-gateway"))
+            # Asked here, not inside producer_config, so the gateway's event loop never
+            # waits on the question (an unreachable broker: plain, asked again later).
+            granted = await probe_idempotence(self._kafka)
+            kafka = self._kafka.model_copy(
+                update={"idempotence": "on" if granted else "off"}
+            )
+            producer = AIOKafkaProducer(**producer_config(kafka, "puente-gateway"))
             try:
                 await producer.start()
             except BaseException:

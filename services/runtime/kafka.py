@@ -1,17 +1,24 @@
 """aiokafka client configuration that holds on the embedded broker and on Kafka.
 
-Rules from shared/reference/embedded-broker.md: earliest offsets, acks=all, no
-idempotence or transactions, manual commits, short fetch waits.
+Rules from the embedded broker's limits: earliest offsets, acks=all, manual commits,
+short fetch waits. Producers are idempotent where the broker grants producer ids
+(``PUENTE_KAFKA_IDEMPOTENCE``): Apache Kafka does, the embedded broker does not.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextvars
+import logging
 import random
 import ssl
 import zlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from faststream.security import (
     BaseSecurity,
     SASLPlaintext,
@@ -21,6 +28,26 @@ from faststream.security import (
 
 from services.contracts.errors import ConfigurationError
 from services.runtime.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+# How long the capability probe may take: a bootstrap and one InitProducerId request.
+PROBE_TIMEOUT_S: Final = 5.0
+# The broker's answer per (bootstrap servers, protocol, principal): granted or not.
+_granted: dict[tuple[str, str, str | None], bool] = {}
+# Set inside the probe's task: aiokafka logs a refused producer id as an error, and
+# for the probe a refusal is an answer, not a fault.
+_probing: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "puente_kafka_probing", default=False
+)
+
+
+class _QuietProbe(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _probing.get()
+
+
+logging.getLogger("aiokafka.producer.sender").addFilter(_QuietProbe())
 
 
 def bootstrap(settings: KafkaSettings) -> str:
@@ -71,8 +98,10 @@ def crc32_partitioner(
 def producer_config(
     settings: KafkaSettings, client_id: str, **tuning: Any
 ) -> dict[str, Any]:
-    """AIOKafkaProducer keyword arguments (acks=all: acks=0 breaks the embedded one).
+    """AIOKafkaProducer keyword arguments: acks=all, idempotent where granted.
 
+    acks=all because acks=0 breaks the embedded broker, and because a record
+    acknowledged by every in-sync replica survives the loss of its leader.
     ``tuning`` overrides batching options (``linger_ms``, ``max_batch_size``) for
     producers that build their own record batches.
     """
@@ -80,7 +109,7 @@ def producer_config(
         "bootstrap_servers": bootstrap(settings),
         "client_id": client_id,
         "acks": "all",
-        "enable_idempotence": False,
+        "enable_idempotence": idempotent(settings),
         "linger_ms": settings.linger_ms,
         "max_request_size": settings.max_request_size,
         "request_timeout_ms": settings.request_timeout_ms,
@@ -88,6 +117,71 @@ def producer_config(
         **security(settings),
         **tuning,
     }
+
+
+def idempotent(settings: KafkaSettings) -> bool:
+    """Whether producers for ``settings`` ask for idempotence (``enable_idempotence``).
+
+    ``on`` and ``off`` say so; ``auto`` is the broker's answer to `probe_idempotence`,
+    asked here (blocking, once per process and principal) if no one asked yet. An
+    unreachable broker means no for this producer, and is asked again next time.
+    """
+    if settings.idempotence != "auto":
+        return settings.idempotence == "on"
+    known = _granted.get(_principal(settings))
+    if known is not None:
+        return known
+    # A thread of its own: the caller may be inside an event loop (a service's start).
+    with concurrent.futures.ThreadPoolExecutor(1, "puente-kafka-probe") as pool:
+        return pool.submit(asyncio.run, probe_idempotence(settings)).result()
+
+
+async def probe_idempotence(settings: KafkaSettings) -> bool:
+    """Whether the broker grants producer ids to this principal (asked once, cached).
+
+    The question is the one an idempotent producer asks at its start
+    (InitProducerId): Apache Kafka grants an id to a principal that may write, the
+    embedded broker answers with an error. ``on`` and ``off`` are not probed.
+    """
+    if settings.idempotence != "auto":
+        return settings.idempotence == "on"
+    key = _principal(settings)
+    if key in _granted:
+        return _granted[key]
+    answer = await _ask_for_producer_id(settings)
+    if answer is None:
+        return False
+    _granted[key] = answer
+    log.info(
+        "producers are %s: the broker %s producer ids",
+        "idempotent" if answer else "at-least-once (not idempotent)",
+        "grants" if answer else "grants no",
+    )
+    return answer
+
+
+async def _ask_for_producer_id(settings: KafkaSettings) -> bool | None:
+    """True or False as the broker answers; None if it could not be asked."""
+    asking = settings.model_copy(update={"idempotence": "on"})
+    producer = AIOKafkaProducer(**producer_config(asking, "puente-probe"))
+    quiet = _probing.set(True)  # this task, this call only: see _QuietProbe
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_S):
+            await producer.start()
+    except (KafkaConnectionError, OSError, TimeoutError) as e:
+        log.info("the broker could not be asked for a producer id (%s)", type(e).__name__)
+        return None
+    except KafkaError as e:
+        log.debug("the broker grants no producer id: %s", type(e).__name__)
+        return False
+    finally:
+        await producer.stop()
+        _probing.reset(quiet)
+    return True
+
+
+def _principal(settings: KafkaSettings) -> tuple[str, str, str | None]:
+    return (bootstrap(settings), settings.security_protocol, settings.sasl_username)
 
 
 def consumer_config(
@@ -147,7 +241,7 @@ def broker_options(settings: KafkaSettings, client_id: str) -> dict[str, Any]:
         "bootstrap_servers": bootstrap(settings),
         "client_id": client_id,
         "acks": "all",
-        "enable_idempotence": False,
+        "enable_idempotence": idempotent(settings),
         "allow_auto_create_topics": False,
         "linger_ms": settings.linger_ms,
         "max_request_size": settings.max_request_size,

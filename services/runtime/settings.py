@@ -39,6 +39,12 @@ class KafkaSettings(BaseSettings):
     request_timeout_ms: int = Field(default=30000, ge=1000)
     linger_ms: int = Field(default=5, ge=0)
     max_request_size: int = Field(default=1_048_576, ge=1024)
+    # Idempotent producers: the broker drops a batch a producer sends again after a
+    # lost acknowledgement (a leader change, a timeout), so retries add no duplicate.
+    # "auto" asks the broker once per process for a producer id (Apache Kafka grants
+    # one; the embedded broker does not, and its producers stay at-least-once),
+    # "on" requires it, "off" never asks.
+    idempotence: Literal["auto", "on", "off"] = "auto"
     embedded_port: int = Field(default=19092, ge=0, le=65535)
 
 
