@@ -1,4 +1,10 @@
-"""Shared fixtures: one embedded broker per session, fresh names per test."""
+"""Shared fixtures: one broker per session, fresh names per test.
+
+``session_kafka`` is the session's broker as client settings: the embedded broker
+here; ``tests/integration`` and ``tests/fault`` override it with Apache Kafka's admin
+super-user (``tests/support/apache_kafka.py``), so the same tests, taking ``kafka``
+or ``session_kafka``, run on the production broker.
+"""
 
 from __future__ import annotations
 
@@ -27,10 +33,16 @@ def embedded_broker() -> Iterator[EmbeddedBroker]:
         yield broker
 
 
-@pytest.fixture
-def kafka(embedded_broker: EmbeddedBroker) -> KafkaSettings:
-    """Kafka settings pointing at the session's embedded broker."""
+@pytest.fixture(scope="session")
+def session_kafka(embedded_broker: EmbeddedBroker) -> KafkaSettings:
+    """Client settings of the session's broker (module fixtures take this one)."""
     return KafkaSettings(bootstrap_servers=embedded_broker.bootstrap_servers)
+
+
+@pytest.fixture
+def kafka(session_kafka: KafkaSettings) -> KafkaSettings:
+    """Client settings of the session's broker, for one test."""
+    return session_kafka
 
 
 @pytest.fixture

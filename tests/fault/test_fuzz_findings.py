@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +20,11 @@ from services.contracts.headers import CloudEvent, build
 from services.contracts.natural import codec_for
 from services.router.app import RouterService, build_service
 from services.router.settings import RouterSettings
-from services.runtime.embedded import EmbeddedBroker, free_port
+from services.runtime.embedded import free_port
 from services.runtime.settings import REPO_ROOT, HubSettings, KafkaSettings
 from tests.support.kafka import collect, header, produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture
-def kafka() -> Iterator[KafkaSettings]:
-    """A broker of each test's own: a record that stops a router stays in its topic
-    and would stop every later router of the session reading from the start."""
-    with EmbeddedBroker() as broker:
-        yield KafkaSettings(bootstrap_servers=broker.bootstrap_servers)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

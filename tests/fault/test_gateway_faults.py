@@ -1,4 +1,9 @@
-"""The gateway under faults: the broker down and back empty; the gateway killed -9."""
+"""The gateway under faults: the broker down and back empty; the gateway killed -9.
+
+The broker that goes down and comes back empty is an embedded broker of the test's
+own (only it forgets everything on a restart); the kill test relays to the session's
+Apache Kafka.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from services.gateway.settings import GatewaySettings
 from services.gateway.tokens import TokenStore
 from services.runtime.embedded import EmbeddedBroker, free_port
 from services.runtime.settings import HubSettings, KafkaSettings, TopicSettings
+from tests.support.kafka import kafka_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TOPIC = "hub.in.dgme.return_arrival"
@@ -179,14 +185,14 @@ def _alive(pids: set[int]) -> set[int]:
     return running
 
 
-def _start(state: Path, port: int, bootstrap: str) -> subprocess.Popen[bytes]:
+def _start(state: Path, port: int, kafka: KafkaSettings) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
+        **kafka_env(kafka),
         "PUENTE_STATE_DIR": str(state),
         "PUENTE_GATEWAY_PORT": str(port),
         "PUENTE_GATEWAY_ADMIN_PORT": str(free_port()),
         "PUENTE_GATEWAY_RATE_LIMIT_PER_S": "0",
-        "PUENTE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "PUENTE_LOG_LEVEL": "WARNING",
     }
     return subprocess.Popen(
@@ -207,7 +213,7 @@ async def _ready(http: httpx.AsyncClient, process: subprocess.Popen[bytes]) -> N
 
 
 async def test_a_gateway_killed_right_after_a_burst_of_202s_loses_nothing(
-    embedded_broker: EmbeddedBroker,
+    kafka: KafkaSettings,
     tmp_path: Path,
     catalog: Catalog,
     capsys: pytest.CaptureFixture[str],
@@ -226,7 +232,9 @@ async def test_a_gateway_killed_right_after_a_burst_of_202s_loses_nothing(
     ) as http:
         # First life: no broker reachable, so every accepted event is still only in the
         # outbox when the process dies (the relay had no chance to send any).
-        process = _start(tmp_path, port, f"127.0.0.1:{free_port()}")
+        process = _start(
+            tmp_path, port, KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")
+        )
         try:
             await _ready(http, process)
             responses = await asyncio.gather(
@@ -255,7 +263,7 @@ async def test_a_gateway_killed_right_after_a_burst_of_202s_loses_nothing(
         assert workers
         assert await wait_for(lambda: _async(not _alive(workers)), 10), _alive(workers)
 
-        restarted = _start(tmp_path, port, embedded_broker.bootstrap_servers)
+        restarted = _start(tmp_path, port, kafka)
         try:
             await _ready(http, restarted)
 
@@ -267,7 +275,6 @@ async def test_a_gateway_killed_right_after_a_burst_of_202s_loses_nothing(
             restarted.terminate()
             restarted.wait(15)
 
-    kafka = KafkaSettings(bootstrap_servers=embedded_broker.bootstrap_servers)
     seen = [i for i in await read_ids(kafka, TOPIC) if i in accepted]
     assert set(seen) == accepted
     with capsys.disabled():

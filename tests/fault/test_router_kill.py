@@ -14,18 +14,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from services.policy.keys import subject_keys
+from services.policy.settings import PolicySettings
 
 from services.contracts import topics
 from services.contracts.catalog import Catalog
 from services.contracts.natural import codec_for
 from services.policy import SubjectKeys, load_policy
-from services.policy.keys import subject_keys
-from services.policy.settings import PolicySettings
 from services.runtime import topics as runtime_topics
 from services.runtime.embedded import free_port
 from services.runtime.settings import HubSettings, KafkaSettings, TopicSettings
 from services.sim.traffic import SimEvent, Traffic
-from tests.support.kafka import collect, header, produce
+from tests.support.kafka import collect, header, kafka_env, produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -37,7 +37,7 @@ class RouterProcess:
         self.port = free_port()
         self.env = {
             **os.environ,
-            "PUENTE_KAFKA_BOOTSTRAP_SERVERS": str(kafka.bootstrap_servers),
+            **kafka_env(kafka),
             "PUENTE_STATE_DIR": str(state_dir),
             "PUENTE_ROUTER_GROUP_ID": group,
             "PUENTE_ROUTER_PORT": str(self.port),

@@ -14,7 +14,6 @@ from services.contracts import codec, headers, topics
 from services.contracts.catalog import Catalog
 from services.contracts.natural import codec_for
 from services.router.app import RouterService
-from services.runtime.embedded import EmbeddedBroker
 from services.runtime.settings import REPO_ROOT, KafkaSettings
 from tests.support.kafka import collect, header, produce
 from tests.support.router import running_router
@@ -24,10 +23,10 @@ pytestmark = pytest.mark.integration
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def router(
-    embedded_broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+    session_kafka: KafkaSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[RouterService]:
     state = tmp_path_factory.mktemp("router-state")
-    async with running_router(embedded_broker.bootstrap_servers, state) as service:
+    async with running_router(session_kafka, state) as service:
         yield service
 
 

@@ -24,6 +24,8 @@ import httpx
 import pytest
 import pytest_asyncio
 from prometheus_client import CollectorRegistry
+from services.policy.keys import subject_keys
+from services.policy.settings import PolicySettings
 
 from services.audit import queries
 from services.audit.api import reading, verify_ledger
@@ -35,13 +37,11 @@ from services.audit.trust import pinned_keys
 from services.contracts.catalog import Catalog
 from services.contracts.natural import codec_for, format_timestamp
 from services.policy import Decision, Policy, SubjectKeys
-from services.policy.keys import subject_keys
-from services.policy.settings import PolicySettings
 from services.router.app import RouterService
 from services.router.app import build_service as build_router
 from services.router.settings import RouterSettings
 from services.runtime import pubsub
-from services.runtime.embedded import EmbeddedBroker, free_port
+from services.runtime.embedded import free_port
 from services.runtime.settings import REPO_ROOT, HubSettings, KafkaSettings
 
 pytestmark = pytest.mark.integration
@@ -192,12 +192,12 @@ async def until_ingested(ledger: Path, events: Iterable[Published]) -> None:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def hub(
-    embedded_broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+    session_kafka: KafkaSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Hub]:
     """Router and audit sharing one state dir (so one dev hub key); events routed."""
     suffix = uuid.uuid4().hex[:8]
     state = HubSettings(state_dir=tmp_path_factory.mktemp("hub-state"))
-    kafka = KafkaSettings(bootstrap_servers=embedded_broker.bootstrap_servers)
+    kafka = session_kafka
     router = build_router(
         RouterSettings(
             group_id=f"router-e2e-{suffix}", port=free_port(), hub=state, kafka=kafka

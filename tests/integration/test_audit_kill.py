@@ -21,7 +21,7 @@ from services.contracts.catalog import Catalog
 from services.runtime import topics as runtime_topics
 from services.runtime.embedded import free_port
 from services.runtime.settings import REPO_ROOT, HubSettings, KafkaSettings
-from tests.support.kafka import produce
+from tests.support.kafka import kafka_env, produce
 from tests.unit.audit.support import encoded, many
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -34,7 +34,7 @@ def start(
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
-        "PUENTE_KAFKA_BOOTSTRAP_SERVERS": str(kafka.bootstrap_servers),
+        **kafka_env(kafka),
         "PUENTE_STATE_DIR": str(state_dir),
         "PUENTE_AUDIT_TOPIC": f"hub.audit.{unique}",
         "PUENTE_AUDIT_CHECKPOINT_TOPIC": f"hub.audit.checkpoints.{unique}",

@@ -21,7 +21,7 @@ from services.gateway.settings import GatewaySettings
 from services.router.app import RouterService, build_service
 from services.router.settings import RouterSettings
 from services.runtime import topics as runtime_topics
-from services.runtime.embedded import EmbeddedBroker, free_port
+from services.runtime.embedded import free_port
 from services.runtime.settings import REPO_ROOT, HubSettings, KafkaSettings
 
 pytestmark = pytest.mark.integration
@@ -30,10 +30,10 @@ EXAMPLES = REPO_ROOT / "examples"
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def hub(
-    embedded_broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+    session_kafka: KafkaSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[tuple[RouterService, GatewayService]]:
     """A router and a gateway sharing the session's broker and one state dir."""
-    kafka = KafkaSettings(bootstrap_servers=embedded_broker.bootstrap_servers)
+    kafka = session_kafka
     hub_settings = HubSettings(state_dir=tmp_path_factory.mktemp("gateway-hub"))
     router = build_service(
         RouterSettings(

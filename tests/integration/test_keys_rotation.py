@@ -17,6 +17,9 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+from services.keys import environment
+from services.policy.keys import rotate
+from services.policy.settings import PolicySettings
 from typer.testing import CliRunner
 
 from services.audit import queries, querylog
@@ -25,13 +28,10 @@ from services.audit.app import build_service as build_audit
 from services.audit.ledger import Ledger
 from services.audit.settings import AuditSettings
 from services.cli import app
-from services.keys import environment
-from services.policy.keys import rotate
-from services.policy.settings import PolicySettings
 from services.router.app import build_service as build_router
 from services.router.settings import RouterSettings
 from services.runtime import pubsub
-from services.runtime.embedded import EmbeddedBroker, free_port
+from services.runtime.embedded import free_port
 from services.runtime.settings import REPO_ROOT, HubSettings, KafkaSettings
 
 pytestmark = pytest.mark.integration
@@ -82,7 +82,7 @@ def _in_ledger(ledger: Path, event_id: str) -> bool:
 
 
 async def test_a_subject_report_finds_a_person_under_every_hub_key_version(
-    embedded_broker: EmbeddedBroker,
+    session_kafka: KafkaSettings,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -98,7 +98,7 @@ async def test_a_subject_report_finds_a_person_under_every_hub_key_version(
     monkeypatch.setattr(environment, "_announced", set())
     suffix = uuid.uuid4().hex[:8]
     state = HubSettings(state_dir=tmp_path)
-    kafka = KafkaSettings(bootstrap_servers=embedded_broker.bootstrap_servers)
+    kafka = session_kafka
     router_settings = RouterSettings(
         group_id=f"router-keys-{suffix}", port=free_port(), hub=state, kafka=kafka
     )

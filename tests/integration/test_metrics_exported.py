@@ -25,9 +25,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.contracts import topics
 from services.contracts.catalog import Catalog
 from services.runtime import hub, pubsub
-from services.runtime.embedded import EmbeddedBroker, free_port
+from services.runtime.embedded import free_port
 from services.runtime.settings import REPO_ROOT, KafkaSettings
-from tests.support.kafka import produce
+from tests.support.kafka import kafka_env, produce
 
 pytestmark = pytest.mark.integration
 DEPLOY: Final = REPO_ROOT / "deploy"
@@ -52,12 +52,13 @@ Running = dict[str, hub.Built]
 
 @pytest.fixture(scope="module")
 def environment(
-    embedded_broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+    session_kafka: KafkaSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[None]:
     """What a container of the stack would set: broker, state dir, free ports."""
     suffix = uuid.uuid4().hex[:8]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PUENTE_KAFKA_BOOTSTRAP_SERVERS", embedded_broker.bootstrap_servers)
+        for name, value in kafka_env(session_kafka).items():
+            patch.setenv(name, value)
         patch.setenv("PUENTE_STATE_DIR", str(tmp_path_factory.mktemp("metrics-state")))
         patch.setenv("PUENTE_ROUTER_GROUP_ID", f"metrics-router-{suffix}")
         patch.setenv("PUENTE_AUDIT_GROUP_ID", f"metrics-audit-{suffix}")

@@ -16,16 +16,16 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from prometheus_client import CollectorRegistry
+from services.policy.keys import subject_keys
+from services.policy.settings import PolicySettings
 
 from services.contracts import codec, headers, topics
 from services.contracts.natural import codec_for
 from services.policy import SubjectKeys
-from services.policy.keys import subject_keys
-from services.policy.settings import PolicySettings
 from services.router.app import RouterService, build_service
 from services.router.settings import RouterSettings
 from services.runtime import pubsub
-from services.runtime.embedded import EmbeddedBroker, free_port
+from services.runtime.embedded import free_port
 from services.runtime.settings import REPO_ROOT, HubSettings, KafkaSettings
 from tests.support.kafka import collect, header
 
@@ -44,7 +44,7 @@ ADULT: dict[str, Any] = {
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def hub(
-    embedded_broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+    session_kafka: KafkaSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[tuple[RouterService, SubjectKeys]]:
     """One router with the shipped policy, and the hub's keys (for the test only)."""
     state = HubSettings(state_dir=tmp_path_factory.mktemp("minimisation-state"))
@@ -52,7 +52,7 @@ async def hub(
         group_id=f"router-{uuid.uuid4().hex[:8]}",
         port=free_port(),
         hub=state,
-        kafka=KafkaSettings(bootstrap_servers=embedded_broker.bootstrap_servers),
+        kafka=session_kafka,
     )
     registry = CollectorRegistry()
     service = build_service(settings, registry)

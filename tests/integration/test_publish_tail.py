@@ -16,7 +16,7 @@ from services.contracts.catalog import Catalog
 from services.runtime import topics as runtime_topics
 from services.runtime.settings import KafkaSettings
 from tests.samples import minimal
-from tests.support.kafka import collect, header
+from tests.support.kafka import collect, header, kafka_env
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 def puente(
     kafka: KafkaSettings, *args: str, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PUENTE_KAFKA_BOOTSTRAP_SERVERS": str(kafka.bootstrap_servers)}
+    env = {**os.environ, **kafka_env(kafka)}
     return subprocess.run(
         [sys.executable, "-m", "services", *args],
         input=stdin,

@@ -25,7 +25,7 @@ from services.referrals.settings import ReferralsSettings
 from services.referrals.store import Store, Tracked
 from services.router.app import RouterService
 from services.runtime import pubsub
-from services.runtime.embedded import EmbeddedBroker, free_port
+from services.runtime.embedded import free_port
 from services.runtime.settings import REPO_ROOT, HubSettings, KafkaSettings
 from tests.support.router import running_router
 
@@ -47,11 +47,11 @@ class SetClock:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def router(
-    embedded_broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+    session_kafka: KafkaSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[RouterService]:
     """One router for this module (tests use their own referral ids)."""
     state = tmp_path_factory.mktemp("router-state")
-    async with running_router(embedded_broker.bootstrap_servers, state) as service:
+    async with running_router(session_kafka, state) as service:
         yield service
 
 
@@ -69,12 +69,12 @@ def tracker_settings(kafka: KafkaSettings, state: Path, group: str) -> Referrals
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def tracker(
     router: RouterService,
-    embedded_broker: EmbeddedBroker,
+    session_kafka: KafkaSettings,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[tuple[ReferralsService, SetClock]]:
     """The tracker with a test clock, started after the router."""
     del router
-    kafka = KafkaSettings(bootstrap_servers=embedded_broker.bootstrap_servers)
+    kafka = session_kafka
     settings = tracker_settings(
         kafka,
         tmp_path_factory.mktemp("tracker-state"),

@@ -25,8 +25,9 @@ from services.referrals.settings import ReferralsSettings
 from services.referrals.store import Store
 from services.router.app import RouterService
 from services.runtime import pubsub
-from services.runtime.embedded import EmbeddedBroker, free_port
+from services.runtime.embedded import free_port
 from services.runtime.settings import REPO_ROOT, HubSettings, KafkaSettings
+from tests.support.kafka import kafka_env
 from tests.support.router import running_router
 
 pytestmark = pytest.mark.integration
@@ -38,11 +39,11 @@ REFERRALS = 30  # half answered, half not
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def router(
-    embedded_broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+    session_kafka: KafkaSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[RouterService]:
     """A router of this module, delivering to the tracker."""
     state = tmp_path_factory.mktemp("router-state")
-    async with running_router(embedded_broker.bootstrap_servers, state) as service:
+    async with running_router(session_kafka, state) as service:
         yield service
 
 
@@ -123,7 +124,7 @@ async def test_kill_9_mid_stream_loses_no_transition_and_escalates_nothing_twice
     del router
     env = {
         **os.environ,
-        "PUENTE_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers or "",
+        **kafka_env(kafka),
         "PUENTE_STATE_DIR": str(tmp_path),
         "PUENTE_REFERRALS_PORT": str(free_port()),
         "PUENTE_REFERRALS_GROUP_ID": f"hub_referrals.kill-{uuid.uuid4().hex[:8]}",

@@ -10,18 +10,18 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from prometheus_client import CollectorRegistry
+from services.policy.keys import subject_keys
+from services.policy.settings import PolicySettings
 
 from services.contracts import codec, headers, topics
 from services.contracts.catalog import Catalog
 from services.contracts.natural import codec_for
 from services.policy import Policy, load_policy
-from services.policy.keys import subject_keys
-from services.policy.settings import PolicySettings
 from services.router.app import RouterService, build_service
 from services.router.settings import RouterSettings
 from services.runtime import pubsub
 from services.runtime import topics as runtime_topics
-from services.runtime.embedded import EmbeddedBroker, free_port
+from services.runtime.embedded import free_port
 from services.runtime.settings import REPO_ROOT, HubSettings, KafkaSettings
 from tests.support.kafka import collect, header, produce
 
@@ -31,14 +31,14 @@ EXAMPLES = REPO_ROOT / "examples"
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def router(
-    embedded_broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+    session_kafka: KafkaSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[RouterService]:
     """One router for this module (tests use their own event ids)."""
     settings = RouterSettings(
         group_id=f"router-{uuid.uuid4().hex[:8]}",
         port=free_port(),
         hub=HubSettings(state_dir=tmp_path_factory.mktemp("router-state")),
-        kafka=KafkaSettings(bootstrap_servers=embedded_broker.bootstrap_servers),
+        kafka=session_kafka,
     )
     # The spoofed-source cases write to a topic minsal has no right to; create it
     # up front so the router's pattern sees it without a metadata refresh.

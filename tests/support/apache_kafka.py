@@ -10,6 +10,9 @@ A test directory uses it by importing the fixture into its ``conftest.py``::
 
     from tests.support.apache_kafka import apache_kafka  # noqa: F401
 
+and runs every test that takes ``kafka`` or ``session_kafka`` on it (as the admin
+super-user) by importing ``apache_session_kafka`` as well.
+
 A missing JDK, Maven or artifact repository fails the tests that need the broker with
 one line saying so: nothing is skipped.
 """
@@ -22,6 +25,7 @@ from collections.abc import Iterator
 import pytest
 
 from services.kafkalocal import LocalKafka, LocalKafkaError
+from services.runtime.settings import KafkaSettings
 
 # Seconds the last session's broker took to start (jar resolution included).
 STARTUP: dict[str, float] = {}
@@ -41,3 +45,11 @@ def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafk
         yield kafka
     finally:
         kafka.stop()
+
+
+@pytest.fixture(scope="session", name="session_kafka")
+def apache_session_kafka(apache_kafka: LocalKafka) -> KafkaSettings:
+    """``session_kafka`` on Apache Kafka: its admin super-user, for tests whose
+    subject is not principals. A directory's ``conftest.py`` that imports this
+    fixture runs its ``kafka`` and ``session_kafka`` tests on Apache Kafka."""
+    return apache_kafka.settings()

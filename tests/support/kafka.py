@@ -1,4 +1,4 @@
-"""Reading and writing real topics in integration tests."""
+"""Reading and writing real topics in integration tests (on either broker)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,33 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
-from services.runtime.kafka import consumer_config, producer_config
+from services.runtime.kafka import admin_config, consumer_config, producer_config
 from services.runtime.settings import KafkaSettings
+
+# Seconds partitions_of() waits for a topic missing from the metadata (one created
+# just before may not be listed yet on every broker).
+TOPIC_PATIENCE = 2.0
+
+
+def kafka_env(kafka: KafkaSettings) -> dict[str, str]:
+    """``PUENTE_KAFKA_*`` variables that point a child process at ``kafka``.
+
+    Only what is set: on the embedded broker that is the bootstrap list alone, on
+    Apache Kafka the SASL principal (and the CA of a TLS listener) as well.
+    """
+    env = {"PUENTE_KAFKA_BOOTSTRAP_SERVERS": str(kafka.bootstrap_servers)}
+    env["PUENTE_KAFKA_SECURITY_PROTOCOL"] = kafka.security_protocol
+    if kafka.sasl_mechanism:
+        env["PUENTE_KAFKA_SASL_MECHANISM"] = kafka.sasl_mechanism
+    if kafka.sasl_username:
+        env["PUENTE_KAFKA_SASL_USERNAME"] = kafka.sasl_username
+    if kafka.sasl_password:
+        env["PUENTE_KAFKA_SASL_PASSWORD"] = kafka.sasl_password.get_secret_value()
+    if kafka.ssl_cafile:
+        env["PUENTE_KAFKA_SSL_CAFILE"] = str(kafka.ssl_cafile)
+    return env
 
 
 def header(record: Any, name: str) -> str | None:
@@ -53,19 +77,13 @@ async def collect(
     Stops when ``expected`` records were found (then waits ``settle`` seconds more to
     catch extras), or at ``timeout``.
     """
+    partitions = await partitions_of(kafka, topics)
+    found: list[Any] = []
+    if not partitions:
+        return found
     consumer = AIOKafkaConsumer(**consumer_config(kafka, None, "test-collector"))
     await consumer.start()
-    found: list[Any] = []
     try:
-        existing = await consumer.topics()
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in topics
-            if topic in existing
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        if not partitions:
-            return found
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         deadline = time.monotonic() + timeout
@@ -78,3 +96,35 @@ async def collect(
         return found
     finally:
         await consumer.stop()
+
+
+async def partitions_of(
+    kafka: KafkaSettings, topics: Iterable[str]
+) -> list[TopicPartition]:
+    """Every partition of those ``topics`` that exist, asked of the broker itself.
+
+    A consumer's cached metadata does not know a topic created after it started (and
+    on Apache Kafka not even one created before: its first metadata request names no
+    topic), so the partitions come from an admin client's fresh metadata request.
+    Topics are described only once listed: describing an unknown topic could create
+    it on a broker that auto-creates topics.
+    """
+    wanted = list(dict.fromkeys(topics))
+    admin = AIOKafkaAdminClient(**admin_config(kafka, "test-collector-admin"))
+    await admin.start()
+    try:
+        deadline = time.monotonic() + TOPIC_PATIENCE
+        existing = set(await admin.list_topics())
+        while not existing.issuperset(wanted) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            existing = set(await admin.list_topics())
+        present = [t for t in wanted if t in existing]
+        described = await admin.describe_topics(present) if present else []
+    finally:
+        await admin.close()
+    return sorted(
+        TopicPartition(d["topic"], p["partition"])
+        for d in described
+        if d["error_code"] == 0
+        for p in d["partitions"]
+    )

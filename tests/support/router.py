@@ -17,14 +17,14 @@ from services.runtime.settings import HubSettings, KafkaSettings
 
 @contextlib.asynccontextmanager
 async def running_router(
-    bootstrap: str, state_dir: Path, registry: CollectorRegistry | None = None
+    kafka: KafkaSettings, state_dir: Path, registry: CollectorRegistry | None = None
 ) -> AsyncIterator[RouterService]:
     """A started router with a group, port and state dir of its own; stopped after."""
     settings = RouterSettings(
         group_id=f"router-{uuid.uuid4().hex[:8]}",
         port=free_port(),
         hub=HubSettings(state_dir=state_dir),
-        kafka=KafkaSettings(bootstrap_servers=bootstrap),
+        kafka=kafka,
     )
     service = build_service(settings, registry or CollectorRegistry())
     await service.start()

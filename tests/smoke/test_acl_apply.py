@@ -19,7 +19,7 @@ from services.contracts.catalog import Catalog
 from services.policy import load_policy
 from services.runtime.settings import REPO_ROOT, KafkaSettings
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.smoke
 
 
 def apply(kafka: KafkaSettings, *args: str) -> subprocess.CompletedProcess[str]:

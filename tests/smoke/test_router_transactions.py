@@ -14,7 +14,7 @@ from services.router.settings import RouterSettings
 from services.runtime.embedded import free_port
 from services.runtime.settings import HubSettings, KafkaSettings
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.smoke]
 
 
 def settings(kafka: KafkaSettings, state_dir: Path, mode: str) -> RouterSettings:

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.runtime.embedded import free_port
 from services.runtime.settings import REPO_ROOT
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.smoke, pytest.mark.slow]
 DURATION = 15
 
 
