@@ -13,6 +13,8 @@ EVENT_TYPES: Final = (
     "border_crossing",
     "displacement_registration",
     "referral",
+    # Published by the hub itself (its referral tracker), routed like the others.
+    "referral_overdue",
 )
 _MAX_ID_LENGTH: Final = 64
 

@@ -243,11 +243,36 @@ def _referral() -> dict[str, Any]:
     }
 
 
+def _referral_overdue() -> dict[str, Any]:
+    base = envelope("referral_overdue", "hub_referrals")
+    return {
+        # What the tracker writes: its v1 envelope knows the purposes of schema v1.
+        "envelope": {
+            **base,
+            "source_unit_id": None,
+            "source_record_id": None,
+            "purposes": ["POLICY_COORDINATION", "CHILD_PROTECTION"],
+        },
+        "payload": {
+            "referral_id": str(uuid.uuid4()),
+            "deadline": "ACKNOWLEDGE",
+            "due_at": "2026-11-03T14:05:07Z",
+            "escalation_level": 1,
+            "urgency": "IMMEDIATE_24H",
+            "service_group": "HEALTH",
+            "referring_institution_id": "dgme",
+            "receiving_institution_id": "minsal",
+            "supervising_institution_id": "rree_vmdmh",
+        },
+    }
+
+
 BASES = {
     "return_arrival": _return_arrival,
     "border_crossing": _border_crossing,
     "displacement_registration": _displacement_registration,
     "referral": _referral,
+    "referral_overdue": _referral_overdue,
 }
 
 

@@ -104,7 +104,11 @@ def test_export_writes_the_schemas_a_recipient_decodes_with(
         "return_arrival.rule.rree_vmdmh-ra-monitoring",
     ]
     # every schema version a source may write: v1 and v2 of each
-    assert files == sorted(f"{stem}.v{v}.avsc" for stem in stems for v in (1, 2))
+    expected = [f"{stem}.v{v}.avsc" for stem in stems for v in (1, 2)]
+    # and the referral tracker's overdue notices, the oversight's own (v1 only)
+    overdue = ["PSEUDO", "rule.referral_overdue-to-oversight-specialised", ""]
+    expected += [f"referral_overdue{'.' if s else ''}{s}.v1.avsc" for s in overdue]
+    assert files == sorted(expected)
     readme = (out_dir / "README.md").read_text()
     assert "rree_vmdmh-ref-oversight (PSEUDO)" in readme
     exported = json.loads((out_dir / "referral.PSEUDO.v1.avsc").read_text())

@@ -149,8 +149,13 @@ def test_receive_rights_list_every_recipient_a_rule_can_reach(policy: Policy) ->
         "border_crossing",
         "displacement_registration",
         "referral",
+        "referral_overdue",
     }
-    assert policy.receive_rights["minsal"] == {"return_arrival", "referral"}
+    assert policy.receive_rights["minsal"] == {
+        "return_arrival",
+        "referral",
+        "referral_overdue",
+    }
     for silent in ("marn", "bcr", "bcr_onec", "ace", "pddh", "cnctp"):
         assert silent not in policy.receive_rights
 

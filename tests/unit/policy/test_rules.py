@@ -228,6 +228,33 @@ CASES: dict[str, tuple[str, Changes, Changes]] = {
             "payload.receiving_institution_id": "minsal",
         },
     ),
+    "referral_overdue-to-referring": (
+        "referral_overdue",
+        {"payload.referring_institution_id": "dgme"},
+        # no stream: its supervisor hears instead
+        {"payload.referring_institution_id": "pnc"},
+    ),
+    "referral_overdue-to-child-supervisor": (
+        "referral_overdue",
+        {"payload.supervising_institution_id": "conapina"},
+        {"payload.supervising_institution_id": "rree_vmdmh"},
+    ),
+    "referral_overdue-to-oversight": (
+        "referral_overdue",
+        {"payload.supervising_institution_id": "rree_vmdmh"},
+        {
+            "payload.supervising_institution_id": "rree_vmdmh",
+            "payload.service_group": "SPECIALISED_PROTECTION",
+        },
+    ),
+    "referral_overdue-to-oversight-specialised": (
+        "referral_overdue",
+        {
+            "payload.supervising_institution_id": "rree_vmdmh",
+            "payload.service_group": "SPECIALISED_PROTECTION",
+        },
+        {"payload.supervising_institution_id": "rree_vmdmh"},
+    ),
 }
 
 
