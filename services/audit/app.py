@@ -1,6 +1,6 @@
-"""Build the audit service: a FastStream batch subscriber of hub.audit into the ledger.
+"""Build the audit service: the shared batch loop from hub.audit into the ledger.
 
-The subscriber is assigned every partition of the audit topic explicitly rather
+The loop is assigned every partition of the audit topic explicitly rather
 than joining a group: the ledger is one file with one writer, so no second member
 may ever take a partition over. Positions come from the ledger itself (stored in
 the same transaction as the entries), not from Kafka's committed offsets: each
@@ -10,7 +10,8 @@ exactly once. The group id is still used to commit offsets after each batch, so
 lag monitoring that reads committed offsets works.
 
 A batch the ledger cannot take is read again (its partitions are sought back to
-the ledger's positions), logged and counted; `run_until` ends with that error.
+the ledger's positions), logged and counted by the loop; `run_until` ends with
+that error.
 """
 
 from __future__ import annotations
@@ -25,17 +26,12 @@ from typing import Any, Final
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from faststream import AckPolicy
-from faststream.kafka import KafkaBroker
-from faststream.kafka import TopicPartition as SubscribedPartition
-from faststream.kafka.annotations import KafkaMessage
-from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import CollectorRegistry
 
 from services.audit import witness
 from services.audit.api import ApiConfig, audit_app
 from services.audit.checkpoints import CHECKPOINT_SCHEMA, Schedule
-from services.audit.cursor import Consumer, Cursor
+from services.audit.cursor import Cursor
 from services.audit.handlers import Checkpointer, Ingestor
 from services.audit.keys import (
     development_key,
@@ -51,9 +47,16 @@ from services.audit.settings import AuditSettings
 from services.audit.trust import pinned_keys
 from services.contracts.catalog import Catalog
 from services.contracts.errors import PuenteError
-from services.runtime import subscribers
 from services.runtime import topics as runtime_topics
-from services.runtime.kafka import broker_options, producer_config, subscriber_options
+from services.runtime.consume import (
+    Backoff,
+    BatchLoop,
+    Consumer,
+    LoopMetrics,
+    Offsets,
+    Subscription,
+)
+from services.runtime.kafka import producer_config
 from services.runtime.ops import OpsServer
 
 log = logging.getLogger(__name__)
@@ -150,8 +153,16 @@ class AuditService:
         self.key = signing_key(settings)
         self.metrics = AuditMetrics(registry)
         self.schedule = Schedule(settings.checkpoint_every, settings.checkpoint_seconds)
-        # Made once: its faststream_* series live on this service's registry.
-        self.prometheus = KafkaPrometheusMiddleware(registry=registry, app_name="audit")
+        self.loop = BatchLoop(
+            "audit",
+            settings.kafka,
+            self,
+            registry,
+            client_id=CLIENT_ID,
+            metrics=LoopMetrics(lag=self.metrics.lag, failures=self.metrics.failures),
+            backoff=Backoff(_RETRY_SECONDS, _MAX_RETRY_SECONDS),
+            stop_seconds=_STOP_TIMEOUT,
+        )
         config = ApiConfig(
             settings.ledger_file,
             settings.credentials_file,
@@ -161,7 +172,6 @@ class AuditService:
         app = audit_app(config, registry, self.health)
         self.ops = OpsServer(app, settings.port, settings.host)
         self.ledger: Ledger | None = None
-        self.broker: KafkaBroker | None = None
         self.producer: AIOKafkaProducer | None = None
         self.checkpointer: Checkpointer | None = None
         self.cursor: Cursor | None = None
@@ -170,9 +180,6 @@ class AuditService:
         # One ledger writer: batches, checkpoints and closing take turns.
         self._ledger_turn = asyncio.Lock()
         self._halt = asyncio.Event()
-        self._failed = asyncio.Event()
-        self._error: BaseException | None = None
-        self._failures = 0  # consecutive failed batches
         self._producing = False
         self._running = False
         self._closing = False
@@ -181,7 +188,7 @@ class AuditService:
     def health(self) -> dict[str, Any]:
         """Readiness for /health: running, and the ledger's progress."""
         ticking = self._task is not None and not self._task.done()
-        ok = self._running and ticking and self._failures == 0
+        ok = self._running and ticking and self.loop.failures == 0
         last = self.checkpointer.last_seq if self.checkpointer else 0
         return {"ok": ok, "entries": self._head_seq, "last_checkpoint_seq": last}
 
@@ -197,8 +204,7 @@ class AuditService:
     async def _start(self) -> None:
         s = self.settings
         self._halt.clear()
-        self._failed.clear()
-        self._error, self._failures, self._closing = None, 0, False
+        self._closing = False
         await runtime_topics.create(
             s.kafka,
             {s.topic: s.topics.audit_partitions, s.checkpoint_topic: 1},
@@ -224,8 +230,16 @@ class AuditService:
         await self.producer.start()
         self._producing = True
         await self._publish_checkpoints()
-        self.broker = self._subscribe(await self._partitions(self.producer))
-        await self.broker.start()
+        partitions = await self._partitions(self.producer)
+        await self.loop.start(
+            Subscription(
+                partitions=tuple((s.topic, n) for n in partitions),
+                group_id=s.group_id,
+                max_records=s.max_batch,
+                # Only entries of committed router transactions (exactly-once routing).
+                isolation_level="read_committed",
+            )
+        )
         self._running = True
         self._task = asyncio.create_task(
             self._tick(self.checkpointer), name="audit-checkpoints"
@@ -249,64 +263,20 @@ class AuditService:
             raise AuditTopicMissingError(f"topic {self.settings.topic} has no partitions")
         return numbers
 
-    def _subscribe(self, partitions: Sequence[int]) -> KafkaBroker:
-        s = self.settings
-        broker = KafkaBroker(
-            **broker_options(s.kafka, CLIENT_ID),
-            consumer_only=True,  # checkpoints go through the service's own producer
-            middlewares=[self.prometheus],
-            logger=subscribers.quiet_logger("audit"),
-            log_level=logging.DEBUG,  # FastStream logs every batch; keep that out of INFO
-            graceful_timeout=_STOP_TIMEOUT,
-        )
-        subscriber = broker.subscriber(
-            # Created above with its final partition count; never auto-created.
-            partitions=[
-                SubscribedPartition(s.topic, n, declare=False) for n in partitions
-            ],
-            group_id=s.group_id,
-            batch=True,
-            max_records=s.max_batch,
-            # Nothing is acknowledged on FastStream's terms: the ledger's positions,
-            # stored with the entries, are the truth; offsets are committed after the
-            # ledger's transaction only to report lag. A failed batch is sought back.
-            ack_policy=AckPolicy.MANUAL,
-            parser=subscribers.tolerate_headers,
-            decoder=subscribers.skip_bodies,  # the ingestor decodes the raw records
-            # Only entries of committed router transactions (exactly-once routing).
-            **subscriber_options(s.kafka, isolation_level="read_committed"),
-        )
-        subscriber(self._handle)
-        return broker
+    async def process(self, records: Sequence[Any], consumer: Consumer) -> Offsets:
+        """The batch loop's work: what the ledger lacks of ``records`` into it.
 
-    async def _handle(self, body: None, msg: KafkaMessage) -> None:
-        """One fetched batch into the ledger; a failure is re-raised for FastStream."""
-        del body  # the raw records carry topic, partition and offset too
-        raw: Any = msg.raw_message
-        records: Sequence[Any] = raw if isinstance(raw, tuple) else (raw,)
-        # Shielded: a stop that outwaits the graceful timeout cancels this handler,
-        # but a ledger transaction in hand must end before the ledger is closed.
-        work = asyncio.ensure_future(self._consume(records, msg.consumer))
-        work.add_done_callback(_retrieve)
-        try:
-            await asyncio.shield(work)
-        except Exception:
-            # Do not read the batch again at once: the ledger's disk may need a moment.
-            pause = min(_RETRY_SECONDS * 2 ** (self._failures - 1), _MAX_RETRY_SECONDS)
-            await self._halted_within(pause)
-            raise  # FastStream logs it and counts it in faststream_*_exceptions_total
-
-    async def _consume(self, records: Sequence[Any], consumer: Any) -> None:
+        The offsets returned (committed by the loop) only report lag: the ledger's
+        positions, stored with the entries, are the truth.
+        """
         async with self._ledger_turn:
-            cursor, ingestor, ledger = self.cursor, self.ingestor, self.ledger
-            if self._closing or cursor is None or ingestor is None or ledger is None:
-                return  # never stored, never committed: read again on the next start
-            try:
-                await self._ingest(cursor, ingestor, records, consumer)
-            except Exception as e:
-                await self._rewind(cursor, ledger, records, consumer, e)
-                raise
-            self._failures = 0
+            cursor, ingestor = self.cursor, self.ingestor
+            if self._closing or cursor is None or ingestor is None:
+                return {}  # never stored, never committed: read again on the next start
+            await self._ingest(cursor, ingestor, records, consumer)
+            seen = {(r.topic, r.partition) for r in records}
+            positions = cursor.positions
+            return {TopicPartition(*w): positions[w] for w in seen if w in positions}
 
     async def _ingest(
         self, cursor: Cursor, ingestor: Ingestor, records: Sequence[Any], consumer: Any
@@ -318,29 +288,21 @@ class AuditService:
             cursor.advance(fresh)
             if result.appended and self.checkpointer is not None:
                 await asyncio.to_thread(self.checkpointer.witness_head, result.head)
-        seen = {(r.topic, r.partition) for r in records}
-        await _commit(consumer, cursor.positions, seen)
-        await self._update_lag(consumer)
         await self._checkpoint_if_due()
 
-    async def _rewind(
-        self,
-        cursor: Cursor,
-        ledger: Ledger,
-        records: Sequence[Any],
-        consumer: Consumer,
-        error: BaseException,
+    async def rewind(
+        self, records: Sequence[Any], consumer: Consumer, error: BaseException
     ) -> None:
         """Seek the failed batch's partitions back to what the ledger really holds."""
-        self._failures += 1
-        self.metrics.failures.inc()
-        if self._error is None:
-            self._error = error
-        self._failed.set()
-        log.error(
-            "audit batch not stored (%s: %s); read again from the ledger's positions",
-            type(error).__name__, error,
-        )  # fmt: skip
+        del error  # reported by the loop
+        async with self._ledger_turn:
+            cursor, ledger = self.cursor, self.ledger
+            if cursor is not None and ledger is not None:
+                await self._seek_to_ledger(cursor, ledger, records, consumer)
+
+    async def _seek_to_ledger(
+        self, cursor: Cursor, ledger: Ledger, records: Sequence[Any], consumer: Consumer
+    ) -> None:
         try:
             stored: dict[Position, int] | None = ledger.positions()
         except LedgerError:
@@ -349,15 +311,6 @@ class AuditService:
         # on its next records and seeks it back then.
         partitions = {(r.topic, r.partition) for r in records}
         await cursor.rewind(consumer, partitions, stored)
-
-    async def _update_lag(self, consumer: Any) -> None:
-        # highwater(), not end_offsets(): the latter is wrong on the embedded broker.
-        lag = 0
-        for tp in consumer.assignment():
-            high = consumer.highwater(tp)
-            if high is not None:
-                lag += max(high - await consumer.position(tp), 0)
-        self.metrics.lag.set(lag)
 
     async def _tick(self, checkpointer: Checkpointer) -> None:
         """Take time-based checkpoints while no batch comes to do it."""
@@ -398,9 +351,8 @@ class AuditService:
         self._running = False
         self._closing = True  # a batch not yet begun is left for the next start
         self._halt.set()
-        if self.broker is not None:
-            # Waits up to the graceful timeout for the handler, then cancels it.
-            await self.broker.stop()
+        # Waits up to the graceful timeout for the batch in hand, then cancels it.
+        await self.loop.stop()
         if self._task is not None:
             # Halted, it ends after a checkpoint in hand; its failure was logged.
             await asyncio.wait({self._task}, timeout=_STOP_TIMEOUT)
@@ -418,7 +370,7 @@ class AuditService:
         await self.ops.stop()
         if self.ledger is not None and not writing:
             self.ledger.close()
-        self.broker = self.producer = self.ledger = self.checkpointer = None
+        self.producer = self.ledger = self.checkpointer = None
         self.cursor = self.ingestor = None
         self._producing = False
 
@@ -446,39 +398,20 @@ class AuditService:
         """Run until ``stop`` is set; raise if ingestion fails first."""
         await self.start()
         task = self._task
-        waiters = [asyncio.create_task(e.wait()) for e in (stop, self._failed)]
+        waiters = [asyncio.create_task(e.wait()) for e in (stop, self.loop.failed)]
         try:
             watched: set[asyncio.Future[Any]] = {*waiters}
             if task is not None:
                 watched.add(task)
             await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-            if self._error is not None:
-                raise self._error
+            if self.loop.error is not None:
+                raise self.loop.error
             if task is not None and task.done() and not task.cancelled():
                 task.result()  # re-raises a checkpointing failure
         finally:
             for waiter in waiters:
                 waiter.cancel()
             await self.stop()
-
-
-async def _commit(
-    consumer: Any, positions: dict[Position, int], seen: set[Position]
-) -> None:
-    # Progress report for lag monitoring only: the ledger's positions are the truth.
-    offsets = {TopicPartition(*w): positions[w] for w in seen if w in positions}
-    if not offsets:
-        return
-    try:
-        await consumer.commit(offsets)
-    except KafkaError as e:
-        log.debug("offset commit for lag monitoring failed: %s", e)
-
-
-def _retrieve(task: asyncio.Future[None]) -> None:
-    # A batch whose handler was cancelled at stop still ends; its error was logged.
-    if not task.cancelled():
-        task.exception()
 
 
 def _report_failure(task: asyncio.Task[None]) -> None:
