@@ -1,0 +1,195 @@
+"""Disclosure control (pure): primary and complementary small-cell suppression.
+
+A published table of one period crosses at most two of the indicator's dimensions
+and carries its margins, so every table that can ever be published for a period
+is a set of cells of one *lattice*: the total, every one-way table and every
+two-way table of the indicator's dimensions. Suppression is decided once for the
+whole lattice, so any number of published tables over the same period, taken
+together, show only cells of one protected pattern.
+
+- *Primary*: a cell with 0 < count < threshold is suppressed. Zero is published
+  (a zero reveals no one).
+- *Complementary*: the lattice's cells are tied by linear equations (a one-way
+  cell is the sum of its row in every two-way table; the total is the sum of every
+  one-way table). The suppressed cells are the unknowns of that system once the
+  published cells are put in; a suppressed cell is *determined* when every
+  solution gives it the same value. Exact rational elimination (reduced row
+  echelon form) finds those cells; for each, the smallest published cell of an
+  equation it is in is suppressed too, until no suppressed cell is determined.
+
+Three or more crossed dimensions are never published: with two-way tables only,
+the margin equations are the only linear relations between published cells, so
+the system above is the whole story.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Final, Literal
+
+# A cell of the lattice: the dimension indices it crosses (sorted, at most two)
+# and their values.
+CellKey = tuple[tuple[int, ...], tuple[str, ...]]
+Reason = Literal["primary", "complementary"]
+PRIMARY: Final[Reason] = "primary"
+COMPLEMENTARY: Final[Reason] = "complementary"
+MAX_CROSSED: Final = 2
+TOTAL: Final[CellKey] = ((), ())
+
+
+@dataclass(frozen=True, slots=True)
+class Protected:
+    """A period's lattice after suppression: every nonzero cell, and what is hidden."""
+
+    counts: Mapping[CellKey, int]
+    suppressed: Mapping[CellKey, Reason] = field(default_factory=dict)
+    threshold: int = 5
+
+    def published(self, key: CellKey) -> int | None:
+        """The cell's count as published (zero when absent), None when suppressed."""
+        if key in self.suppressed:
+            return None
+        return self.counts.get(key, 0)
+
+
+def lattice(finest: Mapping[tuple[str, ...], int], n_dims: int) -> dict[CellKey, int]:
+    """Every nonzero cell of the total, one-way and two-way tables of ``finest``."""
+    out: dict[CellKey, int] = {}
+    subsets = [
+        s
+        for r in range(min(MAX_CROSSED, n_dims) + 1)
+        for s in itertools.combinations(range(n_dims), r)
+    ]
+    for values, n in finest.items():
+        if n <= 0:
+            continue
+        for dims in subsets:
+            key = (dims, tuple(values[i] for i in dims))
+            out[key] = out.get(key, 0) + n
+    return out
+
+
+def equations(cells: Iterable[CellKey]) -> list[tuple[CellKey, list[CellKey]]]:
+    """The additivity equations between nonzero cells: (sum, its parts)."""
+    parts: dict[tuple[CellKey, int], list[CellKey]] = {}
+    for dims, values in cells:
+        # A cell is a part of every cell that drops exactly one of its dimensions
+        # (one equation per parent and dropped dimension).
+        for drop in range(len(dims)):
+            parent = (dims[:drop] + dims[drop + 1 :], values[:drop] + values[drop + 1 :])
+            parts.setdefault((parent, dims[drop]), []).append((dims, values))
+    return sorted((parent, sorted(members)) for (parent, _), members in parts.items())
+
+
+def protect(
+    finest: Mapping[tuple[str, ...], int], n_dims: int, threshold: int
+) -> Protected:
+    """Suppress the lattice of ``finest`` (cells of ``n_dims`` values) for publication."""
+    counts = lattice(finest, n_dims)
+    eqs = equations(counts)
+    suppressed: dict[CellKey, Reason] = {
+        k: PRIMARY for k, n in counts.items() if 0 < n < threshold
+    }
+    involved: dict[CellKey, list[int]] = {}
+    for index, (whole, members) in enumerate(eqs):
+        for key in (whole, *members):
+            involved.setdefault(key, []).append(index)
+    while True:
+        determined = determined_cells(counts, suppressed, eqs)
+        if not determined:
+            break
+        added = False
+        for key in determined:
+            extra = _complement(key, counts, suppressed, eqs, involved)
+            if extra is not None and extra not in suppressed:
+                suppressed[extra] = COMPLEMENTARY
+                added = True
+        if not added:
+            break  # every nonzero cell is suppressed: nothing is determined then
+    return Protected(counts, suppressed, threshold)
+
+
+def determined_cells(
+    counts: Mapping[CellKey, int],
+    suppressed: Mapping[CellKey, Reason],
+    eqs: Sequence[tuple[CellKey, list[CellKey]]],
+) -> list[CellKey]:
+    """The suppressed cells whose value the published cells fix, in a stable order."""
+    unknown = sorted(suppressed)
+    index = {k: i for i, k in enumerate(unknown)}
+    rows: dict[int, dict[int, Fraction]] = {}
+    for whole, members in eqs:
+        row: dict[int, Fraction] = {}
+        for key, sign in ((whole, -1), *((m, 1) for m in members)):
+            if key in index:
+                row[index[key]] = row.get(index[key], Fraction(0)) + sign
+        row = {k: v for k, v in row.items() if v}
+        if row:
+            _insert(rows, row)
+    out = []
+    for i, key in enumerate(unknown):
+        row = rows.get(i)
+        if row is not None and len(row) == 1:
+            out.append(key)
+    return out
+
+
+def _insert(rows: dict[int, dict[int, Fraction]], row: dict[int, Fraction]) -> None:
+    """Add ``row`` to a reduced row echelon form kept as pivot -> row."""
+    for pivot in sorted(k for k in row if k in rows):
+        factor = row.get(pivot)
+        if factor:
+            _axpy(row, rows[pivot], -factor)
+    if not row:
+        return
+    pivot = min(row)
+    scale = row[pivot]
+    row = {k: v / scale for k, v in row.items()}
+    for other in rows.values():
+        factor = other.get(pivot)
+        if factor:
+            _axpy(other, row, -factor)
+    rows[pivot] = row
+
+
+def _axpy(
+    target: dict[int, Fraction], source: Mapping[int, Fraction], a: Fraction
+) -> None:
+    for k, v in source.items():
+        value = target.get(k, Fraction(0)) + a * v
+        if value:
+            target[k] = value
+        else:
+            target.pop(k, None)
+
+
+def _complement(
+    key: CellKey,
+    counts: Mapping[CellKey, int],
+    suppressed: Mapping[CellKey, Reason],
+    eqs: Sequence[tuple[CellKey, list[CellKey]]],
+    involved: Mapping[CellKey, list[int]],
+) -> CellKey | None:
+    """The published cell to suppress so that ``key`` is no longer determined."""
+    level = len(key[0])
+    near: set[CellKey] = set()
+    for i in involved.get(key, []):
+        whole, members = eqs[i]
+        near.update((whole, *members))
+    candidates = [k for k in near if k not in suppressed and counts.get(k, 0) > 0]
+    if not candidates:
+        candidates = [k for k, n in counts.items() if k not in suppressed and n > 0]
+    if not candidates:
+        return None
+    # Hide as little as possible: a cell of the same table first, then the smallest.
+    return min(candidates, key=lambda k: (abs(len(k[0]) - level), counts[k], k))
+
+
+def rounded(value: int, base: int | None) -> int:
+    """``value`` rounded to the nearest multiple of ``base`` (halves up); 0 stays 0."""
+    if not base or base <= 1 or value == 0:
+        return value
+    return max(base, ((value + base // 2) // base) * base)
