@@ -20,8 +20,8 @@ from services.policy.keys import subject_keys
 from services.policy.settings import PolicySettings
 from services.router.committer import Committer
 from services.router.dedupe import DedupeStore
-from services.router.handlers import BatchRouter
 from services.router.pipeline import Limits, Pipeline
+from services.router.routing import BatchRouter
 from services.router.settings import RouterSettings
 from services.runtime import topics as runtime_topics
 from services.runtime.consume import BatchLoop, LoopMetrics, Subscription

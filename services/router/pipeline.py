@@ -18,13 +18,12 @@ from services.contracts import admission, codec, headers, lifecycle, segments, t
 from services.contracts.catalog import Catalog, SchemaEntry
 from services.contracts.errors import ContractError, DecodeError
 from services.contracts.natural import format_timestamp
-from services.router.audit import AuditEncoder
+from services.policy import REKEYED_VIEWS
+from services.router.entries import AuditEncoder, RuleOutcome
 
 OutputKind = Literal["delivery", "rejection", "audit"]
 AUDIT_NAMESPACE: Final = uuid.UUID("5a8e3c1e-2f4b-4c1d-9a57-0b1de1e5a001")
 _NAMESPACE_BYTES: Final = AUDIT_NAMESPACE.bytes
-# Views that carry the hub's own identifiers; the others get per-recipient ones.
-_RELAXED_VIEWS: Final = frozenset({"FULL", "IDENT"})
 
 
 class Projection(Protocol):
@@ -324,7 +323,7 @@ class Pipeline:
         recipient holds.
         """
         recipient = decision.recipient
-        if decision.view in _RELAXED_VIEWS:
+        if decision.view not in REKEYED_VIEWS:  # the hub's own identifiers
             projected = decision.projection.apply(accepted.datum, subject_key)
             value = self._encode(accepted, decision.projection, projected, payloads)
             if accepted.event_type == "referral":
@@ -391,7 +390,7 @@ class Pipeline:
         audit_id = audit_uuid(
             f"{accepted.event_id}|{decision.recipient}|{decision.rule_id}|{self.policy.version}"
         )
-        rule = (
+        rule = RuleOutcome(
             self.policy.version,
             decision.recipient,
             "delivered" if decision.delivered else "withheld",

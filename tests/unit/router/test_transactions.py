@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry
 
 from services.contracts.catalog import Catalog
 from services.router.dedupe import DedupeStore
-from services.router.handlers import BatchRouter, OutputsDroppedError, _Parcel
 from services.router.pipeline import Output, Pipeline
+from services.router.routing import BatchRouter, OutputsDroppedError, _Parcel
 from services.runtime.metrics import HubMetrics
 from tests.unit.router.standins import record
 
