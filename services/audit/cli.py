@@ -24,7 +24,7 @@ from services.audit.settings import AuditSettings
 from services.audit.trust import pinned_keys, witness_anchors
 from services.audit.verify import Anchor
 from services.contracts.catalog import Catalog
-from services.runtime import hub
+from services.runtime import broker
 from services.runtime.cli import PuenteGroup
 from services.runtime.settings import KafkaSettings
 
@@ -58,7 +58,7 @@ def _ledger(path: Path | None) -> Path:
         return path
     settings = AuditSettings()
     found = settings.ledger_file
-    embedded = hub.embedded_ledger(settings.hub.state_dir)
+    embedded = broker.embedded_ledger(settings.hub.state_dir)
     if settings.ledger_path is None and not found.exists() and embedded.exists():
         err.print(f"using the ledger of `puente up` on the embedded broker: {embedded}")
         return embedded

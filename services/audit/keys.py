@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from services.contracts.errors import ConfigurationError
-from services.keys.environment import allow_development_key
+from services.runtime.environment import allow_development_key
 
 log = logging.getLogger(__name__)
 RAW_KEY_BYTES: Final = 32

@@ -25,21 +25,21 @@ from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.live import Live
 
-from services.cli_run import endpoints_table
+from services import hub
 from services.contracts.catalog import Catalog
 from services.contracts.errors import PuenteError
 from services.demo import view
 from services.demo.driver import CLIENT_ID, DemoError, Driver, demo_topics
 from services.demo.settings import DemoSettings
 from services.demo.tally import Verdict, check, snapshot
-from services.runtime import hub
+from services.runtime import broker
 from services.runtime import topics as runtime_topics
 from services.runtime.embedded import port_open
 from services.runtime.kafka import admin_config, producer_config
 from services.runtime.service import serve, stop_on_signals
 from services.runtime.settings import HubSettings, KafkaSettings
 
-STATE_ENV: Final = hub.STATE_ENV
+STATE_ENV: Final = broker.STATE_ENV
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +62,7 @@ class Outcome:
 
 def run(options: Options, console: Console) -> Outcome:
     """Run the whole demo; raise `DemoError` if the hub cannot start."""
-    with hub.kafka_or_embedded() as (bootstrap, embedded):
+    with broker.kafka_or_embedded() as (bootstrap, embedded):
         settings = DemoSettings()
         with demo_state(settings.hub.state_dir):
             try:
@@ -90,7 +90,7 @@ async def _run(
 
 def demo_state(state_dir: Path) -> contextlib.AbstractContextManager[Path]:
     """Point the router's dedupe store and the audit ledger at a fresh demo folder."""
-    return hub.ephemeral_state(state_dir, "demo")
+    return broker.ephemeral_state(state_dir, "demo")
 
 
 class Demo:
@@ -131,7 +131,7 @@ class Demo:
 
         async def on_started() -> None:
             self._started = True
-            self.console.print(endpoints_table(self.built, embedded))
+            self.console.print(hub.endpoints_table(self.built, embedded))
             try:
                 await self._session(stop)
             finally:

@@ -80,9 +80,11 @@ class _Target:
         from services.contracts.catalog import Catalog  # noqa: PLC0415
         from services.fuzz.inputs import InputStream  # noqa: PLC0415
         from services.policy import load_policy  # noqa: PLC0415
-        from services.policy.keys import subject_keys  # noqa: PLC0415
-        from services.policy.settings import PolicySettings  # noqa: PLC0415
         from services.router.pipeline import Limits, Pipeline  # noqa: PLC0415
+        from services.runtime.hub_key_store import (  # noqa: PLC0415
+            HubKeySettings,
+            subject_keys,
+        )
         from services.runtime.settings import HubSettings  # noqa: PLC0415
 
         self.state = os.environ.get(_STATE_ENV) or tempfile.mkdtemp(
@@ -91,7 +93,7 @@ class _Target:
         hub = HubSettings(state_dir=Path(self.state))
         self.catalog = Catalog.load(hub.schemas_dir)
         policy = load_policy(hub.policy_dir, self.catalog)
-        keys = subject_keys(PolicySettings(hub=hub))
+        keys = subject_keys(HubKeySettings(hub=hub))
         self.pipeline = Pipeline(
             self.catalog, policy, keys, Limits(512 * 1024, timedelta(seconds=300))
         )

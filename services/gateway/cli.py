@@ -12,7 +12,7 @@ from rich.table import Table
 
 from services.contracts.catalog import Catalog
 from services.contracts.errors import InvalidIdError, PuenteError
-from services.gateway.rights import DenyAll, load_rights
+from services.gateway.rights import load_rights
 from services.gateway.settings import GatewaySettings
 from services.gateway.tokens import (
     ALL_SCOPES,
@@ -53,7 +53,7 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _check_member(institution: str) -> None:
-    """Refuse ids the access policy does not name (skipped when no policy loads)."""
+    """Refuse ids the access policy does not name."""
     settings = GatewaySettings()
     try:
         rights = load_rights(
@@ -61,7 +61,7 @@ def _check_member(institution: str) -> None:
         )
     except PuenteError as e:
         raise _fail(f"cannot load the access policy to check {institution!r}: {e}") from e
-    if not isinstance(rights, DenyAll) and not rights.known(institution):
+    if not rights.known(institution):
         raise _fail(f"the access policy names no institution {institution[:64]!r}")
 
 

@@ -1,21 +1,18 @@
 """Who may publish what: the access policy behind a small protocol.
 
-The gateway depends only on `PublishRights`; tests inject a fake, the service loads
-the hub's policy. Without a loadable policy nobody may publish (default deny).
+The gateway depends only on `PublishRights`; the service loads the hub's policy
+(`PolicyRights`), benchmarks and fault tests inject fixed grants (`StaticRights`).
 """
 
 from __future__ import annotations
 
-import importlib
-import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from services.contracts.catalog import Catalog
 from services.contracts.errors import ConfigurationError
-
-log = logging.getLogger(__name__)
+from services.policy import Policy, load_policy
 
 
 class PublishRights(Protocol):
@@ -28,18 +25,6 @@ class PublishRights(Protocol):
     def known(self, institution: str) -> bool:
         """Whether ``institution`` is a member the policy names."""
         ...
-
-
-class DenyAll:
-    """Rights when no policy could be loaded: nobody publishes."""
-
-    def may_publish(self, source: str, event_type: str) -> bool:
-        """Always False."""
-        return False
-
-    def known(self, institution: str) -> bool:
-        """Always False."""
-        return False
 
 
 class StaticRights:
@@ -58,45 +43,28 @@ class StaticRights:
 
 
 class PolicyRights:
-    """Adapts the hub's `Policy` (services.policy) to `PublishRights`."""
+    """The hub's access policy seen as `PublishRights`."""
 
-    def __init__(self, policy: Any) -> None:
+    def __init__(self, policy: Policy) -> None:
         self._policy = policy
-        self._members = _member_ids(policy.institutions)
 
     def may_publish(self, source: str, event_type: str) -> bool:
-        """Delegates to ``policy.may_publish``."""
-        return bool(self._policy.may_publish(source, event_type))
+        """Whether the policy grants ``source`` the right to publish ``event_type``."""
+        return self._policy.may_publish(source, event_type)
 
     def known(self, institution: str) -> bool:
         """Whether the policy names ``institution``."""
-        return institution in self._members
+        return self._policy.knows(institution)
 
 
-def _member_ids(institutions: Any) -> frozenset[str]:
-    # The policy may hold ids, a mapping keyed by id, or objects with an ``id``.
-    if isinstance(institutions, Mapping):
-        return frozenset(str(k) for k in institutions)
-    return frozenset(i if isinstance(i, str) else str(i.id) for i in institutions)
-
-
-def load_rights(policy_dir: Path, catalog: Catalog) -> PublishRights:
-    """The policy's rights; `DenyAll` (with a warning) if no policy module exists yet.
+def load_rights(policy_dir: Path, catalog: Catalog) -> PolicyRights:
+    """The publish rights of the policy in ``policy_dir``.
 
     Loading the policy also registers its projected schemas in ``catalog``, which the
     delivery endpoint needs to decode what recipients receive.
     """
     try:
-        module = importlib.import_module("services.policy")
-    except ImportError:
-        log.warning("services.policy is not available: every publish is refused")
-        return DenyAll()
-    loader: Callable[[Path, Catalog], Any] | None = getattr(module, "load_policy", None)
-    if loader is None:
-        log.warning("services.policy has no load_policy: every publish is refused")
-        return DenyAll()
-    try:
-        return PolicyRights(loader(policy_dir, catalog))
+        return PolicyRights(load_policy(policy_dir, catalog))
     except ConfigurationError:
         raise
     except (OSError, ValueError) as e:

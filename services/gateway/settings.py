@@ -8,8 +8,12 @@ from typing import Final
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.router.settings import RouterSettings
-from services.runtime.settings import HubSettings, KafkaSettings, TopicSettings
+from services.runtime.settings import (
+    EventLimitSettings,
+    HubSettings,
+    KafkaSettings,
+    TopicSettings,
+)
 
 # Bytes a Kafka record costs beyond its key, value and header text (record and batch
 # framing), so a record the gateway accepts also fits the producer's request size.
@@ -61,9 +65,9 @@ class GatewaySettings(BaseSettings):
     # Lifetime of a new credential unless `token create --expires-in` says otherwise.
     token_expiry_days: int = Field(default=90, ge=1, le=3650)
 
-    # The router's settings (PUENTE_ROUTER_*): its max_event_bytes is the gateway's
-    # limit on one encoded event, so the gateway accepts nothing the router refuses.
-    router: RouterSettings = Field(default_factory=RouterSettings)
+    # The router's limit on one encoded event (PUENTE_ROUTER_MAX_EVENT_BYTES) is the
+    # gateway's, so the gateway accepts nothing the router refuses.
+    router: EventLimitSettings = Field(default_factory=EventLimitSettings)
 
     hub: HubSettings = Field(default_factory=HubSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

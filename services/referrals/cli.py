@@ -25,7 +25,7 @@ from services.referrals.errors import NotTrackedError, ReferralsError
 from services.referrals.rebuild import differences, rebuild
 from services.referrals.settings import ReferralsSettings
 from services.referrals.store import Store, Tracked
-from services.runtime import hub
+from services.runtime import broker
 
 app = typer.Typer(help="Referrals between institutions: state, history, deadlines.")
 out = Console(highlight=False)
@@ -44,7 +44,7 @@ def database(path: Path | None) -> Path:
         return path
     settings = ReferralsSettings()
     found = settings.db_file
-    embedded = settings.hub.state_dir / hub.EMBEDDED_STATE / EMBEDDED_DB
+    embedded = settings.hub.state_dir / broker.EMBEDDED_STATE / EMBEDDED_DB
     if settings.db_path is None and not found.exists() and embedded.exists():
         err.print(f"using the tracker database of `puente up`: {embedded}")
         return embedded

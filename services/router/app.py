@@ -16,8 +16,6 @@ from services.contracts.catalog import Catalog
 from services.contracts.errors import PuenteError
 from services.contracts.topics import parse as parse_topic
 from services.policy import load_policy
-from services.policy.keys import subject_keys
-from services.policy.settings import PolicySettings
 from services.router.committer import Committer
 from services.router.dedupe import DedupeStore
 from services.router.pipeline import Limits, Pipeline
@@ -25,6 +23,7 @@ from services.router.routing import BatchRouter
 from services.router.settings import RouterSettings
 from services.runtime import topics as runtime_topics
 from services.runtime.consume import BatchLoop, LoopMetrics, Subscription
+from services.runtime.hub_key_store import HubKeySettings, subject_keys
 from services.runtime.kafka import producer_config
 from services.runtime.metrics import HubMetrics
 from services.runtime.ops import OpsServer, ops_app
@@ -62,7 +61,7 @@ class RouterService:
         self.settings = settings
         self.catalog = Catalog.load(settings.hub.schemas_dir)
         self.policy = load_policy(settings.hub.policy_dir, self.catalog)
-        keys = subject_keys(PolicySettings(hub=settings.hub))
+        keys = subject_keys(HubKeySettings(hub=settings.hub))
         self.metrics = HubMetrics(registry)
         self.store = DedupeStore(settings.dedupe_file)
         self.producer = AIOKafkaProducer(

@@ -9,7 +9,12 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.runtime.settings import HubSettings, KafkaSettings, TopicSettings
+from services.runtime.settings import (
+    MAX_EVENT_BYTES,
+    HubSettings,
+    KafkaSettings,
+    TopicSettings,
+)
 
 
 class RouterSettings(BaseSettings):
@@ -30,7 +35,7 @@ class RouterSettings(BaseSettings):
     fetch_max_wait_ms: int = Field(default=15, ge=1)
     # A record above this is refused as too_large; it is also the cap on the original
     # bytes echoed back in a rejection.
-    max_event_bytes: int = Field(default=512 * 1024, ge=1024)
+    max_event_bytes: int = Field(default=MAX_EVENT_BYTES, ge=1024)
     # How far in the future occurred_at/recorded_at may lie (clock skew between systems).
     future_skew_seconds: int = Field(default=300, ge=0)
     dedupe_path: Path | None = None  # default: <state_dir>/router/dedupe.sqlite

@@ -14,6 +14,17 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
+# The largest encoded event the router takes (above it: too_large). The gateway reads
+# the same setting, so it accepts nothing the router would refuse.
+MAX_EVENT_BYTES: Final = 512 * 1024
+
+
+class EventLimitSettings(BaseSettings):
+    """``PUENTE_ROUTER_MAX_EVENT_BYTES`` for a service that must match the router."""
+
+    model_config = SettingsConfigDict(env_prefix="PUENTE_ROUTER_", extra="ignore")
+
+    max_event_bytes: int = Field(default=MAX_EVENT_BYTES, ge=1024)
 
 
 class KafkaSettings(BaseSettings):

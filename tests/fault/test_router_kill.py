@@ -14,8 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from services.policy.keys import subject_keys
-from services.policy.settings import PolicySettings
 
 from services.contracts import topics
 from services.contracts.catalog import Catalog
@@ -23,6 +21,7 @@ from services.contracts.natural import codec_for
 from services.policy import SubjectKeys, load_policy
 from services.runtime import topics as runtime_topics
 from services.runtime.embedded import free_port
+from services.runtime.hub_key_store import HubKeySettings, subject_keys
 from services.runtime.settings import HubSettings, KafkaSettings, TopicSettings
 from services.sim.traffic import SimEvent, Traffic
 from tests.support.kafka import collect, header, kafka_env, produce
@@ -143,7 +142,7 @@ async def test_a_router_killed_mid_stream_loses_nothing_after_restart(
     await produce(kafka, records(second))  # arrives while the router is down
     router_process.start()
 
-    keys = subject_keys(PolicySettings(hub=HubSettings(state_dir=state_dir)))
+    keys = subject_keys(HubKeySettings(hub=HubSettings(state_dir=state_dir)))
     wanted = entitled(catalog, events, keys)
     ids = {event_id for _, _, event_id in wanted}
     out_topics = sorted({topics.outbound(r, t) for r, t, _ in wanted})

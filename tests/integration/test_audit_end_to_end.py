@@ -24,8 +24,6 @@ import httpx
 import pytest
 import pytest_asyncio
 from prometheus_client import CollectorRegistry
-from services.policy.keys import subject_keys
-from services.policy.settings import PolicySettings
 
 from services.audit import queries
 from services.audit.api import reading, verify_ledger
@@ -42,6 +40,7 @@ from services.router.app import build_service as build_router
 from services.router.settings import RouterSettings
 from services.runtime import pubsub
 from services.runtime.embedded import free_port
+from services.runtime.hub_key_store import HubKeySettings, subject_keys
 from services.runtime.settings import REPO_ROOT, HubSettings, KafkaSettings
 
 pytestmark = pytest.mark.integration
@@ -215,7 +214,7 @@ async def hub(
         ),
         CollectorRegistry(),
     )
-    keys = subject_keys(PolicySettings(hub=state))
+    keys = subject_keys(HubKeySettings(hub=state))
     await router.start()
     try:
         await audit.start()

@@ -17,9 +17,6 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from services.keys import environment
-from services.policy.keys import rotate
-from services.policy.settings import PolicySettings
 from typer.testing import CliRunner
 
 from services.audit import queries, querylog
@@ -30,8 +27,9 @@ from services.audit.settings import AuditSettings
 from services.cli import app
 from services.router.app import build_service as build_router
 from services.router.settings import RouterSettings
-from services.runtime import pubsub
+from services.runtime import environment, pubsub
 from services.runtime.embedded import free_port
+from services.runtime.hub_key_store import HubKeySettings, rotate
 from services.runtime.settings import REPO_ROOT, HubSettings, KafkaSettings
 
 pytestmark = pytest.mark.integration
@@ -117,7 +115,7 @@ async def test_a_subject_report_finds_a_person_under_every_hub_key_version(
     await audit.start()
     try:
         await _route(kafka, router_settings, before)
-        assert rotate(PolicySettings(hub=state)).version == 2
+        assert rotate(HubKeySettings(hub=state)).version == 2
         await _route(kafka, router_settings, after)
     finally:
         await audit.stop()

@@ -1,6 +1,6 @@
 """Every metric a dashboard panel or an alert queries is really exported by a service.
 
-Starts every available service the way ``puente up`` does (``services.runtime.hub``)
+Starts every available service the way ``puente up`` does (``services.hub``)
 on the embedded broker, pushes accepted, duplicate, rejected and HTTP-posted events
 through, scrapes each ``/metrics`` and checks the names the PromQL of
 ``deploy/grafana`` and ``deploy/prometheus/rules`` uses.
@@ -22,9 +22,10 @@ import pytest_asyncio
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from services import hub
 from services.contracts import topics
 from services.contracts.catalog import Catalog
-from services.runtime import hub, pubsub
+from services.runtime import pubsub
 from services.runtime.embedded import free_port
 from services.runtime.settings import REPO_ROOT, KafkaSettings
 from tests.support.kafka import kafka_env, produce

@@ -16,8 +16,6 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from prometheus_client import CollectorRegistry
-from services.policy.keys import subject_keys
-from services.policy.settings import PolicySettings
 
 from services.contracts import codec, headers, topics
 from services.contracts.natural import codec_for
@@ -26,6 +24,7 @@ from services.router.app import RouterService, build_service
 from services.router.settings import RouterSettings
 from services.runtime import pubsub
 from services.runtime.embedded import free_port
+from services.runtime.hub_key_store import HubKeySettings, subject_keys
 from services.runtime.settings import REPO_ROOT, HubSettings, KafkaSettings
 from tests.support.kafka import collect, header
 
@@ -58,7 +57,7 @@ async def hub(
     service = build_service(settings, registry)
     await service.start()
     REGISTRIES[id(service)] = registry
-    yield service, subject_keys(PolicySettings(hub=state))
+    yield service, subject_keys(HubKeySettings(hub=state))
     await service.stop()
 
 

@@ -10,8 +10,6 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from prometheus_client import CollectorRegistry
-from services.policy.keys import subject_keys
-from services.policy.settings import PolicySettings
 
 from services.contracts import codec, headers, topics
 from services.contracts.catalog import Catalog
@@ -22,6 +20,7 @@ from services.router.settings import RouterSettings
 from services.runtime import pubsub
 from services.runtime import topics as runtime_topics
 from services.runtime.embedded import free_port
+from services.runtime.hub_key_store import HubKeySettings, subject_keys
 from services.runtime.settings import REPO_ROOT, HubSettings, KafkaSettings
 from tests.support.kafka import collect, header, produce
 
@@ -252,6 +251,6 @@ async def test_the_same_event_twice_is_delivered_once_and_a_changed_copy_is_reje
 
 def test_the_shipped_policy_loads_for_the_router(catalog: Catalog) -> None:
     policy = load_policy(HubSettings().policy_dir, catalog)
-    keys = subject_keys(PolicySettings(hub_key="00" * 32))
+    keys = subject_keys(HubKeySettings(hub_key="00" * 32))
     assert policy.may_publish("dgme", "return_arrival")
     assert keys.rekey("conapina", "k:x") != keys.rekey("minsal", "k:x")

@@ -40,10 +40,9 @@ from services.contracts import topics
 from services.contracts.catalog import Catalog
 from services.contracts.natural import codec_for
 from services.policy import Policy
-from services.policy.keys import subject_keys
-from services.policy.settings import PolicySettings
 from services.policy.subject import SubjectKeys
 from services.runtime.embedded import free_port
+from services.runtime.hub_key_store import HubKeySettings, subject_keys
 from services.runtime.kafka import consumer_config, producer_config
 from services.runtime.settings import HubSettings, KafkaSettings, TopicSettings
 from services.sim.traffic import SimEvent, Traffic
@@ -198,7 +197,7 @@ async def one_trial(
     await until(router.ready, 90)
     # The router made its development hub key by now; pseudonymous deliveries carry
     # the recipient's own id for the event, derived from it.
-    keys = subject_keys(PolicySettings(hub=HubSettings(state_dir=router.state_dir)))
+    keys = subject_keys(HubKeySettings(hub=HubSettings(state_dir=router.state_dir)))
     wanted, audits = expected(hub.policy, catalog, keys, batch)
     out_topics = sorted({topics.outbound(r, t) for r, t, _ in wanted})
     starts = await ends(admin, [*out_topics, topics.AUDIT])

@@ -12,11 +12,11 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from typer.testing import CliRunner
 
-from services.acl import cli
 from services.acl.admin import Failure
-from services.acl.cli import app
 from services.acl.formats import lines
 from services.acl.plan import Binding
+from services.cli import acl as cli
+from services.cli.acl import app
 from services.runtime.embedded import free_port
 from services.runtime.kafka import admin_config
 from services.runtime.settings import KafkaSettings

@@ -15,7 +15,7 @@ from services.audit.checkpoints import sign
 from services.audit.cli import app
 from services.audit.keys import key_id, public_pem, raw_public
 from services.audit.ledger import Ledger
-from services.runtime import hub
+from services.runtime import broker
 from tests.unit.audit.support import T0
 from tests.unit.audit.tamper import entry_bytes, rewrite_and_rehash, tamper
 
@@ -247,7 +247,7 @@ def test_the_cli_finds_the_ledger_puente_up_writes_on_the_embedded_broker(
     ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     state = tmp_path / "state"
-    embedded = hub.embedded_ledger(state)
+    embedded = broker.embedded_ledger(state)
     embedded.parent.mkdir(parents=True)
     closed(ledger).rename(embedded)
     monkeypatch.setenv("PUENTE_STATE_DIR", str(state))

@@ -14,9 +14,9 @@ from pydantic_settings import BaseSettings
 from services.acl.settings import AclSettings
 from services.audit.settings import AuditSettings
 from services.gateway.settings import GatewaySettings
-from services.policy.settings import PolicySettings
 from services.referrals.settings import ReferralsSettings
 from services.router.settings import RouterSettings
+from services.runtime.hub_key_store import HubKeySettings
 from services.runtime.settings import REPO_ROOT, HubSettings, KafkaSettings, TopicSettings
 
 COMPOSE_FILE: Final = REPO_ROOT / "docker-compose.yml"
@@ -24,7 +24,7 @@ DEPLOY: Final = REPO_ROOT / "deploy"
 PUENTE_DOCKERFILE: Final = "deploy/Dockerfile"
 # Every settings class a Puente container reads (each with its own env prefix).
 SETTINGS: Final[tuple[type[BaseSettings], ...]] = (
-    HubSettings, KafkaSettings, TopicSettings, PolicySettings, RouterSettings,
+    HubSettings, KafkaSettings, TopicSettings, HubKeySettings, RouterSettings,
     GatewaySettings, AuditSettings, AclSettings, ReferralsSettings,
 )  # fmt: skip
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}

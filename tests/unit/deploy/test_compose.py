@@ -15,9 +15,9 @@ import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
+from services import hub
 from services.acl.settings import AclSettings
 from services.cli import app
-from services.runtime import hub
 from services.runtime.settings import REPO_ROOT
 from tests.unit.deploy.support import (
     COMPOSE_FILE,

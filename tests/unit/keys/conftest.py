@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.keys import environment
+from services.runtime import environment
 
 
 @pytest.fixture(autouse=True)

@@ -13,9 +13,8 @@ from pydantic import SecretStr
 
 from services.audit.app import signing_key
 from services.audit.settings import AuditSettings
-from services.keys.environment import ExplicitKeyRequiredError
-from services.policy.keys import load_hub_keys
-from services.policy.settings import PolicySettings
+from services.runtime.environment import ExplicitKeyRequiredError
+from services.runtime.hub_key_store import HubKeySettings, load_hub_keys
 from services.runtime.settings import REPO_ROOT, HubSettings
 
 KEY = bytes(range(32, 64))
@@ -63,11 +62,11 @@ def test_a_production_hub_key_must_be_explicit_even_if_a_development_one_exists(
     tmp_path: Path,
 ) -> None:
     development = HubSettings(state_dir=tmp_path)
-    load_hub_keys(PolicySettings(hub=development))  # made in development
+    load_hub_keys(HubKeySettings(hub=development))  # made in development
     production = HubSettings(state_dir=tmp_path, env="production")
     with pytest.raises(ExplicitKeyRequiredError, match="PUENTE_HUB_KEYS"):
-        load_hub_keys(PolicySettings(hub=production))
-    explicit = PolicySettings(hub_key=SecretStr(KEY.hex()), hub=production)
+        load_hub_keys(HubKeySettings(hub=production))
+    explicit = HubKeySettings(hub_key=SecretStr(KEY.hex()), hub=production)
     assert load_hub_keys(explicit).versions == {1: KEY}
 
 
@@ -84,7 +83,7 @@ def test_a_production_signing_key_must_be_explicit(
 def test_development_keys_work_and_are_announced_once_without_the_secret(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = PolicySettings(hub=HubSettings(state_dir=tmp_path))
+    settings = HubKeySettings(hub=HubSettings(state_dir=tmp_path))
     audit = AuditSettings(hub=HubSettings(state_dir=tmp_path))
     with caplog.at_level(logging.WARNING):
         first = load_hub_keys(settings)
@@ -92,7 +91,7 @@ def test_development_keys_work_and_are_announced_once_without_the_secret(
         signing_key(audit)
         signing_key(audit)
     announced = [
-        r.getMessage() for r in caplog.records if r.name == "services.keys.environment"
+        r.getMessage() for r in caplog.records if r.name == "services.runtime.environment"
     ]
     assert len(announced) == 2
     assert "development hub key" in announced[0]

@@ -10,9 +10,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from services.cli import policy as policy_cli
 from services.contracts.catalog import Catalog
 from services.policy import Policy
-from services.policy import cli as policy_cli
 from services.runtime.settings import REPO_ROOT
 
 root = typer.Typer()

@@ -9,17 +9,16 @@ import pytest
 from pydantic import SecretStr
 
 from services.contracts.catalog import Catalog
-from services.keys import environment
-from services.keys.environment import ExplicitKeyRequiredError
 from services.policy import KeyMaterialError, SubjectKeys
-from services.policy.keys import (
-    fingerprint,
+from services.policy.hub_keys import fingerprint, parse_hub_keys
+from services.runtime import environment
+from services.runtime.environment import ExplicitKeyRequiredError
+from services.runtime.hub_key_store import (
+    HubKeySettings,
     load_hub_keys,
-    parse_hub_keys,
     rotate,
     subject_keys,
 )
-from services.policy.settings import PolicySettings
 from services.runtime.settings import HubSettings
 from tests.unit.policy.records import record
 
@@ -46,7 +45,7 @@ def _mode(path: Path) -> int:
 def test_the_newest_version_makes_kn_and_rn_keys_and_old_versions_keep_theirs(
     tmp_path: Path, catalog: Catalog
 ) -> None:
-    both = PolicySettings(
+    both = HubKeySettings(
         hub_keys=SecretStr(f"k1:{OLD.hex()},k2:{NEW.hex()}"),
         hub=HubSettings(state_dir=tmp_path),
     )
@@ -69,11 +68,11 @@ def test_a_key_file_holds_one_version_per_line_and_a_bare_key_is_version_1(
 ) -> None:
     path = tmp_path / "hub.keys"
     path.write_text(f"# rotated 2026-12-07\n{OLD.hex()}\n\nk3:{NEW.hex()}\n")
-    keys = load_hub_keys(PolicySettings(hub_key_file=path))
+    keys = load_hub_keys(HubKeySettings(hub_key_file=path))
     assert keys.versions == {1: OLD, 3: NEW}
     assert keys.newest == 3
     assert keys.current().version == 3
-    single = load_hub_keys(PolicySettings(hub_key=SecretStr(OLD.hex())))
+    single = load_hub_keys(HubKeySettings(hub_key=SecretStr(OLD.hex())))
     assert single.versions == {1: OLD}
     assert OLD.hex() not in repr(keys)
 
@@ -99,7 +98,7 @@ def test_a_malformed_key_ring_is_refused_without_echoing_keys(
 
 
 def test_two_key_settings_at_once_are_refused(tmp_path: Path) -> None:
-    settings = PolicySettings(
+    settings = HubKeySettings(
         hub_key=SecretStr(OLD.hex()), hub_key_file=tmp_path / "hub.keys"
     )
     with pytest.raises(KeyMaterialError, match="set exactly one of them"):
@@ -110,7 +109,7 @@ def test_rotation_appends_a_version_to_the_development_file_and_keeps_the_old(
     tmp_path: Path, catalog: Catalog
 ) -> None:
     state = tmp_path / "new" / "state"
-    settings = PolicySettings(hub=HubSettings(state_dir=state))
+    settings = HubKeySettings(hub=HubSettings(state_dir=state))
     datum = record(catalog, "return_arrival")
     first = load_hub_keys(settings)
     path = state / "keys" / "hub.key"
@@ -141,7 +140,7 @@ def test_rotation_of_a_legacy_development_key_file_keeps_its_bare_line(
     path.parent.mkdir(mode=0o700)
     path.write_text(OLD.hex())  # an earlier release's file, without a newline
     path.chmod(0o644)
-    settings = PolicySettings(hub=HubSettings(state_dir=tmp_path))
+    settings = HubKeySettings(hub=HubSettings(state_dir=tmp_path))
     rotate(settings)
     assert path.read_text().splitlines()[0] == OLD.hex()
     assert load_hub_keys(settings).versions[1] == OLD
@@ -151,7 +150,7 @@ def test_rotation_of_a_legacy_development_key_file_keeps_its_bare_line(
 def test_rotation_with_explicit_keys_only_prints_the_next_line(tmp_path: Path) -> None:
     path = tmp_path / "hub.keys"
     path.write_text(f"k1:{OLD.hex()}\nk2:{NEW.hex()}\n")
-    rotation = rotate(PolicySettings(hub_key_file=path))
+    rotation = rotate(HubKeySettings(hub_key_file=path))
     assert rotation.written is None
     assert rotation.version == 3
     assert rotation.line.startswith("k3:")
@@ -161,7 +160,7 @@ def test_rotation_with_explicit_keys_only_prints_the_next_line(tmp_path: Path) -
 
 
 def test_rotation_in_production_without_keys_is_refused(tmp_path: Path) -> None:
-    settings = PolicySettings(hub=HubSettings(state_dir=tmp_path, env="production"))
+    settings = HubKeySettings(hub=HubSettings(state_dir=tmp_path, env="production"))
     with pytest.raises(ExplicitKeyRequiredError):
         rotate(settings)
     assert not (tmp_path / "keys").exists()
@@ -174,11 +173,11 @@ def test_a_key_file_others_may_read_is_named_in_a_warning_without_the_key(
     path.write_text(f"k1:{OLD.hex()}\n")
     path.chmod(0o600)
     with caplog.at_level("WARNING"):
-        load_hub_keys(PolicySettings(hub_key_file=path))
+        load_hub_keys(HubKeySettings(hub_key_file=path))
     assert not caplog.records
     path.chmod(0o644)
     with caplog.at_level("WARNING"):
-        load_hub_keys(PolicySettings(hub_key_file=path))
+        load_hub_keys(HubKeySettings(hub_key_file=path))
     assert [r.getMessage() for r in caplog.records] == [
         f"the hub key file {path} is readable by other users (mode 0644); "
         "make it 0600 or 0400"

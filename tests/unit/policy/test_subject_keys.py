@@ -18,9 +18,8 @@ from pydantic import SecretStr
 
 from services.contracts.catalog import Catalog
 from services.policy import KeyMaterialError, SubjectKeys
-from services.policy.keys import load_hub_key, subject_keys
-from services.policy.settings import PolicySettings
 from services.policy.subject import normalise_number
+from services.runtime.hub_key_store import HubKeySettings, load_hub_key, subject_keys
 from services.runtime.settings import HubSettings
 from tests.unit.policy.conftest import TEST_HUB_KEY
 from tests.unit.policy.records import identity, profile, record
@@ -182,8 +181,8 @@ def test_a_short_hub_key_is_refused() -> None:
 
 def test_the_hub_key_may_be_hex_or_base64(tmp_path: Path) -> None:
     hub = HubSettings(state_dir=tmp_path)
-    as_hex = PolicySettings(hub_key=SecretStr(TEST_HUB_KEY.hex()), hub=hub)
-    as_b64 = PolicySettings(
+    as_hex = HubKeySettings(hub_key=SecretStr(TEST_HUB_KEY.hex()), hub=hub)
+    as_b64 = HubKeySettings(
         hub_key=SecretStr(base64.b64encode(TEST_HUB_KEY).decode()), hub=hub
     )
     assert load_hub_key(as_hex) == load_hub_key(as_b64) == TEST_HUB_KEY
@@ -196,7 +195,7 @@ def test_the_hub_key_may_be_hex_or_base64(tmp_path: Path) -> None:
 def test_a_malformed_hub_key_is_refused_without_echoing_it(
     tmp_path: Path, text: str, message: str
 ) -> None:
-    settings = PolicySettings(
+    settings = HubKeySettings(
         hub_key=SecretStr(text), hub=HubSettings(state_dir=tmp_path)
     )
     with pytest.raises(KeyMaterialError, match=message) as caught:
@@ -207,9 +206,9 @@ def test_a_malformed_hub_key_is_refused_without_echoing_it(
 def test_the_hub_key_may_come_from_a_file(tmp_path: Path) -> None:
     path = tmp_path / "hub.key"
     path.write_text(TEST_HUB_KEY.hex() + "\n")
-    settings = PolicySettings(hub_key_file=path, hub=HubSettings(state_dir=tmp_path))
+    settings = HubKeySettings(hub_key_file=path, hub=HubSettings(state_dir=tmp_path))
     assert load_hub_key(settings) == TEST_HUB_KEY
-    missing = PolicySettings(
+    missing = HubKeySettings(
         hub_key_file=tmp_path / "nope", hub=HubSettings(state_dir=tmp_path)
     )
     with pytest.raises(KeyMaterialError, match="cannot read the hub key file"):
@@ -221,13 +220,13 @@ def test_the_hub_key_is_read_from_the_environment(
 ) -> None:
     monkeypatch.setenv("PUENTE_HUB_KEY", TEST_HUB_KEY.hex())
     monkeypatch.setenv("PUENTE_STATE_DIR", str(tmp_path))
-    assert load_hub_key(PolicySettings()) == TEST_HUB_KEY
+    assert load_hub_key(HubKeySettings()) == TEST_HUB_KEY
 
 
 def test_a_development_key_is_generated_once_with_owner_only_access(
     tmp_path: Path,
 ) -> None:
-    settings = PolicySettings(hub=HubSettings(state_dir=tmp_path))
+    settings = HubKeySettings(hub=HubSettings(state_dir=tmp_path))
     first = load_hub_key(settings)
     path = tmp_path / "keys" / "hub.key"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600

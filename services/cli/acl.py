@@ -16,8 +16,7 @@ from services.acl.plan import ServicePrincipals, plan
 from services.acl.settings import AclSettings
 from services.acl.users import changes, known_users, read_users
 from services.audit.settings import AuditSettings
-from services.contracts.catalog import Catalog
-from services.policy import Policy, load_policy
+from services.cli.options import PolicyDir, SchemasDir, load_hub_policy
 from services.router.settings import RouterSettings
 from services.runtime import topics as runtime_topics
 from services.runtime.cli import PuenteGroup
@@ -36,14 +35,6 @@ class Format(enum.StrEnum):
     KAFKA_ACLS = "kafka-acls"
 
 
-PolicyDir = Annotated[
-    Path | None,
-    typer.Option("--policy-dir", help="Policy folder [default: PUENTE_POLICY_DIR]"),
-]
-SchemasDir = Annotated[
-    Path | None,
-    typer.Option("--schemas-dir", help="Schema folder [default: PUENTE_SCHEMAS_DIR]"),
-]
 BootstrapServer = Annotated[
     str,
     typer.Option("--bootstrap-server", help="Written into the kafka-acls.sh commands"),
@@ -73,7 +64,7 @@ def plan_command(  # noqa: PLR0917 - one parameter per option
     schemas_dir: SchemasDir = None,
 ) -> None:
     """Print the ACL bindings: `User:<p> <ALLOW|DENY> <op> <type> <pattern> <name>`."""
-    bindings = plan(_policy(policy_dir, schemas_dir), principals())
+    bindings = plan(load_hub_policy(policy_dir, schemas_dir), principals())
     if fmt is Format.LINES:
         _emit(formats.lines(bindings), out)
     else:
@@ -112,7 +103,7 @@ def apply(
     Needs a broker with an authorizer: the embedded broker has no ACLs.
     """
     settings = AclSettings()
-    policy = _policy(policy_dir, schemas_dir)
+    policy = load_hub_policy(policy_dir, schemas_dir)
     services = principals()
     bindings = plan(policy, services)
     scope = HubScope.of(services, policy.institutions)
@@ -189,7 +180,7 @@ def topics_command(
 ) -> None:
     """Print every hub topic the policy needs (`<topic> <partitions>`); or create them."""
     settings = AclSettings()
-    policy = _policy(policy_dir, schemas_dir)
+    policy = load_hub_policy(policy_dir, schemas_dir)
     wanted = runtime_topics.plan(
         settings.topics, policy.publish_rights, policy.receive_rights
     )
@@ -215,12 +206,6 @@ def principals() -> ServicePrincipals:
         audit_topic=audit.topic,
         checkpoint_topic=audit.checkpoint_topic,
     )
-
-
-def _policy(policy_dir: Path | None, schemas_dir: Path | None) -> Policy:
-    hub = AclSettings().hub
-    catalog = Catalog.load(schemas_dir or hub.schemas_dir)
-    return load_policy(policy_dir or hub.policy_dir, catalog)
 
 
 def _emit(text_lines: list[str], out: Path | None) -> None:

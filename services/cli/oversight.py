@@ -18,7 +18,7 @@ from services.audit import querylog
 from services.audit.credentials import CredentialStore, Role
 from services.audit.settings import AuditSettings
 from services.contracts.errors import PuenteError
-from services.keys.environment import PRODUCTION, current_environment
+from services.runtime.environment import PRODUCTION, current_environment
 from services.runtime.settings import Environment
 
 CREDENTIAL_ENV: Final = "PUENTE_OVERSIGHT_CREDENTIAL"

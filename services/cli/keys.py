@@ -8,17 +8,16 @@ from typing import Annotated, Final
 
 import typer
 
+from services.cli.oversight import authorise, record_request
 from services.contracts.errors import PuenteError
-from services.keys.oversight import authorise, record_request
-from services.policy.keys import (
+from services.policy.hub_keys import HubKeys, fingerprint
+from services.policy.subject import SubjectKeys
+from services.runtime.hub_key_store import (
     HUB_KEY_SETTINGS,
-    HubKeys,
-    fingerprint,
+    HubKeySettings,
     load_hub_keys,
     rotate,
 )
-from services.policy.settings import PolicySettings
-from services.policy.subject import SubjectKeys
 
 app = typer.Typer(
     help="Hub key versions: list them, add the next one (rotation never removes one).",
@@ -34,7 +33,7 @@ _PROBE_COUNTRY: Final = "ZZ"
 @app.command("list")
 def list_versions() -> None:
     """Every configured hub key version with a fingerprint (never the key)."""
-    keys = load_hub_keys(PolicySettings())
+    keys = load_hub_keys(HubKeySettings())
     typer.echo(f"hub keys from {keys.origin}")
     for version in sorted(keys.versions, reverse=True):
         current = "  current: computes new subject keys" if version == keys.newest else ""
@@ -51,7 +50,7 @@ def rotate_command() -> None:
     explicit keys (production) the new ``kN:<hex>`` line is printed on stdout for
     the operator to add to the secret; the hub never writes secrets it was given.
     """
-    settings = PolicySettings()
+    settings = HubKeySettings()
     rotation = rotate(settings)
     if rotation.written is not None:
         typer.echo(
@@ -114,7 +113,7 @@ def subject_key(
     """
     documents = [_split(text) for text in document]
     who = authorise(oversight_credential, attested=operator_attests_oversight)
-    keys = load_hub_keys(PolicySettings())
+    keys = load_hub_keys(HubKeySettings())
     answers = [
         _every_version(keys, type_, number, country) for type_, number in documents
     ]

@@ -11,14 +11,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.contracts.catalog import Catalog
+from services.cli.options import PolicyDir, Recipient, SchemasDir, load_hub_policy
 from services.contracts.errors import PuenteError
 from services.contracts.ids import EVENT_TYPES
-from services.policy.loader import load_policy, tree_of
+from services.policy.loader import tree_of
 from services.policy.model import Institution, Rule
 from services.policy.policy import Policy
 from services.policy.projection import REKEYED_VIEWS
-from services.runtime.settings import HubSettings
 
 app = typer.Typer(
     help="The access policy (deploy/policy/): check it, explain what it discloses.",
@@ -26,25 +25,11 @@ app = typer.Typer(
 )
 out = Console(highlight=False, soft_wrap=True)
 
-PolicyDir = Annotated[
-    Path | None,
-    typer.Option("--policy-dir", help="Policy folder [default: PUENTE_POLICY_DIR]"),
-]
-SchemasDir = Annotated[
-    Path | None,
-    typer.Option("--schemas-dir", help="Schema folder [default: PUENTE_SCHEMAS_DIR]"),
-]
-Recipient = Annotated[
-    str, typer.Option("--recipient", help="Institution id, e.g. conapina")
-]
-
 
 def _load(policy_dir: Path | None, schemas_dir: Path | None) -> Policy:
     """The policy, or exit 1 with the precise error on stderr."""
-    settings = HubSettings()
     try:
-        catalog = Catalog.load(schemas_dir or settings.schemas_dir)
-        return load_policy(policy_dir or settings.policy_dir, catalog)
+        return load_hub_policy(policy_dir, schemas_dir)
     except PuenteError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e

@@ -1,80 +1,59 @@
-"""The hub keys: every configured version, from settings, a file, or the dev key file.
+"""Where the hub keys come from: settings, a key file, or the development key file.
 
-A key ring holds one or more versions of the hub key (``k1``, ``k2``, ...). The
-newest version computes new subject keys (``kN:``) and re-keyed ones (``rN:``);
-older versions are kept so that a data-subject request can still find a person in
-ledger entries made before a rotation. Written forms, one entry per line or
-separated by commas::
-
-    k1:<hex or base64>
-    k2:<hex or base64>
-
-A lone entry without a version (the form of earlier releases) is version 1.
-
-This is the one module of the policy package that writes files (the development
-key file, mode 0600 in a 0700 directory); everything else is pure. Key material is
-never logged and never part of an error message.
+This module reads the settings and key files and writes the development key file
+(mode 0600 in a 0700 directory); parsing the written form is the pure
+`services.policy.hub_keys`. Key material is never logged and never part of an
+error message.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import fcntl
-import hashlib
 import logging
 import os
-import re
 import secrets
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from services.keys.environment import allow_development_key
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from services.policy.errors import KeyMaterialError
-from services.policy.settings import PolicySettings
+from services.policy.hub_keys import HubKeys, parse_hub_keys
 from services.policy.subject import KEY_VERSION, MIN_KEY_BYTES, SubjectKeys
+from services.runtime.environment import allow_development_key
+from services.runtime.settings import HubSettings
 
 DEV_KEY_PATH: Final = Path("keys") / "hub.key"
 HUB_KEY_SETTINGS: Final = "PUENTE_HUB_KEYS, PUENTE_HUB_KEY or PUENTE_HUB_KEY_FILE"
 PRIVATE_FILE: Final = 0o600
 PRIVATE_DIR: Final = 0o700
 _SHARED: Final = stat.S_IRWXG | stat.S_IRWXO
-_HEX: Final = re.compile(r"(?:[0-9a-fA-F]{2})+")
-_VERSIONED: Final = re.compile(r"k([1-9][0-9]{0,5}):(.*)")
-_SEPARATORS: Final = re.compile(r"[,\n]")
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class HubKeys:
-    """Every configured version of the hub key, and where they came from.
+class HubKeySettings(BaseSettings):
+    """Where the hub keys come from (set exactly one, or none in development).
 
-    ``origin`` names the source (a setting or a file path), never the key.
+    ``PUENTE_HUB_KEYS``: every version, ``k1:<hex>,k2:<hex>`` (commas or newlines).
+    ``PUENTE_HUB_KEY``: one key, hex or base64 of at least 32 bytes (version 1), or
+    the versioned form. ``PUENTE_HUB_KEY_FILE``: a file holding either form, one
+    ``kN:<hex>`` per line. The newest version computes new subject keys; older
+    ones are kept for data-subject requests. With none set and ``PUENTE_ENV`` not
+    ``production``, a development key file is generated on first run under
+    ``<PUENTE_STATE_DIR>/keys/hub.key``.
     """
 
-    versions: Mapping[int, bytes]
-    origin: str
-    development: bool = False
+    model_config = SettingsConfigDict(env_prefix="PUENTE_", extra="ignore")
 
-    def __repr__(self) -> str:
-        return f"HubKeys(versions={sorted(self.versions)}, origin={self.origin!r})"
-
-    @property
-    def newest(self) -> int:
-        """The version that computes new subject keys."""
-        return max(self.versions)
-
-    def current(self) -> SubjectKeys:
-        """`SubjectKeys` of the newest version (what the router uses)."""
-        return SubjectKeys(self.versions[self.newest], self.newest)
-
-    def every_version(self) -> list[SubjectKeys]:
-        """`SubjectKeys` of every version, newest first."""
-        return [SubjectKeys(self.versions[v], v) for v in sorted(self.versions)[::-1]]
+    hub_keys: SecretStr | None = None
+    hub_key: SecretStr | None = None
+    hub_key_file: Path | None = None
+    hub: HubSettings = Field(default_factory=HubSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +71,7 @@ class Rotation:
         return f"Rotation(version={self.version}, written={self.written})"
 
 
-def load_hub_keys(settings: PolicySettings) -> HubKeys:
+def load_hub_keys(settings: HubKeySettings) -> HubKeys:
     """Every version of the hub key from the settings, or the development key file.
 
     In production (``PUENTE_ENV=production``) the development key file is never
@@ -105,63 +84,15 @@ def load_hub_keys(settings: PolicySettings) -> HubKeys:
     return development_keys(settings.hub.state_dir)
 
 
-def load_hub_key(settings: PolicySettings) -> bytes:
+def load_hub_key(settings: HubKeySettings) -> bytes:
     """The newest hub key (see `load_hub_keys`)."""
     keys = load_hub_keys(settings)
     return keys.versions[keys.newest]
 
 
-def subject_keys(settings: PolicySettings | None = None) -> SubjectKeys:
+def subject_keys(settings: HubKeySettings | None = None) -> SubjectKeys:
     """`SubjectKeys` with the newest configured hub key."""
-    return load_hub_keys(settings or PolicySettings()).current()
-
-
-def fingerprint(key: bytes) -> str:
-    """A short public name of a key: tells versions apart without revealing them."""
-    return hashlib.sha256(b"puente hub key fingerprint:" + key).hexdigest()[:16]
-
-
-def parse_key(text: str, origin: str) -> bytes:
-    """Decode a key written as hex or base64; ``origin`` names it in errors."""
-    text = text.strip()
-    if _HEX.fullmatch(text):
-        key = bytes.fromhex(text)
-    else:
-        try:
-            key = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError) as e:
-            raise KeyMaterialError(
-                f"{origin}: the hub key is neither hex nor base64"
-            ) from e
-    if len(key) < MIN_KEY_BYTES:
-        raise KeyMaterialError(
-            f"{origin}: the hub key has {len(key)} bytes; "
-            f"at least {MIN_KEY_BYTES} are needed"
-        )
-    return key
-
-
-def parse_hub_keys(text: str, origin: str) -> dict[int, bytes]:
-    """Every version written in ``text`` (``kN:<key>`` entries, or one bare key).
-
-    Entries are separated by commas or newlines; blank lines and lines starting
-    with ``#`` are ignored. Errors name the entry by position, never its text.
-    """
-    versions: dict[int, bytes] = {}
-    for number, entry in enumerate(_entries(text), start=1):
-        where = f"{origin}, entry {number}"
-        matched = _VERSIONED.fullmatch(entry)
-        if matched is None and ":" in entry:
-            raise KeyMaterialError(
-                f"{where}: write a versioned key as k<version>:<hex>, e.g. k2:..."
-            )
-        version = int(matched.group(1)) if matched else KEY_VERSION
-        if version in versions:
-            raise KeyMaterialError(f"{where}: version k{version} is given twice")
-        versions[version] = parse_key(matched.group(2) if matched else entry, where)
-    if not versions:
-        raise KeyMaterialError(f"{origin}: no hub key in it")
-    return versions
+    return load_hub_keys(settings or HubKeySettings()).current()
 
 
 def development_keys(state_dir: Path) -> HubKeys:
@@ -172,7 +103,7 @@ def development_keys(state_dir: Path) -> HubKeys:
     return HubKeys(parse_hub_keys(_read(path), str(path)), str(path), development=True)
 
 
-def rotate(settings: PolicySettings) -> Rotation:
+def rotate(settings: HubKeySettings) -> Rotation:
     """Add the next hub key version; never remove one.
 
     Without explicit keys (development) the new version is appended to the
@@ -209,7 +140,7 @@ def private_dirs(path: Path) -> None:
             directory.mkdir(mode=PRIVATE_DIR)
 
 
-def _explicit(settings: PolicySettings) -> HubKeys | None:
+def _explicit(settings: HubKeySettings) -> HubKeys | None:
     given = [
         (name, value)
         for name, value in (
@@ -228,13 +159,6 @@ def _explicit(settings: PolicySettings) -> HubKeys | None:
     if isinstance(value, Path):
         return HubKeys(parse_hub_keys(_read(value), str(value)), str(value))
     return HubKeys(parse_hub_keys(value.get_secret_value(), name), name)
-
-
-def _entries(text: str) -> Iterator[str]:
-    for raw in _SEPARATORS.split(text):
-        entry = raw.strip()
-        if entry and not entry.startswith("#"):
-            yield entry
 
 
 def _generate(path: Path) -> None:

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from services.runtime import hub
+from services import hub
+from services.runtime import broker
 from services.runtime.service import configure_logging, serve, stop_on_signals
 from services.runtime.settings import HubSettings
 
@@ -17,7 +17,9 @@ out = Console(highlight=False)
 
 
 def run(
-    service: Annotated[str, typer.Argument(help="router, gateway, audit or referrals")],
+    service: Annotated[
+        str, typer.Argument(help=f"{', '.join(s.name for s in hub.SPECS)}")
+    ],
 ) -> None:
     """Run one service against PUENTE_KAFKA_BOOTSTRAP_SERVERS until Ctrl-C."""
     spec = hub.spec_named(service)
@@ -28,34 +30,22 @@ def run(
 def up() -> None:
     """Run every service; on an embedded broker if no Kafka is configured."""
     configure_logging(HubSettings().log_level)
-    with hub.kafka_or_embedded() as (bootstrap, embedded):
+    with broker.kafka_or_embedded() as (bootstrap, embedded):
         if embedded is None:
             asyncio.run(_serve(hub.available(), None))
             return
-        with hub.ephemeral_state(HubSettings().state_dir, hub.EMBEDDED_STATE):
+        with broker.ephemeral_state(HubSettings().state_dir, broker.EMBEDDED_STATE):
             asyncio.run(_serve(hub.available(), bootstrap))
 
 
-async def _serve(specs: list[hub.ServiceSpec], embedded: str | None) -> None:
+async def _serve(specs: list[hub.ServiceSpec[object]], embedded: str | None) -> None:
     # Built inside the loop: Kafka clients must be created in a running event loop.
-    built = [hub.build(spec) for spec in specs]
+    built = [spec.build() for spec in specs]
     stop = asyncio.Event()
     stop_on_signals(stop)
 
     def announce() -> None:
-        out.print(endpoints_table(built, embedded))
+        out.print(hub.endpoints_table(built, embedded))
         out.print("Press Ctrl-C to stop.")
 
     await serve([b.service for b in built], stop, announce)
-
-
-def endpoints_table(built: list[hub.Built], embedded: str | None) -> Table:
-    """What is running where."""
-    table = Table("service", "endpoints", title="Puente is up")
-    if embedded:
-        table.add_row("kafka (embedded)", f"PUENTE_KAFKA_BOOTSTRAP_SERVERS={embedded}")
-        ledger = hub.embedded_ledger(HubSettings().state_dir)
-        table.add_row("audit ledger", f"{ledger} (puente audit finds it)")
-    for item in built:
-        table.add_row(item.spec.name, "  ".join(item.endpoints))
-    return table

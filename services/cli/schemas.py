@@ -3,33 +3,20 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.cli.options import SchemasDir, load_catalog, schemas_folder
 from services.contracts import compat
 from services.contracts.catalog import Catalog
-from services.runtime.settings import HubSettings
 
 app = typer.Typer(
     help="The schema catalog: list, show, check, export.", no_args_is_help=True
 )
 out = Console(highlight=False, soft_wrap=True)
-
-SchemasDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--schemas-dir", help="Schema folder [default: PUENTE_SCHEMAS_DIR or ./schemas]"
-    ),
-]
-
-
-def load_catalog(schemas_dir: Path | None) -> Catalog:
-    """The catalog from ``schemas_dir`` or the configured folder."""
-    return Catalog.load(schemas_dir or HubSettings().schemas_dir)
 
 
 @app.command("list")
@@ -69,7 +56,7 @@ def check(
     ] = False,
 ) -> None:
     """Prove later versions read earlier data (BACKWARD) and nothing published changed."""
-    folder = schemas_dir or HubSettings().schemas_dir
+    folder = schemas_folder(schemas_dir)
     catalog = Catalog.load(folder)
     lock_path = folder / compat.LOCK_FILE
     findings = compat.check(catalog, compat.read_lock(lock_path))
