@@ -24,10 +24,6 @@ class SchemaCatalogError(ConfigurationError):
     """A schema file cannot be read, parsed or resolved."""
 
 
-class IncompatibleSchemaError(SchemaCatalogError):
-    """A later schema version cannot read data written with an earlier one."""
-
-
 class ContractError(PuenteError):
     """A value breaks the data contract (ids, topics, records, headers)."""
 

@@ -37,30 +37,3 @@ def check_event_type(value: str) -> str:
             f"expected one of {', '.join(EVENT_TYPES)}"
         )
     return value
-
-
-# Members named in shared/reference/domain.md §1; used until a policy names its own.
-DEFAULT_INSTITUTIONS: Final = (
-    "rree",
-    "rree_vmdmh",
-    "dgme",
-    "mjsp_dnavmf",
-    "pnc",
-    "minsal",
-    "mtps",
-    "mineducyt",
-    "conapina",
-    "pgr",
-    "fgr",
-    "isdemu",
-    "cnctp",
-    "migobdt_dgpc",
-    "marn",
-    "rnpn",
-    "bcr",
-    "bcr_onec",
-    "ace",
-    "pddh",
-    "io_oim",
-    "io_acnur",
-)

@@ -101,13 +101,3 @@ class HubSettings(BaseSettings):
     def _lowercase(cls, value: object) -> object:
         # "Production" in an env file means production, not a start-up failure.
         return value.strip().lower() if isinstance(value, str) else value
-
-
-class CommonSettings(BaseSettings):
-    """The groups every service needs."""
-
-    model_config = SettingsConfigDict(env_prefix="PUENTE_", extra="ignore")
-
-    hub: HubSettings = Field(default_factory=HubSettings)
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    topics: TopicSettings = Field(default_factory=TopicSettings)

@@ -15,7 +15,6 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from services.contracts import topics
 from services.contracts.errors import PuenteError
-from services.contracts.ids import DEFAULT_INSTITUTIONS, EVENT_TYPES
 from services.runtime.kafka import admin_config
 from services.runtime.settings import KafkaSettings, TopicSettings
 
@@ -32,11 +31,6 @@ class TopicBootstrapError(PuenteError):
     """Topics could not be created; the broker may be unreachable (retriable)."""
 
     retriable = True
-
-
-def everyone(institutions: Iterable[str] = DEFAULT_INSTITUTIONS) -> dict[str, list[str]]:
-    """Rights that grant every event type to every institution (no policy yet)."""
-    return {i: list(EVENT_TYPES) for i in institutions}
 
 
 def plan(settings: TopicSettings, publish: Rights, receive: Rights) -> dict[str, int]:
