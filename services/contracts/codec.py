@@ -1,14 +1,22 @@
-"""Avro single-object encoding (Avro spec): ``C3 01`` + 8-byte LE fingerprint + body.
+"""The hub's one Avro codec: whole messages, and record bodies behind `BodyCodec`.
 
-Every failure becomes a named `DecodeError` / `RecordInvalidError`; no fastavro,
-struct or index error escapes.
+Messages are Avro single-object encoding (Avro spec): ``C3 01`` + 8-byte LE
+fingerprint + body, read and written by fastavro with logical types (`encode`,
+`decode`). Every failure becomes a named `DecodeError` / `RecordInvalidError`; no
+fastavro, struct or index error escapes.
+
+Bodies of plain datums (no logical types), which the router reads and writes per
+field, go through a `BodyCodec`: `body_codec` gives the functions generated from
+the schema (`contracts.readers`, `contracts.writers`; the router's speed) where
+they cover it, and `FastavroBody`, the reference, elsewhere. Property tests hold
+the generated ones equal to the reference on every schema of the catalog.
 """
 
 from __future__ import annotations
 
 import io
 import struct
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.validation import ValidationError, validate
@@ -22,6 +30,8 @@ from services.contracts.errors import (
     RecordInvalidError,
     TruncatedMessageError,
 )
+from services.contracts.readers import Read, compile_reader
+from services.contracts.writers import Encode, compile_writer
 
 HEADER_SIZE: Final = 10
 # Garbage can make fastavro fail in many ways; all of them mean "body does not match".
@@ -38,6 +48,73 @@ READ_FAILURES: Final = (
     struct.error,
 )
 WRITE_FAILURES: Final = (ValueError, TypeError, KeyError, AttributeError, OverflowError)
+
+
+class BodyCodec(Protocol):
+    """Reads and writes the binary body of one Avro schema (plain datums)."""
+
+    @property
+    def read(self) -> Read:
+        """``(data, position) -> (datum, position after it)``; fails as READ_FAILURES."""
+
+    @property
+    def write(self) -> Encode:
+        """``datum -> bytes``, not strict; fails as WRITE_FAILURES."""
+
+
+class FastavroBody:
+    """The reference `BodyCodec`: fastavro's schemaless reader and writer."""
+
+    def __init__(self, parsed: Any) -> None:
+        self.parsed = parsed
+
+    @property
+    def read(self) -> Read:
+        """Fastavro's reader, from a position in ``data``."""
+        return self._read
+
+    @property
+    def write(self) -> Encode:
+        """Fastavro's non-strict writer."""
+        return self._write
+
+    def _read(self, data: bytes, position: int) -> tuple[Any, int]:
+        body = io.BytesIO(data)
+        body.seek(position)
+        value = schemaless_reader(body, self.parsed, None)
+        return value, body.tell()
+
+    def _write(self, datum: Any) -> bytes:
+        buffer = io.BytesIO()
+        schemaless_writer(buffer, self.parsed, datum)
+        return buffer.getvalue()
+
+
+class GeneratedBody:
+    """A `BodyCodec` of functions generated from the schema (reference: fastavro).
+
+    Its ``read`` and ``write`` are the plain functions themselves: the router calls
+    them per field of every record, so no method or wrapper stands in between.
+    """
+
+    __slots__ = ("read", "write")
+
+    def __init__(self, read: Read, write: Encode) -> None:
+        self.read = read
+        self.write = write
+
+
+def body_codec(parsed: Any) -> BodyCodec:
+    """The codec of ``parsed``, a plain ``fastavro.parse_schema`` result.
+
+    Generated functions where they cover the schema, fastavro's where they do not
+    (reading and writing are covered apart: readers refuse some array shapes).
+    """
+    read, write = compile_reader(parsed), compile_writer(parsed)
+    if read is None and write is None:
+        return FastavroBody(parsed)
+    reference = FastavroBody(parsed)
+    return GeneratedBody(read or reference.read, write or reference.write)
 
 
 def fingerprint_of(data: bytes) -> int:

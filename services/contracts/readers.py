@@ -10,17 +10,14 @@ other than 0 or 1, a negative enum or union index, a negative length or a varint
 longer than ten bytes are errors. Every failure is one of `codec.READ_FAILURES`.
 Arrays and maps must say how many items they hold before the bytes run out, and
 schemas whose array items could take no bytes at all are not generated (a forged
-count could then spin for ever); they fall back to fastavro.
+count could then spin for ever); `codec.body_codec` reads those with fastavro.
 """
 
 from __future__ import annotations
 
-import io
 import struct
 from collections.abc import Callable
 from typing import Any, Final
-
-from fastavro import schemaless_reader
 
 from services.contracts.generated import (
     INDENT,
@@ -49,21 +46,6 @@ def compile_reader(parsed: Any) -> Read | None:
         read: Read = source.compile(top, _HELPERS)
     except UnsupportedError:
         return None
-    return read
-
-
-def reader_for(parsed: Any) -> Read:
-    """The compiled reader of ``parsed``, or one that runs fastavro's."""
-    compiled = compile_reader(parsed)
-    if compiled is not None:
-        return compiled
-
-    def read(data: bytes, position: int) -> tuple[Any, int]:
-        body = io.BytesIO(data)
-        body.seek(position)
-        value = schemaless_reader(body, parsed, None)
-        return value, body.tell()
-
     return read
 
 

@@ -19,13 +19,14 @@ from services.contracts.codec import (
     HEADER_SIZE,
     READ_FAILURES,
     WRITE_FAILURES,
+    body_codec,
     check_fully_read,
     explain_read,
 )
 from services.contracts.errors import RecordInvalidError, SchemaCatalogError
-from services.contracts.readers import Read, reader_for
+from services.contracts.readers import Read
 from services.contracts.schema_json import index_named, inline, strip_logical_types
-from services.contracts.writers import Encode, writer_for
+from services.contracts.writers import Encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +58,9 @@ def split(entry: SchemaEntry) -> Segments:
                 f"parse on its own: {e}"
             ) from e
     names = tuple(f["name"] for f in schema["fields"])
-    readers = tuple(reader_for(p) for p in parsed)
-    writers = tuple(writer_for(p) for p in parsed)
+    codecs = [body_codec(p) for p in parsed]
+    readers = tuple(c.read for c in codecs)
+    writers = tuple(c.write for c in codecs)
     return Segments(entry, names, tuple(parsed), readers, writers)
 
 

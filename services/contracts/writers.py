@@ -5,18 +5,15 @@ each branch of a union); for the router's hot path that was half of its encoding
 time. `compile_writer` writes one Python function per record type with each
 field's encoding in line (`contracts.generated`). It covers what the hub's schemas
 use (records, enums, arrays, maps, primitives, ``["null", T]`` unions) and returns
-None for anything else, so callers fall back to fastavro. Tests hold its bytes
+None for anything else; `codec.body_codec` then uses fastavro. Tests hold its bytes
 equal to fastavro's for every schema.
 """
 
 from __future__ import annotations
 
-import io
 import struct
 from collections.abc import Callable
 from typing import Any, Final
-
-from fastavro import schemaless_writer
 
 from services.contracts.generated import (
     INDENT,
@@ -67,20 +64,6 @@ def compile_writer(parsed: Any) -> Encode | None:
         out = bytearray()
         write(datum, out)
         return bytes(out)
-
-    return encode
-
-
-def writer_for(parsed: Any) -> Encode:
-    """The compiled writer of ``parsed``, or fastavro's (non-strict) where it has none."""
-    compiled = compile_writer(parsed)
-    if compiled is not None:
-        return compiled
-
-    def encode(datum: Any) -> bytes:
-        buffer = io.BytesIO()
-        schemaless_writer(buffer, parsed, datum)
-        return buffer.getvalue()
 
     return encode
 

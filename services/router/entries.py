@@ -16,9 +16,10 @@ from typing import Any, Final, NamedTuple
 import fastavro
 
 from services.contracts.catalog import SchemaEntry
+from services.contracts.codec import body_codec
 from services.contracts.errors import SchemaCatalogError
 from services.contracts.schema_json import strip_logical_types
-from services.contracts.writers import write_long, writer_for
+from services.contracts.writers import write_long
 
 HEAD: Final = "audit_id"
 # The fields every decision on one event shares; their order comes from the schema.
@@ -59,8 +60,8 @@ class AuditEncoder:
                 "in these two parts (services.router.entries)"
             )
         self.entry = entry
-        self._event = writer_for(_segment(shared, "AuditEvent"))
-        self._rule = writer_for(_segment(per_rule, "AuditRule"))
+        self._event = body_codec(_segment(shared, "AuditEvent")).write
+        self._rule = body_codec(_segment(per_rule, "AuditRule")).write
         self._cache: dict[RuleOutcome, bytes] = {}
 
     def event_part(

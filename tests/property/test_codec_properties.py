@@ -176,3 +176,18 @@ def test_garbage_after_a_valid_header_raises_only_decode_errors(
     if name in EVENTS:  # the router's reader, in segments
         with contextlib.suppress(DecodeError):
             segments.read(SPLIT[name], entry.header + garbage)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@FAST
+@given(data=st.data())
+def test_the_body_codec_of_every_schema_agrees_with_the_fastavro_reference(
+    name: str, data: st.DataObject
+) -> None:
+    entry = CATALOG.get(name)
+    data_bytes, plain = _encoded_and_plain(entry, data)
+    fast, reference = codec.body_codec(entry.plain), codec.FastavroBody(entry.plain)
+    assert fast.write(plain) == reference.write(plain) == data_bytes[codec.HEADER_SIZE :]
+    assert fast.read(data_bytes, codec.HEADER_SIZE) == reference.read(
+        data_bytes, codec.HEADER_SIZE
+    )

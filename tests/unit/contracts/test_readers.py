@@ -8,8 +8,8 @@ from typing import Any
 import fastavro
 import pytest
 
-from services.contracts.codec import READ_FAILURES
-from services.contracts.readers import Read, compile_reader, reader_for
+from services.contracts.codec import READ_FAILURES, body_codec
+from services.contracts.readers import Read, compile_reader
 from tests.unit.contracts.trees import TREE, UNCOVERED, node
 
 
@@ -107,7 +107,7 @@ def test_schemas_outside_the_covered_set_get_no_compiled_reader(schema: Any) -> 
     assert compile_reader(fastavro.parse_schema(schema)) is None
 
 
-def test_reader_for_falls_back_to_fastavro_and_still_says_where_it_ended() -> None:
+def test_the_body_codec_falls_back_to_fastavro_and_still_says_where_it_ended() -> None:
     schema = fastavro.parse_schema({"type": "fixed", "name": "Four", "size": 4})
     data = b"\x00abcd\x00"
-    assert reader_for(schema)(data, 1) == (b"abcd", 5)
+    assert body_codec(schema).read(data, 1) == (b"abcd", 5)
