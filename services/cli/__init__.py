@@ -56,11 +56,11 @@ def _sim(root: typer.Typer) -> None:
 
 
 def _bench(root: typer.Typer) -> None:
-    from services.cli import bench  # noqa: PLC0415
+    from services.cli.bench import app as bench  # noqa: PLC0415
     from services.gateway.bench import bench_command  # noqa: PLC0415
 
-    bench.app.command("gateway")(bench_command)
-    root.add_typer(bench.app, name="bench")
+    bench.command("gateway")(bench_command)
+    root.add_typer(bench, name="bench")
 
 
 def _fuzz(root: typer.Typer) -> None:

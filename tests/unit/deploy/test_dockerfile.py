@@ -8,10 +8,12 @@ import re
 import sys
 import tomllib
 from collections.abc import Iterable
+from typing import Final
 
 from packaging.requirements import Requirement
 
 from services.runtime.settings import REPO_ROOT
+from tests.unit.test_layers import BENCH_MODULES, tooling_paths
 
 DOCKERFILE = REPO_ROOT / "deploy" / "Dockerfile"
 
@@ -48,38 +50,71 @@ def test_the_image_installs_the_project_without_development_extras() -> None:
         assert f"!{kept}" in ignore
 
 
-def test_every_third_party_module_the_services_import_is_a_runtime_dependency() -> None:
-    """What the image installs is what the code needs (no [dev] package sneaks in).
+def test_the_image_leaves_every_tooling_folder_and_module_out() -> None:
+    ignore = (DOCKERFILE.parent / "Dockerfile.dockerignore").read_text(encoding="utf-8")
+    rules = [line for line in ignore.splitlines() if line and not line.startswith("#")]
+    # Later rules win: each exclusion must come after `!services/` lets services in.
+    after = rules[rules.index("!services/") + 1 :]
+    assert sorted(set(tooling_paths()) - set(after)) == []
 
-    The fuzz campaigns (``services/fuzz``) may also use their own ``[fuzz]`` extra:
-    they import it only when a campaign runs, never in a service.
-    """
+
+# Tooling code -> the extra that brings what it imports beyond the product's needs.
+TOOLING_EXTRAS: Final = {
+    "services/sim": "demo",
+    "services/demo": "demo",
+    "services/fuzz": "fuzz",
+    "services/kafkalocal": None,
+    **{m.replace(".", "/") + ".py": "bench" for m in BENCH_MODULES},
+}
+# Runtime dependencies no module imports by name: libraries pick them up when present.
+PLUG_INS: Final = {"cramjam", "httptools"}
+
+
+def test_every_third_party_module_the_product_imports_is_a_runtime_dependency() -> None:
+    """What the image installs is what the product needs; tooling brings its extra."""
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     runtime = project["project"]["dependencies"]
-    fuzz = project["project"]["optional-dependencies"]["fuzz"]
+    extras = project["project"]["optional-dependencies"]
     missing = {}
-    for folder, requirements in (("", runtime), ("fuzz", [*runtime, *fuzz])):
+    groups = [(None, runtime)] + [
+        (path, [*runtime, *(extras[extra] if extra else [])])
+        for path, extra in TOOLING_EXTRAS.items()
+    ]
+    providers = metadata.packages_distributions()
+    for path, requirements in groups:
         installed = closure(Requirement(r) for r in requirements)
-        providers = metadata.packages_distributions()
-        for module in imported_modules(folder):
+        for module in imported_modules(path):
             dists = {normal(d) for d in providers.get(module, [module])}
             if not dists & installed:
-                missing[module] = sorted(dists)
-    assert not missing, f"imported but not in [project.dependencies]: {missing}"
+                missing[f"{path or 'product'}: {module}"] = sorted(dists)
+    assert not missing, f"imported but not installed with its extra: {missing}"
 
 
-def imported_modules(folder: str = "") -> set[str]:
-    """Third-party modules imported under ``services/`` (``folder``: only there;
-    "": everywhere but the tooling folders that have an extra of their own)."""
-    root = REPO_ROOT / "services"
+def test_every_runtime_dependency_is_imported_by_the_product() -> None:
+    """No tooling library rides along in the image (aiohttp was one, for a bench)."""
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    providers = metadata.packages_distributions()
+    used = {normal(d) for m in imported_modules(None) for d in providers.get(m, [m])}
+    declared = {normal(Requirement(r).name) for r in project["project"]["dependencies"]}
+    assert sorted(declared - used - PLUG_INS) == []
+
+
+def imported_modules(path: str | None) -> set[str]:
+    """Third-party modules imported under ``path`` (a tooling folder or module), or,
+    for None, by the product: everything under ``services/`` but the tooling."""
+    if path is not None:
+        target = REPO_ROOT / path
+        files = [target] if target.suffix == ".py" else list(target.rglob("*.py"))
+    else:
+        tooling = [REPO_ROOT / p for p in TOOLING_EXTRAS]
+        files = [
+            p
+            for p in (REPO_ROOT / "services").rglob("*.py")
+            if not any(p == t or t in p.parents for t in tooling)
+        ]
     found = set()
-    paths = (
-        (root / folder).rglob("*.py")
-        if folder
-        else (p for p in root.rglob("*.py") if p.relative_to(root).parts[0] != "fuzz")
-    )
-    for path in paths:
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for file in files:
+        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 found |= {a.name.split(".")[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
