@@ -129,12 +129,8 @@ def determined_cells(
         row = {k: v for k, v in row.items() if v}
         if row:
             _insert(rows, row)
-    out = []
-    for i, key in enumerate(unknown):
-        row = rows.get(i)
-        if row is not None and len(row) == 1:
-            out.append(key)
-    return out
+    # A pivot whose reduced row holds no free unknown has one value in every solution.
+    return [key for i, key in enumerate(unknown) if len(rows.get(i) or ()) == 1]
 
 
 def _insert(rows: dict[int, dict[int, Fraction]], row: dict[int, Fraction]) -> None:
