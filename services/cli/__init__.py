@@ -27,7 +27,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-schemas.app.command("export")(policy.export_command)
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(policy.app, name="policy")
 app.add_typer(gateway_cli, name="gateway")

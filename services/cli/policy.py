@@ -1,22 +1,24 @@
-"""``puente policy check / explain`` and ``puente schemas export`` (the policy's part)."""
+"""``puente policy check / explain``: the access policy and what it discloses."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.cli.options import PolicyDir, Recipient, SchemasDir, load_hub_policy
-from services.contracts.errors import PuenteError
+from services.cli.options import (
+    PolicyDir,
+    Recipient,
+    SchemasDir,
+    member_or_exit,
+    policy_or_exit,
+)
 from services.contracts.ids import EVENT_TYPES
 from services.policy.loader import tree_of
-from services.policy.model import Institution, Rule
-from services.policy.policy import Policy
+from services.policy.model import Rule
 from services.policy.projection import REKEYED_VIEWS
 
 app = typer.Typer(
@@ -26,31 +28,10 @@ app = typer.Typer(
 out = Console(highlight=False, soft_wrap=True)
 
 
-def _load(policy_dir: Path | None, schemas_dir: Path | None) -> Policy:
-    """The policy, or exit 1 with the precise error on stderr."""
-    try:
-        return load_hub_policy(policy_dir, schemas_dir)
-    except PuenteError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from e
-
-
-def _institution(policy: Policy, recipient: str) -> Institution:
-    member = policy.institutions.get(recipient)
-    if member is None:
-        typer.echo(
-            f"error: unknown institution {recipient[:64]!r}; "
-            f"known: {', '.join(sorted(policy.institutions))}",
-            err=True,
-        )
-        raise typer.Exit(1)
-    return member
-
-
 @app.command()
 def check(policy_dir: PolicyDir = None, schemas_dir: SchemasDir = None) -> None:
     """Load and validate the policy against the schemas; print a summary."""
-    policy = _load(policy_dir, schemas_dir)
+    policy = policy_or_exit(policy_dir, schemas_dir)
     members = policy.institutions.values()
     silent = sorted(i.id for i in members if not i.stream)
     per_type = Counter(rule.event_type for rule in policy.rules)
@@ -74,8 +55,8 @@ def explain(
     schemas_dir: SchemasDir = None,
 ) -> None:
     """Per rule: condition, view, purpose, legal basis and the field paths delivered."""
-    policy = _load(policy_dir, schemas_dir)
-    member = _institution(policy, recipient)
+    policy = policy_or_exit(policy_dir, schemas_dir)
+    member = member_or_exit(policy, recipient)
     if event_type is not None and event_type not in EVENT_TYPES:
         typer.echo(
             f"error: unknown event type {event_type[:64]!r}; "
@@ -172,43 +153,3 @@ def _rule_table(rule: Rule) -> Table:
     for key, value in rows:
         table.add_row(key, value)
     return table
-
-
-def export_command(
-    recipient: Recipient,
-    out_dir: Annotated[
-        Path, typer.Option("--out", help="Folder to write the .avsc files into")
-    ],
-    policy_dir: PolicyDir = None,
-    schemas_dir: SchemasDir = None,
-) -> None:
-    """Write the projected .avsc files a recipient needs to decode its deliveries."""
-    policy = _load(policy_dir, schemas_dir)
-    _institution(policy, recipient)
-    found = policy.projections_for(recipient)
-    if not found:
-        typer.echo(f"{recipient} receives no per-record deliveries; nothing to export")
-        return
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        lines = [
-            f"# Schemas for {recipient} (policy {policy.version})",
-            "",
-            "Deliveries on hub.out.<recipient>.<event_type> are Avro single-object "
-            "encoded; the fingerprint in each message names one of these schemas.",
-            "",
-        ]
-        for projection, rules in found:
-            entry = projection.entry
-            name = f"{entry.name}.v{entry.version}.avsc"
-            text = json.dumps(entry.schema, indent=2, ensure_ascii=False) + "\n"
-            (out_dir / name).write_text(text, encoding="utf-8")
-            served = ", ".join(f"{r.id} ({r.view})" for r in rules)
-            lines.append(
-                f"- `{name}` (fingerprint {entry.fingerprint_hex}): rule {served}"
-            )
-            typer.echo(f"wrote {out_dir / name}")
-        (out_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    except OSError as e:
-        typer.echo(f"error: cannot write to {out_dir}: {e.strerror}", err=True)
-        raise typer.Exit(1) from e

@@ -1,15 +1,24 @@
-"""``puente schemas``: list, show and check the catalog."""
+"""``puente schemas``: list, show and check the catalog; export what a recipient needs."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.cli.options import SchemasDir, load_catalog, schemas_folder
+from services.cli.options import (
+    PolicyDir,
+    Recipient,
+    SchemasDir,
+    load_catalog,
+    member_or_exit,
+    policy_or_exit,
+    schemas_folder,
+)
 from services.contracts import compat
 from services.contracts.catalog import Catalog
 
@@ -69,3 +78,44 @@ def check(
         lock_path.write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n", "utf-8")
     counts = ", ".join(f"{n} v1-v{catalog.get(n).version}" for n in catalog.names)
     typer.echo(f"ok: {counts} are BACKWARD compatible and match {compat.LOCK_FILE}")
+
+
+@app.command("export")
+def export_command(
+    recipient: Recipient,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder to write the .avsc files into")
+    ],
+    policy_dir: PolicyDir = None,
+    schemas_dir: SchemasDir = None,
+) -> None:
+    """Write the projected .avsc files a recipient needs to decode its deliveries."""
+    policy = policy_or_exit(policy_dir, schemas_dir)
+    member_or_exit(policy, recipient)
+    found = policy.projections_for(recipient)
+    if not found:
+        typer.echo(f"{recipient} receives no per-record deliveries; nothing to export")
+        return
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        lines = [
+            f"# Schemas for {recipient} (policy {policy.version})",
+            "",
+            "Deliveries on hub.out.<recipient>.<event_type> are Avro single-object "
+            "encoded; the fingerprint in each message names one of these schemas.",
+            "",
+        ]
+        for projection, rules in found:
+            entry = projection.entry
+            name = f"{entry.name}.v{entry.version}.avsc"
+            text = json.dumps(entry.schema, indent=2, ensure_ascii=False) + "\n"
+            (out_dir / name).write_text(text, encoding="utf-8")
+            served = ", ".join(f"{r.id} ({r.view})" for r in rules)
+            lines.append(
+                f"- `{name}` (fingerprint {entry.fingerprint_hex}): rule {served}"
+            )
+            typer.echo(f"wrote {out_dir / name}")
+        (out_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    except OSError as e:
+        typer.echo(f"error: cannot write to {out_dir}: {e.strerror}", err=True)
+        raise typer.Exit(1) from e
