@@ -169,6 +169,8 @@ class Indicator:
     def fields_read(self) -> frozenset[str]:
         """Every field path the indicator reads (filter and dimensions)."""
         paths = {d.fields[self.event_type] for d in self.dimensions}
+        if any(d.derived == "time_to_acknowledgement" for d in self.dimensions):
+            paths.add("payload.referral_id")  # links an answer to its referral
         if self.filter is not None:
             paths.update(self.filter.fields)
         return frozenset(paths)

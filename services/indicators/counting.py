@@ -10,7 +10,7 @@ CREATED event, remembered by its (per-recipient, stable) referral id.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
@@ -127,24 +127,41 @@ class Tally:
         return len(self.seen) - before
 
     def _derived(self, event_type: str, datum: Mapping[str, Any]) -> dict[str, str]:
-        if event_type != "referral":
-            return {}
-        referral = field_value(datum, "payload.referral_id")
-        event = field_value(datum, "payload.lifecycle_event")
-        at = occurred_at(datum)
-        if not isinstance(referral, str) or at is None:
-            return {}
-        if event == "CREATED":
-            self.referral_sent.setdefault(referral, at)
-            return {}
-        sent = self.referral_sent.get(referral)
-        if event in ACK_EVENTS and sent is not None:
-            return {"time_to_acknowledgement": ack_band(sent, at)}
-        return {}
+        return derived_values(
+            event_type, datum, self.referral_sent.get, self.referral_sent.setdefault
+        )
 
     def day_counts(self, indicator: str) -> Mapping[tuple[date, tuple[str, ...]], int]:
         """Every (day, cell) count of ``indicator``."""
         return self.counts.get(indicator, {})
+
+
+def derived_values(
+    event_type: str,
+    datum: Mapping[str, Any],
+    sent_at: Callable[[str], datetime | None],
+    remember: Callable[[str, datetime], object],
+) -> dict[str, str]:
+    """Values of derived dimensions; remembers when each referral was sent.
+
+    ``sent_at`` looks up, and ``remember`` keeps (first time only), the time a
+    referral was created, so an answer can be put in its time-to-acknowledgement
+    band; a store keeps that memory in the same transaction as the counts.
+    """
+    if event_type != "referral":
+        return {}
+    referral = field_value(datum, "payload.referral_id")
+    event = field_value(datum, "payload.lifecycle_event")
+    at = occurred_at(datum)
+    if not isinstance(referral, str) or at is None:
+        return {}
+    if event == "CREATED":
+        remember(referral, at)
+        return {}
+    sent = sent_at(referral)
+    if event in ACK_EVENTS and sent is not None:
+        return {"time_to_acknowledgement": ack_band(sent, at)}
+    return {}
 
 
 def contributions(

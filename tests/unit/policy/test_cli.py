@@ -31,7 +31,7 @@ def test_check_prints_a_summary_of_the_policy(policy: Policy) -> None:
     code, out, _ = _run("policy", "check")
     assert code == 0
     assert f"ok: policy {policy.version}" in out
-    assert "rules for referral: 15" in out
+    assert "rules for referral: 16" in out
     assert "fgr" in out
     assert "pnc" in out
 

@@ -29,8 +29,9 @@ def _referral_to(receiver: str, *scopes: str, **more: Any) -> Changes:
     }
 
 
-# rule id -> (event type, changes that must deliver, changes that must not)
-CASES: dict[str, tuple[str, Changes, Changes]] = {
+# rule id -> (event type, changes that must deliver, changes that must not; None
+# for a rule that delivers every record of its event type)
+CASES: dict[str, tuple[str, Changes, Changes | None]] = {
     "dgme-ra-owner": (
         "return_arrival",
         {},
@@ -228,6 +229,21 @@ CASES: dict[str, tuple[str, Changes, Changes]] = {
             "payload.receiving_institution_id": "minsal",
         },
     ),
+    "hub_indicators-ra-counts": ("return_arrival", {}, None),
+    "hub_indicators-bc-counts": ("border_crossing", {}, None),
+    "hub_indicators-dr-counts": (
+        "displacement_registration",
+        {"payload.registration_status": "ACTIVE"},
+        {"payload.registration_status": "CLOSED_DUPLICATE"},
+    ),
+    "hub_indicators-ref-counts": (
+        "referral",
+        {"payload.referring_institution_id": "dgme"},
+        {
+            "payload.referring_institution_id": "minsal",
+            "payload.receiving_institution_id": "minsal",
+        },
+    ),
     "referral_overdue-to-referring": (
         "referral_overdue",
         {"payload.referring_institution_id": "dgme"},
@@ -279,11 +295,14 @@ def test_a_rule_delivers_the_record_it_is_written_for(
     ]
 
 
-@pytest.mark.parametrize("rule_id", sorted(CASES))
+@pytest.mark.parametrize(
+    "rule_id", sorted(k for k, v in CASES.items() if v[2] is not None)
+)
 def test_a_rule_does_not_deliver_a_record_outside_it(
     policy: Policy, catalog: Catalog, rule_id: str
 ) -> None:
     event_type, _, miss = CASES[rule_id]
+    assert miss is not None
     decisions = policy.decide(event_type, record(catalog, event_type, miss))
     assert not _delivered(decisions, rule_id)
 

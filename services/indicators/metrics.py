@@ -1,0 +1,107 @@
+"""The indicators' metrics: process counters, and each indicator's current total.
+
+The totals are read from the database at each scrape and pass the same disclosure
+control as any published table (the current period's total, as published): a
+suppressed total is left out of the scrape rather than shown. Labels are the
+indicator id, its working group and its period: fourteen-odd series, no ids of
+people or events.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from datetime import date, datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from services.indicators.catalogue import Catalogue
+from services.indicators.counting import LOCAL
+from services.indicators.errors import StoreError
+from services.indicators.store import Store
+from services.indicators.tables import Cache, publish
+
+log = logging.getLogger(__name__)
+
+
+class ProcessMetrics:
+    """What only the running process knows: events counted, duplicates, failures."""
+
+    def __init__(self, registry: CollectorRegistry, group: str) -> None:
+        self.counted = Counter(
+            "puente_indicators_events",
+            "Delivered events counted (each event id once).",
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "puente_indicators_duplicates",
+            "Events read again (redeliveries), counted once.",
+            registry=registry,
+        )
+        self.unreadable = Counter(
+            "puente_indicators_unreadable",
+            "Delivered records that could not be decoded (skipped, logged).",
+            registry=registry,
+        )
+        self.failures = Counter(
+            "puente_indicators_batch_failures",
+            "Batches that could not be stored; they are read again.",
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "puente_indicators_consumer_lag",
+            "Deliveries not yet counted, over the partitions held.",
+            ["group"],
+            registry=registry,
+        ).labels(group)
+
+
+class IndicatorCollector(Collector):
+    """``puente_indicator_total``: each indicator's current-period total, published."""
+
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        store: Callable[[], Store | None],
+        today: Callable[[], date] | None = None,
+    ) -> None:
+        self.catalogue = catalogue
+        self.store = store
+        self.today = today or local_today
+        self.cache: Cache = {}
+
+    def collect(self) -> Iterator[Metric]:
+        """One gauge sample per indicator whose current total may be published."""
+        family = GaugeMetricFamily(
+            "puente_indicator_total",
+            "Events of the current period counted by each indicator, after "
+            "disclosure control (a suppressed total is not exported).",
+            labels=["indicator", "working_group", "period"],
+        )
+        store = self.store()
+        if store is None:
+            yield family
+            return
+        today = self.today()
+        for indicator in self.catalogue.indicators.values():
+            try:
+                counts = store.day_counts(indicator.id)
+            except StoreError as e:
+                log.warning("indicator totals not read: %s", e)
+                break
+            table = publish(
+                indicator, counts, today, today, (), today=today, cache=self.cache
+            ).tables[0]
+            total = table.cells[0].count if table.cells else 0
+            if total is not None:
+                family.add_metric(
+                    [indicator.id, indicator.working_group, indicator.period], total
+                )
+        yield family
+
+
+def local_today() -> date:
+    """Today in El Salvador (periods are local calendar periods)."""
+    return datetime.now(LOCAL).date()

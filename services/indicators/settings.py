@@ -1,0 +1,63 @@
+"""Indicators service settings (env prefix ``PUENTE_INDICATORS_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.contracts import topics
+from services.contracts.catalog import Catalog
+from services.contracts.ids import EVENT_TYPES
+from services.indicators.catalogue import CATALOGUE_FILE, Catalogue, load_catalogue
+from services.policy import Policy, load_policy
+from services.runtime.settings import HubSettings, KafkaSettings, TopicSettings
+
+# The service's identity in the access policy: it counts what the policy delivers to it.
+INDICATORS_ID: Final = "hub_indicators"
+
+
+class IndicatorsSettings(BaseSettings):
+    """What the service reads, where it keeps its counts, where it listens."""
+
+    model_config = SettingsConfigDict(env_prefix="PUENTE_INDICATORS_", extra="ignore")
+
+    port: int = Field(default=9104, ge=0, le=65535)
+    host: str = "127.0.0.1"
+    recipient: str = INDICATORS_ID
+    # Under the group prefix the ACLs grant the service's identity (hub_indicators.*).
+    group_id: str = f"{INDICATORS_ID}.counter"
+    max_batch: int = Field(default=500, ge=1)
+    db_path: Path | None = None  # default: <state_dir>/indicators/counts.sqlite
+    catalogue_path: Path | None = None  # default: <policy_dir>/indicators.toml
+    gauge_seconds: float = Field(default=15.0, gt=0)
+    hub: HubSettings = Field(default_factory=HubSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+
+    @property
+    def topics_read(self) -> tuple[str, ...]:
+        """The delivery topics of the service, one per event type."""
+        return tuple(topics.outbound(self.recipient, t) for t in EVENT_TYPES)
+
+    @property
+    def db_file(self) -> Path:
+        """The counts database."""
+        return self.db_path or self.hub.state_dir / "indicators" / "counts.sqlite"
+
+    @property
+    def catalogue_file(self) -> Path:
+        """The indicator catalogue."""
+        return self.catalogue_path or self.hub.policy_dir / CATALOGUE_FILE
+
+
+def load_catalogue_for(settings: IndicatorsSettings) -> tuple[Catalog, Policy, Catalogue]:
+    """The schema catalog (with the policy's projections), policy and catalogue."""
+    catalog = Catalog.load(settings.hub.schemas_dir)
+    policy = load_policy(settings.hub.policy_dir, catalog)
+    catalogue = load_catalogue(
+        settings.hub.policy_dir, catalog, policy, settings.catalogue_file
+    )
+    return catalog, policy, catalogue
