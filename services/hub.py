@@ -23,6 +23,8 @@ from services.audit.settings import AuditSettings
 from services.contracts.errors import ConfigurationError
 from services.gateway.app import build_service as build_gateway
 from services.gateway.settings import GatewaySettings
+from services.indicators.app import build_service as build_indicators
+from services.indicators.settings import IndicatorsSettings
 from services.referrals.app import build_service as build_referrals
 from services.referrals.settings import ReferralsSettings
 from services.router.app import build_service as build_router
@@ -90,6 +92,7 @@ class ServiceSpec(Generic[S]):
 SPECS: Final[tuple[ServiceSpec[Any], ...]] = (
     ServiceSpec("audit", AuditSettings, build_audit, ops_endpoints),
     ServiceSpec("referrals", ReferralsSettings, build_referrals, ops_endpoints),
+    ServiceSpec("indicators", IndicatorsSettings, build_indicators, ops_endpoints),
     ServiceSpec("router", RouterSettings, build_router, ops_endpoints),
     ServiceSpec("gateway", GatewaySettings, build_gateway, gateway_endpoints),
 )

@@ -16,6 +16,7 @@ import typer
 from services.audit import cli as audit_cli
 from services.cli import acl, keys, policy, pubsub, run, schemas
 from services.gateway.cli import app as gateway_cli
+from services.indicators import cli as indicators_cli
 from services.referrals import cli as referrals_cli
 from services.runtime.cli import PuenteGroup
 
@@ -32,6 +33,7 @@ app.add_typer(policy.app, name="policy")
 app.add_typer(gateway_cli, name="gateway")
 app.add_typer(audit_cli.app, name="audit")
 app.add_typer(referrals_cli.app, name="referrals")
+app.add_typer(indicators_cli.app, name="indicators")
 app.add_typer(acl.app, name="acl")
 app.add_typer(keys.app, name="keys")
 app.command("subject-key")(keys.subject_key)

@@ -67,11 +67,10 @@ def list_command(as_json_: JsonOption = False) -> None:
         rows = [_summary(i) for i in catalogue.indicators.values()]
         out.print(json.dumps(rows, ensure_ascii=False, indent=2), markup=False)
         return
-    table = Table("id", "working group", "GCM", "event type", "period", "title")
+    table = Table("id", "working group", "GCM", "period", "title")
+    table.columns[0].no_wrap = True
     for i in catalogue.indicators.values():
-        table.add_row(
-            i.id, i.working_group, str(i.gcm_objective), i.event_type, i.period, i.title
-        )
+        table.add_row(i.id, i.working_group, str(i.gcm_objective), i.period, i.title)
     out.print(table)
 
 

@@ -24,6 +24,7 @@ STATE_ENV: Final = {
     "PUENTE_ROUTER_DEDUPE_PATH": "router-dedupe.sqlite",
     "PUENTE_AUDIT_LEDGER_PATH": "audit-ledger.sqlite",
     "PUENTE_REFERRALS_DB_PATH": "referrals.sqlite",
+    "PUENTE_INDICATORS_DB_PATH": "indicators.sqlite",
 }
 # Where `puente up` keeps broker-bound state when it runs the embedded broker.
 EMBEDDED_STATE: Final = "embedded"
