@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -38,7 +38,7 @@ def up() -> None:
             asyncio.run(_serve(hub.available(), bootstrap))
 
 
-async def _serve(specs: list[hub.ServiceSpec[object]], embedded: str | None) -> None:
+async def _serve(specs: list[hub.ServiceSpec[Any]], embedded: str | None) -> None:
     # Built inside the loop: Kafka clients must be created in a running event loop.
     built = [spec.build() for spec in specs]
     stop = asyncio.Event()
