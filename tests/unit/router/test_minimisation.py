@@ -410,7 +410,8 @@ def test_withdrawn_consent_blocks_all_but_a_legal_mandate(
     outputs = _route(pipeline, catalog, "referral", changes)
     assert _withheld(outputs)["minsal"] == reasons.CONSENT_WITHDRAWN
     # their legal mandates: the Vice Ministry's oversight, the hub's referral tracker
-    assert set(_delivered(outputs)) == {"rree_vmdmh", "hub_referrals"}
+    # and its indicators (official statistics)
+    assert set(_delivered(outputs)) == {"rree_vmdmh", "hub_referrals", "hub_indicators"}
 
 
 def test_values_revealing_gender_based_violence_escalate_the_record(
