@@ -157,7 +157,7 @@ def test_the_store_counts_exactly_what_the_tally_counts_and_survives_a_reopen(
 
 def test_primary_suppression_hides_small_cells_and_their_complements() -> None:
     # sex x department: one woman in SV-AH; every other cell large
-    finest = {
+    finest: dict[tuple[str, ...], int] = {
         ("F", "SV-SS"): 20,
         ("M", "SV-SS"): 30,
         ("F", "SV-AH"): 1,
