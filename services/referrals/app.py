@@ -6,7 +6,9 @@ batch is applied to the SQLite state in one transaction, and only then are the
 batch's offsets committed (``AckPolicy.MANUAL``): a crash between the two reads
 the batch again, and the event ids already in the history make that a no-op. A
 batch that cannot be stored is sought back and read again. Deadlines are checked
-on a timer, with a clock the caller may replace.
+on a timer, with a clock the caller may replace; each new escalation is a
+``referral_overdue`` event the tracker publishes as the hub (``hub_referrals``) from
+its database's outbox, for the router to deliver under the policy.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Final
 
 from aiokafka import TopicPartition
@@ -25,6 +28,7 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import CollectorRegistry
 
+from services.contracts import topics
 from services.contracts.catalog import Catalog
 from services.policy import load_policy
 from services.referrals.deadlines import (
@@ -37,10 +41,11 @@ from services.referrals.deadlines import (
 from services.referrals.errors import TrackerStoreError
 from services.referrals.handlers import read_batch
 from services.referrals.metrics import ProcessMetrics, TrackerCollector
+from services.referrals.outbound import OVERDUE, OverdueNotice, Sender, prepare_overdue
 from services.referrals.settings import ReferralsSettings
 from services.referrals.store import BatchResult, Store
-from services.runtime import subscribers
-from services.runtime import topics as runtime_topics
+from services.runtime import pubsub, subscribers
+from services.runtime import topic_admin as runtime_topics
 from services.runtime.kafka import broker_options, subscriber_options
 from services.runtime.ops import OpsServer, ops_app
 
@@ -81,6 +86,7 @@ class ReferralsService:
         self.store: Store | None = None
         self.checker: DeadlineChecker | None = None
         self.broker: KafkaBroker | None = None
+        self.sender = Sender(settings.kafka, CLIENT_ID)
         self._turn = asyncio.Lock()  # one database writer: batches and checks
         self._halt = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -106,10 +112,19 @@ class ReferralsService:
         s = self.settings
         self._halt.clear()
         self._failures = 0
-        await runtime_topics.create(s.kafka, {s.topic: s.topics.outbound_partitions})
+        await runtime_topics.create(
+            s.kafka,
+            {
+                s.topic: s.topics.outbound_partitions,
+                self.notice_topic: s.topics.inbound_partitions,
+            },
+        )
         self.store = await asyncio.to_thread(Store.open, s.db_file)
-        self.checker = DeadlineChecker(self.store, self.deadlines, self.clock)
+        self.checker = DeadlineChecker(
+            self.store, self.deadlines, self.clock, self._announce
+        )
         await self.ops.start()
+        await self.sender.start()
         self.broker = self._subscribe()
         await self.broker.start()
         self._running = True
@@ -185,6 +200,38 @@ class ReferralsService:
         self.metrics.duplicates.inc(result.duplicates)
         return result
 
+    @property
+    def notice_topic(self) -> str:
+        """Where the tracker publishes its overdue notices (its own inbound topic)."""
+        return topics.inbound(self.settings.recipient, OVERDUE)
+
+    def _announce(
+        self, notices: Sequence[OverdueNotice], now: datetime
+    ) -> list[pubsub.Prepared]:
+        # The envelope's times are the machine's: the router refuses events from the
+        # future, and the deadline clock (``now``) may be set ahead in tests and trials.
+        del now
+        return prepare_overdue(self.catalog, notices, self.settings.recipient, utc_now())
+
+    async def publish_notices(self) -> int:
+        """Send the outbox's unsent notices; how many the broker acknowledged."""
+        async with self._turn:
+            if self.store is None:
+                return 0
+            events = await asyncio.to_thread(self.store.unsent)
+        if not events:
+            return 0
+        try:
+            acked = await self.sender.send(events)
+        except KafkaError as e:
+            log.warning("overdue notices not sent (sent again later): %s", e)
+            return 0
+        async with self._turn:
+            if self.store is not None and acked:
+                await asyncio.to_thread(self.store.sent, acked, self.clock())
+        self.metrics.notices_sent.inc(len(acked))
+        return len(acked)
+
     async def check_deadlines(self) -> CheckResult | None:
         """Check every open referral's deadlines now (by the service's clock)."""
         async with self._turn:
@@ -205,6 +252,7 @@ class ReferralsService:
         while True:
             try:
                 await self.check_deadlines()
+                await self.publish_notices()
             except Exception as e:  # noqa: BLE001 - the next tick tries again
                 log.error(  # noqa: TRY400 - the reason is enough; it is retried
                     "deadline check failed: %s: %s", type(e).__name__, e
@@ -229,6 +277,7 @@ class ReferralsService:
         async with self._turn:
             if self.store is not None:
                 self.store.close()
+        await self.sender.stop()
         await self.ops.stop()
         self.broker = self.store = self.checker = None
         self._task = None

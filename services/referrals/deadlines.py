@@ -8,7 +8,7 @@ as an argument, so tests move time instead of waiting for it.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, timezone, tzinfo
 from pathlib import Path
@@ -19,7 +19,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from services.referrals.errors import DeadlinesFileError
 from services.referrals.machine import Referral
-from services.referrals.store import Notice, Overdue, Store
+from services.referrals.outbound import OverdueNotice
+from services.referrals.store import Compose, Notice, Overdue, Store
+from services.runtime.pubsub import Prepared
 
 Clock = Callable[[], datetime]
 URGENCIES: Final = ("IMMEDIATE_24H", "PRIORITY_72H", "STANDARD")
@@ -204,15 +206,28 @@ class CheckResult:
     issued: list[Notice]
 
 
+# The events of one check's new escalations (referral_overdue notices to publish).
+Announce = Callable[[Sequence[OverdueNotice], datetime], Sequence[Prepared]]
+
+
 class DeadlineChecker:
-    """Marks overdue referrals and issues each notice once."""
+    """Marks overdue referrals and issues each notice once.
+
+    With ``announce``, each new escalation (referral, deadline, level) also gets one
+    event, queued in the tracker's outbox in the transaction that issues it.
+    """
 
     def __init__(
-        self, store: Store, deadlines: Deadlines, clock: Clock = utc_now
+        self,
+        store: Store,
+        deadlines: Deadlines,
+        clock: Clock = utc_now,
+        announce: Announce | None = None,
     ) -> None:
         self.store = store
         self.deadlines = deadlines
         self.clock = clock
+        self.announce = announce
 
     def check(self) -> CheckResult:
         """Compare every open referral with its deadlines at the clock's time."""
@@ -220,13 +235,37 @@ class DeadlineChecker:
         marks: dict[str, Overdue | None] = {}
         wanted: list[Notice] = []
         count = 0
+        referrals: dict[str, Referral] = {}
         for tracked in self.store.all():
             referral = tracked.referral
+            referrals[referral.referral_id] = referral
             overdue = self.deadlines.overdue(referral, now) if referral.open else None
             if overdue != tracked.overdue:
                 marks[referral.referral_id] = overdue
             if overdue is not None:
                 count += 1
                 wanted.extend(self.deadlines.notices(referral, overdue, now))
-        issued = self.store.mark(marks, wanted)
+        compose = None
+        if self.announce is not None:
+            compose = self._composer(referrals, now, self.announce)
+        issued = self.store.mark(marks, wanted, compose)
         return CheckResult(count, issued)
+
+    def _composer(
+        self, referrals: dict[str, Referral], now: datetime, announce: Announce
+    ) -> Compose:
+        def compose(issued: Sequence[Notice]) -> Sequence[Prepared]:
+            levels = dict.fromkeys((n.referral_id, n.stage, n.level) for n in issued)
+            notices = [
+                OverdueNotice(
+                    referrals[ref],
+                    stage,
+                    level,
+                    self.deadlines.due(referrals[ref], stage),
+                    self.deadlines.supervisor(referrals[ref]),
+                )
+                for ref, stage, level in levels
+            ]
+            return announce(notices, now)
+
+        return compose

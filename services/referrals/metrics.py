@@ -81,6 +81,11 @@ class ProcessMetrics:
             "Deadline checks run.",
             registry=registry,
         )
+        self.notices_sent = CounterMetric(
+            "puente_referrals_notices_sent",
+            "referral_overdue notices the broker acknowledged (from the outbox).",
+            registry=registry,
+        )
 
 
 class TrackerCollector(Collector):

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from services.contracts.catalog import Catalog
 from services.referrals.errors import ReferralsError
 from services.referrals.handlers import read_batch
 from services.referrals.store import BatchResult, Store
-from services.runtime.kafka import consumer_config
+from services.runtime.kafka import admin_config, consumer_config
 from services.runtime.settings import KafkaSettings
 
 
@@ -60,13 +61,10 @@ async def rebuild(
     )
     done = Rebuilt()
     try:
-        await consumer.start()
-        if topic not in await consumer.topics():
+        assigned = await partitions(kafka, topic)
+        if not assigned:
             return done  # nothing was ever delivered to the tracker
-        assigned = [
-            TopicPartition(topic, p)
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
+        await consumer.start()
         consumer.assign(assigned)
         await consumer.seek_to_beginning(*assigned)
         while True:
@@ -83,6 +81,30 @@ async def rebuild(
     finally:
         await consumer.stop()
         store.close()
+
+
+async def partitions(kafka: KafkaSettings, topic: str) -> list[TopicPartition]:
+    """The partitions of ``topic`` (none if it does not exist), asked of the broker.
+
+    A consumer's metadata cache may not list a topic it never subscribed to (Apache
+    Kafka answers its first metadata request for no topic), so an admin client asks.
+    """
+    admin = AIOKafkaAdminClient(
+        **admin_config(kafka, f"puente-referrals-rebuild-{uuid.uuid4().hex[:6]}")
+    )
+    await admin.start()
+    try:
+        if topic not in await admin.list_topics():
+            return []
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return sorted(
+        TopicPartition(d["topic"], p["partition"])
+        for d in described
+        if d["error_code"] == 0
+        for p in d["partitions"]
+    )
 
 
 def _fresh(target: Path) -> Store:

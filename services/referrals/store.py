@@ -8,8 +8,10 @@ waits in ``pending`` and is applied, in time order, once it follows. One batch o
 events is one transaction, written before the consumer commits its offsets: an
 event read again after a crash finds its id in ``history`` and changes nothing.
 Notices are keyed by referral, stage, level and recipient, so no escalation is
-ever issued twice. The database holds ids, symbols and times only, never personal
-data; it is created readable by its owner only.
+ever issued twice; the events that carry them wait in ``outbox``, written in the
+transaction that issues them and sent from there until the broker has them. The
+database holds ids, symbols and times only, never personal data; it is created
+readable by its owner only.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import dataclasses
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +35,7 @@ from services.referrals.machine import (
     TransitionRefusedError,
     apply,
 )
+from services.runtime.pubsub import Prepared
 
 APPLIED: Final = "applied"
 REFUSED: Final = "refused"
@@ -89,6 +92,18 @@ CREATE TABLE IF NOT EXISTS notices (
     issued_at INTEGER NOT NULL,
     PRIMARY KEY (referral_id, stage, level, recipient)
 );
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    referral_id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    key BLOB NOT NULL,
+    value BLOB NOT NULL,
+    headers TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    sent_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (sent_at, seq);
 """
 _REFERRAL_COLUMNS: Final = (
     "referral_id, referring, receiving, urgency, service_group, is_minor, status, "
@@ -162,6 +177,10 @@ class Notice:
     role: str  # referring | supervisor
     due_at: datetime
     issued_at: datetime
+
+
+# Builds, for the notices a check has just issued, the events that carry them.
+Compose = Callable[[Sequence[Notice]], Sequence[Prepared]]
 
 
 @dataclass
@@ -299,9 +318,16 @@ class Store:
         return {str(r[0]): int(r[1]) for r in rows}
 
     def mark(
-        self, marks: dict[str, Overdue | None], notices: Sequence[Notice]
+        self,
+        marks: dict[str, Overdue | None],
+        notices: Sequence[Notice],
+        compose: Compose | None = None,
     ) -> list[Notice]:
-        """Store overdue marks and the notices not issued before; return the new ones."""
+        """Store overdue marks and the notices not issued before; return the new ones.
+
+        ``compose`` gives the events of the new notices; they join the outbox in the
+        same transaction, so a notice is issued with its event or not at all.
+        """
         issued = []
         with self._writing() as db:
             for referral_id, overdue in marks.items():
@@ -330,7 +356,42 @@ class Store:
                 )
                 if cursor.rowcount:
                     issued.append(notice)
+            if issued and compose is not None:
+                _queue(db, compose(issued), to_ms(issued[0].issued_at) or 0)
         return issued
+
+    def unsent(self, limit: int = 500) -> list[Prepared]:
+        """Events of the outbox the broker has not acknowledged yet, oldest first."""
+        rows = self._db.execute(
+            "SELECT topic, key, value, headers, event_id FROM outbox "
+            "WHERE sent_at IS NULL ORDER BY seq LIMIT ?",
+            (limit,),
+        )
+        return _prepared(rows)
+
+    def published(self, referral_id: str) -> list[Prepared]:
+        """The events published (or waiting to be) about ``referral_id``, oldest first."""
+        rows = self._db.execute(
+            "SELECT topic, key, value, headers, event_id FROM outbox "
+            "WHERE referral_id = ? ORDER BY seq",
+            (referral_id,),
+        )
+        return _prepared(rows)
+
+    def sent(self, event_ids: Sequence[str], at: datetime) -> None:
+        """Record that the broker acknowledged the events ``event_ids``."""
+        with self._writing() as db:
+            db.executemany(
+                "UPDATE outbox SET sent_at = ? WHERE event_id = ? AND sent_at IS NULL",
+                [(to_ms(at), e) for e in event_ids],
+            )
+
+    def outbox(self) -> dict[str, int]:
+        """How many outbox events are sent and waiting."""
+        row = self._db.execute(
+            "SELECT COUNT(sent_at), COUNT(*) - COUNT(sent_at) FROM outbox"
+        ).fetchone()
+        return {"sent": int(row[0]), "waiting": int(row[1])}
 
     def notices(self, referral_id: str | None = None) -> list[Notice]:
         """Notices issued (for one referral, or all), oldest first."""
@@ -396,6 +457,38 @@ def _create(path: Path) -> sqlite3.Connection:
     db.executescript(_SCHEMA)
     path.chmod(0o600)
     return db
+
+
+def _prepared(rows: Iterable[sqlite3.Row]) -> list[Prepared]:
+    return [
+        Prepared(
+            r["topic"],
+            bytes(r["key"]),
+            bytes(r["value"]),
+            [(str(k), str(v).encode()) for k, v in json.loads(r["headers"])],
+            r["event_id"],
+        )
+        for r in rows
+    ]
+
+
+def _queue(db: sqlite3.Connection, events: Sequence[Prepared], at: int) -> None:
+    db.executemany(
+        "INSERT OR IGNORE INTO outbox (event_id, referral_id, topic, key, value, "
+        "headers, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                e.event_id,
+                e.key.decode(),
+                e.topic,
+                e.key,
+                e.value,
+                json.dumps([(k, v.decode()) for k, v in e.headers]),
+                at,
+            )
+            for e in events
+        ],
+    )
 
 
 def _seen(db: sqlite3.Connection, event_id: str) -> bool:

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from services.cli import app
 from services.contracts.catalog import Catalog
+from services.contracts.natural import format_timestamp
 from services.referrals.app import ReferralsService
 from services.referrals.rebuild import differences, rebuild
 from services.referrals.settings import ReferralsSettings
@@ -27,6 +28,7 @@ from services.router.app import RouterService
 from services.runtime import pubsub
 from services.runtime.embedded import free_port
 from services.runtime.settings import REPO_ROOT, HubSettings, KafkaSettings
+from tests.integration.referrals_support import notices_delivered
 from tests.support.router import running_router
 
 pytestmark = pytest.mark.integration
@@ -203,6 +205,47 @@ async def test_a_childs_immediate_referral_left_unanswered_is_overdue_at_24_hour
     again = await service.check_deadlines()
     assert again is not None
     assert [n for n in again.issued if n.referral_id == referral_id] == []
+
+
+async def test_an_overdue_notice_reaches_the_referrer_and_the_supervisor_once(
+    tracker: tuple[ReferralsService, SetClock], kafka: KafkaSettings
+) -> None:
+    service, clock = tracker
+    referral_id = str(uuid.uuid4())
+    created = referral_event(referral_id, "CREATED", "SENT", None, source="dgme", at=T0)
+    await publish(kafka, service.catalog, created)
+    await until(service, referral_id, lambda t: True)
+    clock.now = T0 + timedelta(hours=24)
+    await service.check_deadlines()
+    assert await service.publish_notices() >= 1
+    store = Store.open(service.settings.db_file, readonly=True)
+    try:
+        waiting = [e for e in store.unsent() if e.key == referral_id.encode()]
+        mine = store.published(referral_id)
+    finally:
+        store.close()
+    assert waiting == []  # acknowledged, so nothing waits
+    assert len(mine) == 1  # one escalation so far: one event for both recipients
+    # Sent again, as after a kill -9 between the send and its acknowledgement's record.
+    assert await service.sender.send(mine) == [mine[0].event_id]
+
+    for recipient in ("dgme", "pgr"):  # the referrer; the child's representative
+        notices = await notices_delivered(
+            kafka, service.catalog, recipient, [referral_id], bool
+        )
+        assert notices == [
+            {
+                "referral_id": referral_id,
+                "deadline": "ACKNOWLEDGE",
+                "due_at": format_timestamp(T0 + timedelta(hours=24)),
+                "escalation_level": 1,
+                "urgency": "IMMEDIATE_24H",
+                "service_group": "SPECIALISED_PROTECTION",
+                "referring_institution_id": "dgme",
+                "receiving_institution_id": "conapina",
+                "supervising_institution_id": "pgr",
+            }
+        ], recipient
 
 
 async def test_a_forged_answer_never_moves_the_referral_and_the_real_one_does(

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +28,7 @@ from services.router.app import RouterService
 from services.runtime import pubsub
 from services.runtime.embedded import free_port
 from services.runtime.settings import REPO_ROOT, HubSettings, KafkaSettings
+from tests.integration.referrals_support import notices_delivered
 from tests.support.kafka import kafka_env
 from tests.support.router import running_router
 
@@ -146,6 +148,8 @@ async def test_kill_9_mid_stream_loses_no_transition_and_escalates_nothing_twice
     notices = f"SELECT COUNT(*) FROM notices WHERE referral_id IN ({mine})"
     unanswered = ", ".join(f"'{r}'" for i, r in enumerate(ids) if i % 2 == 1)
     once = f"SELECT COUNT(*) FROM notices WHERE referral_id IN ({unanswered})"
+    outbox = f"SELECT COUNT(*) FROM outbox WHERE referral_id IN ({unanswered})"
+    sent, unsent = outbox + " AND sent_at IS NOT NULL", outbox + " AND sent_at IS NULL"
     process = tracker_process(env)
     try:
         # Published a few at a time while the tracker runs, so the kill lands mid-stream.
@@ -167,8 +171,10 @@ async def test_kill_9_mid_stream_loses_no_transition_and_escalates_nothing_twice
             lambda: (
                 count(db, history) >= len(events)
                 and count(db, once) >= (REFERRALS // 2) * 4
+                and count(db, sent) >= REFERRALS // 2 * 2
+                and count(db, unsent) == 0
             ),
-            "the restarted tracker to catch up",
+            "the restarted tracker to catch up and send its notices",
         )
         await asyncio.sleep(1.0)  # more checks: nothing may be issued again
     finally:
@@ -182,6 +188,24 @@ async def test_kill_9_mid_stream_loses_no_transition_and_escalates_nothing_twice
     # between its CREATED and its late-published ACCEPTED. That is right, and a
     # matter of timing, so only the unanswered ones are counted exactly.)
     assert count(db, once) == (REFERRALS // 2) * 2 * 2
+    # ... and each escalation reached each of them as one event, whatever was sent
+    # twice around the kill (the router delivers an event id once).
+    silent = {r for i, r in enumerate(ids) if i % 2 == 1}
+    for recipient in ("dgme", "pgr"):
+        notices = await notices_delivered(
+            kafka,
+            catalog,
+            recipient,
+            ids,
+            lambda found: (
+                len({n["referral_id"] for n in found} & silent) == len(silent)
+                and len(found) >= len(silent) * 2
+            ),
+            linger=3.0,
+        )
+        levels = Counter((n["referral_id"], n["escalation_level"]) for n in notices)
+        assert set(levels.values()) == {1}, recipient  # never twice
+        assert {(r, level) for r in silent for level in (1, 2)} <= set(levels), recipient
     rebuilt = tmp_path / "rebuilt.sqlite"
     await rebuild(kafka, catalog, ReferralsSettings().topic, rebuilt)
     live, fresh = Store.open(db, readonly=True), Store.open(rebuilt, readonly=True)
