@@ -19,6 +19,7 @@ from services.contracts.catalog import Catalog
 from services.gateway import problems
 from services.gateway.deliveries import Readers
 from services.gateway.handlers import Gateway, json_response
+from services.gateway.indicators_api import indicator_routes
 from services.gateway.ingest import Limits
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.models import (
@@ -118,6 +119,7 @@ def build_app(
     )
     app.state.gateway = gw
     _routes(app, gw)
+    indicator_routes(app, gw)
     _errors(app)
     app.openapi = _openapi(app, gw)  # type: ignore[method-assign]
     app.add_middleware(RequestMetrics, gateway=gw)

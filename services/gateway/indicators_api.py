@@ -1,0 +1,151 @@
+"""``GET /v1/indicators[/{id}]``: published aggregates for institutions with a grant.
+
+The gateway authenticates the institution (a token with the ``read`` scope) and
+asks the indicators service (its operations port, 9104 by default) for the tables
+that institution may read: the service knows the catalogue and the aggregate
+grants, applies disclosure control and answers 403 to an institution whose grant
+does not cover the indicator or the breakdown. Only protected counts pass through
+here; the gateway keeps no copy.
+
+JSON by default; HXL-tagged CSV with ``Accept: text/csv`` or ``format=hxl-csv``.
+The routes are left out of the gateway's OpenAPI document for now: its fuzz
+campaign runs the gateway without the indicators service, where they answer 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Annotated, Any, Final
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.responses import Response
+
+from services.gateway.handlers import Gateway
+from services.gateway.problems import ProblemError, bad_request, not_found
+from services.gateway.tokens import Scope
+
+CSV: Final = "text/csv"
+HXL_CSV: Final = "hxl-csv"
+_bearer = HTTPBearer(auto_error=False, description="pte_<institution>_<64 hex digits>")
+
+
+class IndicatorsLink(BaseSettings):
+    """Where the indicators service answers (``PUENTE_GATEWAY_INDICATORS_*``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PUENTE_GATEWAY_INDICATORS_", extra="ignore"
+    )
+
+    url: str = "http://127.0.0.1:9104"
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+def no_aggregate_grant(detail: str) -> ProblemError:
+    """The institution's aggregate grants do not cover this request (403)."""
+    return ProblemError(
+        403,
+        "no-aggregate-grant",
+        "Aggregate grant missing",
+        detail,
+        reason="no_aggregate_grant",
+    )
+
+
+def indicators_unavailable() -> ProblemError:
+    """The indicators service did not answer (503)."""
+    return ProblemError(
+        503,
+        "indicators-unavailable",
+        "Indicators temporarily unavailable",
+        "the indicators service did not answer; retry later",
+        headers={"Retry-After": "5"},
+    )
+
+
+def indicator_routes(
+    app: FastAPI, gw: Gateway, link: IndicatorsLink | None = None
+) -> None:
+    """Add the indicator routes to the gateway's public app."""
+    where = link or IndicatorsLink()
+
+    async def reader(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> str:
+        return gw.authenticate(
+            credentials.credentials if credentials else None, Scope.READ
+        )
+
+    Reader = Annotated[str, Depends(reader)]  # noqa: N806 - a type alias
+
+    @app.get("/v1/indicators", tags=["indicators"], include_in_schema=False)
+    async def list_indicators(caller: Reader) -> Response:
+        """The indicators the caller's aggregate grants let it read."""
+        return await _forward(where, "/v1/indicators", {"reader": caller}, "json")
+
+    @app.get(
+        "/v1/indicators/{indicator_id}", tags=["indicators"], include_in_schema=False
+    )
+    async def get_indicator(
+        indicator_id: str,
+        caller: Reader,
+        request: Request,
+        *,
+        start: Annotated[str | None, Query(alias="from", max_length=10)] = None,
+        end: Annotated[str | None, Query(alias="to", max_length=10)] = None,
+        by: Annotated[str, Query(max_length=200)] = "",
+        fmt: Annotated[str | None, Query(alias="format", max_length=10)] = None,
+        rounding: Annotated[int | None, Query(alias="round", ge=2, le=1000)] = None,
+    ) -> Response:
+        """One indicator's protected tables (whole periods; at most two dimensions)."""
+        wanted = fmt or (HXL_CSV if CSV in request.headers.get("accept", "") else "json")
+        if wanted not in {"json", HXL_CSV}:
+            raise bad_request("format is json or hxl-csv")
+        optional = (("from", start), ("to", end), ("round", rounding))
+        query: dict[str, Any] = {"reader": caller, "by": by, "format": wanted}
+        query.update({k: v for k, v in optional if v is not None})
+        path = "/v1/indicators/" + urllib.parse.quote(indicator_id, safe="")
+        return await _forward(where, path, query, wanted)
+
+
+async def _forward(
+    link: IndicatorsLink, path: str, query: dict[str, Any], wanted: str
+) -> Response:
+    url = f"{link.url.rstrip('/')}{path}?{urllib.parse.urlencode(query)}"
+    status, body, media = await asyncio.to_thread(_fetch, url, link.timeout_seconds)
+    if status == 200:
+        return Response(body, media_type=CSV if wanted == HXL_CSV else media)
+    detail = _detail(body)
+    if status == 403:
+        raise no_aggregate_grant(detail)
+    if status == 404:
+        raise not_found(detail)
+    if status in {400, 422}:
+        raise bad_request(detail)
+    raise indicators_unavailable()
+
+
+def _fetch(url: str, timeout: float) -> tuple[int, bytes, str]:
+    request = urllib.request.Request(url, method="GET")  # noqa: S310 - our own service
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
+            media = answer.headers.get("content-type", "application/json")
+            return int(answer.status), answer.read(), str(media)
+    except urllib.error.HTTPError as e:
+        return int(e.code), e.read(), "application/json"
+    except (OSError, TimeoutError):
+        return 503, b"", "application/json"
+
+
+def _detail(body: bytes) -> str:
+    try:
+        detail = json.loads(body).get("detail")
+    except (ValueError, AttributeError):
+        return "the indicators service refused the request"
+    return detail if isinstance(detail, str) else "the request is not valid"
