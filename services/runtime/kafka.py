@@ -238,7 +238,9 @@ def faststream_security(settings: KafkaSettings) -> BaseSecurity | None:
 def broker_options(settings: KafkaSettings, client_id: str) -> dict[str, Any]:
     """``faststream.kafka.KafkaBroker`` keyword arguments matching `producer_config`."""
     return {
-        "bootstrap_servers": bootstrap(settings),
+        # A list: FastStream hands a string to aiokafka as one host, so a list of
+        # several brokers ("a:9092,b:9092") would not connect.
+        "bootstrap_servers": [s.strip() for s in bootstrap(settings).split(",")],
         "client_id": client_id,
         "acks": "all",
         "enable_idempotence": idempotent(settings),

@@ -237,11 +237,20 @@ async def start_hub(hub: Hub, kafka: KafkaSettings, policy: Policy) -> None:
     await runtime_topics.create(kafka, wanted, REPLICATION)
     for service in hub.services:
         service.start()
-    await until(
-        lambda: hub.router.health().get("partitions", 0) > 0, 120, "the router's start"
-    )
-    await until(lambda: bool(hub.audit.health().get("ok")), 120, "the audit's start")
-    await until(lambda: bool(hub.gateway.health()), 120, "the gateway's start")
+    await ready(hub.router, lambda h: h.get("partitions", 0) > 0)
+    await ready(hub.audit, lambda h: bool(h.get("ok")))
+    await ready(hub.gateway, bool)
+
+
+async def ready(service: Service, healthy: Callable[[dict[str, Any]], bool]) -> None:
+    """Wait until ``service`` reports ``healthy``; fail with its log if it exits."""
+    try:
+        await until(
+            lambda: healthy(service.health()) or not service.alive, 120, service.name
+        )
+    except AssertionError as e:
+        raise AssertionError(f"{e}:\n{service.tail()}") from e
+    assert service.alive, f"the {service.name} exited:\n{service.tail()}"
 
 
 async def post_stream(hub: Hub, events: Iterator[SimEvent], stream: Stream) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from faststream.kafka import KafkaBroker
 
+from services.runtime import topic_admin as runtime_topics
 from services.runtime.embedded import EmbeddedBroker, free_port
 from services.runtime.kafka import (
     PROBE_TIMEOUT_S,
@@ -70,3 +73,27 @@ async def test_the_embedded_broker_grants_no_producer_id_so_auto_producers_stay_
         await producer.start()
     finally:
         await producer.stop()
+
+
+async def test_a_faststream_consumer_reaches_the_broker_through_a_list_of_several(
+    embedded_broker: EmbeddedBroker, unique: str
+) -> None:
+    # A cluster's bootstrap list: a node that is down, then one that serves.
+    servers = f"127.0.0.1:{free_port()},{embedded_broker.bootstrap_servers}"
+    kafka = settings("off", servers)
+    topic = f"several-{unique}"
+    await runtime_topics.create(kafka, {topic: 1})
+    broker = KafkaBroker(**broker_options(kafka, "test-several"))
+    subscriber = broker.subscriber(
+        topic, group_id=f"g-{unique}", auto_offset_reset="earliest"
+    )
+    subscriber(_ignore)
+    try:
+        async with asyncio.timeout(30):
+            await broker.start()
+    finally:
+        await broker.stop()
+
+
+async def _ignore(body: bytes) -> None:
+    del body
