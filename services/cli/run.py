@@ -17,9 +17,7 @@ out = Console(highlight=False)
 
 
 def run(
-    service: Annotated[
-        str, typer.Argument(help=f"{', '.join(s.name for s in hub.SPECS)}")
-    ],
+    service: Annotated[str, typer.Argument(help=", ".join(s.name for s in hub.SPECS))],
 ) -> None:
     """Run one service against PUENTE_KAFKA_BOOTSTRAP_SERVERS until Ctrl-C."""
     spec = hub.spec_named(service)
