@@ -43,9 +43,10 @@ async def read_to_end(kafka: KafkaSettings, topic: str) -> list[Any]:
     consumer = AIOKafkaConsumer(**consumer_config(kafka, None, CLIENT_ID))
     try:
         await consumer.start()
-        numbers = sorted(consumer.partitions_for_topic(topic) or ())
-        if not numbers and topic in await consumer.topics():
-            numbers = sorted(consumer.partitions_for_topic(topic) or ())
+        # Fresh metadata: the consumer's own may not hold the topic (Apache Kafka
+        # answers its first request, which names no topic, with none).
+        cluster = await consumer._client.fetch_all_metadata()
+        numbers = sorted(cluster.partitions_for_topic(topic) or ())
         if not numbers:
             return []
         partitions = [TopicPartition(topic, n) for n in numbers]

@@ -135,11 +135,14 @@ async def read(
     )
     try:
         await consumer.start()
-        # Fresh metadata; the await also lets aiokafka start its internal task,
-        # which a stop right after start would otherwise fail on.
-        if topic not in await consumer.topics():
+        # Fresh metadata: the consumer's own may not hold the topic (Apache Kafka
+        # answers its first request, which names no topic, with none). The await
+        # also lets aiokafka start its internal task, which a stop right after start
+        # would otherwise fail on.
+        cluster = await consumer._client.fetch_all_metadata()
+        if topic not in cluster.topics():
             raise ContractError(f"topic {topic} does not exist")
-        partitions = consumer.partitions_for_topic(topic) or set()
+        partitions = cluster.partitions_for_topic(topic) or set()
         assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(assigned)
         if last is not None:
