@@ -32,7 +32,7 @@ from services.audit import witness
 from services.audit.api import ApiConfig, audit_app
 from services.audit.checkpoints import CHECKPOINT_SCHEMA, Schedule
 from services.audit.cursor import Cursor
-from services.audit.handlers import Checkpointer, Ingestor
+from services.audit.intake import Checkpointer, Ingestor
 from services.audit.keys import (
     development_key,
     key_id,
@@ -47,7 +47,7 @@ from services.audit.settings import AuditSettings
 from services.audit.trust import pinned_keys
 from services.contracts.catalog import Catalog
 from services.contracts.errors import PuenteError
-from services.runtime import topics as runtime_topics
+from services.runtime import topic_admin as runtime_topics
 from services.runtime.consume import (
     Backoff,
     BatchLoop,

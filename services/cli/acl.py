@@ -18,7 +18,7 @@ from services.acl.users import changes, known_users, read_users
 from services.audit.settings import AuditSettings
 from services.cli.options import PolicyDir, SchemasDir, load_hub_policy
 from services.router.settings import RouterSettings
-from services.runtime import topics as runtime_topics
+from services.runtime import topic_admin as runtime_topics
 from services.runtime.cli import PuenteGroup
 
 app = typer.Typer(

@@ -1,4 +1,4 @@
-"""Institution and event type ids (DESIGN §3)."""
+"""Institution and event type ids: lowercase, the same in topics, records and policy."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Topic names: the topic of an inbound record is the publisher's identity (DESIGN §3)."""
+"""Topic names: the topic of an inbound record is the publisher's identity.
+
+Names only (build and parse); `runtime.topic_admin` creates the topics.
+"""
 
 from __future__ import annotations
 

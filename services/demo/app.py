@@ -33,7 +33,7 @@ from services.demo.driver import CLIENT_ID, DemoError, Driver, demo_topics
 from services.demo.settings import DemoSettings
 from services.demo.tally import Verdict, check, snapshot
 from services.runtime import broker
-from services.runtime import topics as runtime_topics
+from services.runtime import topic_admin as runtime_topics
 from services.runtime.embedded import port_open
 from services.runtime.kafka import admin_config, producer_config
 from services.runtime.service import serve, stop_on_signals

@@ -31,7 +31,7 @@ from services.contracts.catalog import Catalog
 from services.contracts.errors import PuenteError
 from services.contracts.natural import format_timestamp
 from services.demo.tally import Published
-from services.runtime import topics as runtime_topics
+from services.runtime import topic_admin as runtime_topics
 from services.runtime.settings import TopicSettings
 from services.sim.traffic import PUBLISH_RIGHTS, UNAUTHORISED, SimEvent, Traffic
 

@@ -115,7 +115,7 @@ class _Target:
 
     def one(self, data: bytes) -> None:
         """One input: inspect, deliver what is accepted, check every audit entry."""
-        from services.audit.handlers import to_batch  # noqa: PLC0415
+        from services.audit.intake import to_batch  # noqa: PLC0415
         from services.router.pipeline import Accepted, Inbound  # noqa: PLC0415
 
         if not data:

@@ -41,7 +41,7 @@ from services.fuzz.bodies import BodyMutator, BodyRequest
 from services.fuzz.errors import FuzzSetupError
 from services.gateway.tokens import Scope, TokenStore
 from services.policy import load_policy
-from services.runtime import topics as runtime_topics
+from services.runtime import topic_admin as runtime_topics
 from services.runtime.embedded import EmbeddedBroker, free_port, port_open
 from services.runtime.settings import REPO_ROOT, HubSettings, KafkaSettings, TopicSettings
 

@@ -35,7 +35,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
 from services.audit.chain import Prepared
-from services.audit.handlers import to_batch
+from services.audit.intake import to_batch
 from services.contracts import codec, topics
 from services.contracts.errors import ContractError
 from services.fuzz.errors import FuzzStalledError
@@ -44,7 +44,7 @@ from services.fuzz.mutate import RawInput
 from services.fuzz.watch import CrashWatch
 from services.router.app import RouterService, build_service
 from services.router.settings import RouterSettings
-from services.runtime import topics as runtime_topics
+from services.runtime import topic_admin as runtime_topics
 from services.runtime.embedded import EmbeddedBroker, free_port
 from services.runtime.kafka import consumer_config, producer_config
 from services.runtime.settings import HubSettings, KafkaSettings, TopicSettings

@@ -52,8 +52,7 @@ from services.gateway.ingest import Limits
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.outbox import Outbox, Pending
 from services.gateway.readback import ReadBack
-from services.runtime import batches
-from services.runtime import topics as topic_admin
+from services.runtime import batches, topic_admin
 from services.runtime.kafka import probe_idempotence, producer_config
 from services.runtime.settings import KafkaSettings, TopicSettings
 

@@ -1,1 +1,1 @@
-"""The router: hub.in.* -> policy -> hub.out.*, hub.rejected.*, hub.audit (DESIGN §5)."""
+"""The router: hub.in.* -> policy -> hub.out.*, hub.rejected.*, hub.audit."""

@@ -21,7 +21,7 @@ from services.router.dedupe import DedupeStore
 from services.router.pipeline import Limits, Pipeline
 from services.router.routing import BatchRouter
 from services.router.settings import RouterSettings
-from services.runtime import topics as runtime_topics
+from services.runtime import topic_admin as runtime_topics
 from services.runtime.consume import BatchLoop, LoopMetrics, Subscription
 from services.runtime.hub_key_store import HubKeySettings, subject_keys
 from services.runtime.kafka import producer_config

@@ -42,7 +42,7 @@ from services.router.bench_brokers import (
 )
 from services.router.settings import RouterSettings
 from services.router.workers import Workers
-from services.runtime import topics as runtime_topics
+from services.runtime import topic_admin as runtime_topics
 from services.runtime.embedded import free_port
 from services.runtime.kafka import consumer_config, producer_config
 from services.runtime.service import tune_gc

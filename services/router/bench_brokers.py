@@ -26,7 +26,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from services.contracts.errors import PuenteError
 from services.kafkalocal import LocalKafka
-from services.runtime import topics as runtime_topics
+from services.runtime import topic_admin as runtime_topics
 from services.runtime.embedded import EmbeddedBroker
 from services.runtime.kafka import admin_config, consumer_config
 from services.runtime.settings import KafkaSettings

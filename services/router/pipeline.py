@@ -1,4 +1,4 @@
-"""The router's decisions for one inbound record (DESIGN §5), pure: no I/O, no clock.
+"""The router's decisions for one inbound record, pure: no I/O, no clock.
 
 `inspect` decodes and checks a record (source, publish right, semantics);
 `deliver` computes the subject key, evaluates every rule, projects and encodes each
@@ -316,7 +316,7 @@ class Pipeline:
         base: headers.KafkaHeaders,
         payloads: dict[tuple[Any, ...], bytes],
     ) -> Output:
-        """One delivery; its headers come from the projected record (DESIGN §3).
+        """One delivery; its headers come from the projected record.
 
         Pseudonymous views get the recipient's own event id, cut time and masked
         source in the headers exactly as in the body, and a Kafka key no other

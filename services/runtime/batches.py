@@ -40,7 +40,7 @@ class Record(Protocol):
 class Partitions:
     """Partition lists of topics, asked of the producer once per topic.
 
-    Partition counts are final at topic creation (shared/reference/embedded-broker.md),
+    Partition counts are final at topic creation (the embedded broker cannot add any),
     so they can be kept until ``forget`` (a broker that lost its topics).
     """
 

@@ -1,4 +1,4 @@
-"""Domain metrics shared by services (DESIGN §7): bounded labels, one registry each."""
+"""Domain metrics shared by services: bounded labels, one registry each."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from services.contracts import topics
 from services.contracts.catalog import Catalog
 from services.contracts.natural import codec_for
 from services.policy import SubjectKeys, load_policy
-from services.runtime import topics as runtime_topics
+from services.runtime import topic_admin as runtime_topics
 from services.runtime.embedded import free_port
 from services.runtime.hub_key_store import HubKeySettings, subject_keys
 from services.runtime.settings import HubSettings, KafkaSettings, TopicSettings

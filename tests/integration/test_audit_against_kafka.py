@@ -20,7 +20,7 @@ from services.audit.cli import app
 from services.audit.settings import AuditSettings
 from services.contracts import codec
 from services.contracts.catalog import Catalog
-from services.runtime import topics as runtime_topics
+from services.runtime import topic_admin as runtime_topics
 from services.runtime.embedded import free_port
 from services.runtime.kafka import admin_config
 from services.runtime.settings import HubSettings, KafkaSettings

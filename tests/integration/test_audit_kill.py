@@ -18,7 +18,7 @@ from services.audit.ledger import LedgerError
 from services.audit.settings import AuditSettings
 from services.audit.trust import pinned_keys
 from services.contracts.catalog import Catalog
-from services.runtime import topics as runtime_topics
+from services.runtime import topic_admin as runtime_topics
 from services.runtime.embedded import free_port
 from services.runtime.settings import REPO_ROOT, HubSettings, KafkaSettings
 from tests.support.kafka import kafka_env, produce

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from services.cli import app
 from services.router import bench
 from services.router.bench_brokers import start_at_end
-from services.runtime import topics as runtime_topics
+from services.runtime import topic_admin as runtime_topics
 from services.runtime.kafka import consumer_config, producer_config
 from services.runtime.settings import KafkaSettings
 

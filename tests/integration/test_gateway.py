@@ -20,7 +20,7 @@ from services.gateway.app import GatewayService
 from services.gateway.settings import GatewaySettings
 from services.router.app import RouterService, build_service
 from services.router.settings import RouterSettings
-from services.runtime import topics as runtime_topics
+from services.runtime import topic_admin as runtime_topics
 from services.runtime.embedded import free_port
 from services.runtime.settings import REPO_ROOT, HubSettings, KafkaSettings
 

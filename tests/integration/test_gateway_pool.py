@@ -17,7 +17,7 @@ from services.gateway.app import GatewayService
 from services.gateway.deliveries import TopicReader
 from services.gateway.rights import StaticRights
 from services.gateway.settings import GatewaySettings
-from services.runtime import topics as runtime_topics
+from services.runtime import topic_admin as runtime_topics
 from services.runtime.embedded import free_port
 from services.runtime.settings import HubSettings, KafkaSettings
 

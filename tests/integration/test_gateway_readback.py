@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.gateway.readback import ReadBack
-from services.runtime import topics as runtime_topics
+from services.runtime import topic_admin as runtime_topics
 from services.runtime.settings import KafkaSettings
 from tests.support.kafka import produce
 

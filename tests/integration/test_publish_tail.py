@@ -13,7 +13,7 @@ import avro.schema
 import pytest
 
 from services.contracts.catalog import Catalog
-from services.runtime import topics as runtime_topics
+from services.runtime import topic_admin as runtime_topics
 from services.runtime.settings import KafkaSettings
 from tests.samples import minimal
 from tests.support.kafka import collect, header, kafka_env

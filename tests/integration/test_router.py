@@ -18,7 +18,7 @@ from services.policy import Policy, load_policy
 from services.router.app import RouterService, build_service
 from services.router.settings import RouterSettings
 from services.runtime import pubsub
-from services.runtime import topics as runtime_topics
+from services.runtime import topic_admin as runtime_topics
 from services.runtime.embedded import free_port
 from services.runtime.hub_key_store import HubKeySettings, subject_keys
 from services.runtime.settings import REPO_ROOT, HubSettings, KafkaSettings

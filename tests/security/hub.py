@@ -19,7 +19,7 @@ from services.acl import Binding, ServicePrincipals, plan
 from services.contracts.catalog import Catalog
 from services.kafkalocal import LocalKafka
 from services.policy import Policy, load_policy
-from services.runtime import topics as runtime_topics
+from services.runtime import topic_admin as runtime_topics
 from services.runtime.settings import REPO_ROOT, KafkaSettings, TopicSettings
 
 SERVICES = ServicePrincipals()

@@ -10,7 +10,7 @@ import pytest
 from services.acl import Binding, plan
 from services.contracts.catalog import Catalog
 from services.policy import Policy, load_policy
-from services.runtime import topics as runtime_topics
+from services.runtime import topic_admin as runtime_topics
 from services.runtime.settings import REPO_ROOT, TopicSettings
 
 

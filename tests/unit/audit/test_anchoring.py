@@ -27,7 +27,7 @@ from services.audit.app import rotate_if_needed
 from services.audit.checkpoints import CHECKPOINT_SCHEMA, Schedule, sign
 from services.audit.cli import app
 from services.audit.credentials import CredentialStore, Role
-from services.audit.handlers import Checkpointer
+from services.audit.intake import Checkpointer
 from services.audit.keys import key_id, raw_public
 from services.audit.ledger import Ledger
 from services.audit.metrics import AuditMetrics

@@ -11,7 +11,7 @@ from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from services.audit.cursor import Cursor
-from services.audit.handlers import Ingestor
+from services.audit.intake import Ingestor
 from services.audit.ledger import Ledger
 from services.audit.metrics import AuditMetrics
 from services.audit.verify import verify

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.audit.handlers import to_batch
+from services.audit.intake import to_batch
 from services.contracts import admission, codec, topics
 from services.contracts.catalog import Catalog
 from services.contracts.ids import EVENT_TYPES

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.kafkalocal import LocalKafka
 from services.kafkalocal.cluster import stop_running
-from services.runtime import topics as runtime_topics
+from services.runtime import topic_admin as runtime_topics
 from services.runtime.kafka import consumer_config
 from services.runtime.settings import KafkaSettings
 from tests.support.kafka import produce

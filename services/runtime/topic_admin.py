@@ -1,5 +1,8 @@
 """Create every hub topic explicitly, with its final partition count.
 
+The names come from `contracts.topics`; this module plans which topics the policy
+needs and creates them through the Kafka admin client.
+
 The embedded broker cannot add partitions later, and auto-created topics get the
 wrong count, so services never rely on auto-creation.
 """

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CollectorRegistry
 
 from services.audit.checkpoints import Schedule
-from services.audit.handlers import Checkpointer, Ingestor, to_batch
+from services.audit.intake import Checkpointer, Ingestor, to_batch
 from services.audit.ledger import Ledger
 from services.audit.metrics import AuditMetrics
 from services.contracts.catalog import Catalog
