@@ -2,68 +2,24 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Collection
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Final
 
 from services.contracts import lifecycle
 from services.contracts.catalog import SchemaEntry
+from services.contracts.samples import minimal_event
 
-_PRIMITIVE: dict[tuple[str, str | None], Any] = {
-    ("boolean", None): False,
-    ("int", None): 1,
-    ("long", None): 1,
-    ("float", None): 1.5,
-    ("double", None): 1.5,
-    ("string", None): "x",
-    ("bytes", None): "AAE=",
-    ("string", "uuid"): "00000000-0000-4000-8000-000000000001",
-    ("int", "date"): "2026-11-02",
-    ("long", "timestamp-millis"): "2026-11-02T14:05:00.123Z",
-}
+# Before the unit tests' clock (tests.unit.router.standins.NOW): never in the future.
+RECORDED: Final = datetime(2026, 11, 2, 14, 5, 0, 123000, tzinfo=UTC)
 
 
 def minimal(entry: SchemaEntry, **envelope: Any) -> Any:
     """A record with only its required fields, each set to a simple valid value."""
-    named: dict[str, Any] = {}
-    record = _value(entry.schema, named)
+    record = minimal_event(entry, at=RECORDED)
     if "envelope" in record:
-        record["envelope"].update(
-            event_id=str(uuid.uuid4()),
-            event_type=entry.name,
-            source_institution_id="dgme",
-        )
         record["envelope"].update(envelope)
     return record
-
-
-def _value(schema: Any, named: dict[str, Any]) -> Any:
-    if isinstance(schema, str):
-        return (
-            _PRIMITIVE[(schema, None)]
-            if (schema, None) in _PRIMITIVE
-            else _value(named[schema], named)
-        )
-    if isinstance(schema, list):
-        return None if "null" in schema else _value(schema[0], named)
-    kind = schema["type"]
-    if kind == "record":
-        named[f"{schema.get('namespace')}.{schema['name']}"] = schema
-        return {
-            f["name"]: _value(f["type"], named)
-            for f in schema["fields"]
-            if "default" not in f
-        }
-    if kind == "enum":
-        named[f"{schema.get('namespace')}.{schema['name']}"] = schema
-        return schema["symbols"][0]
-    if kind == "array":
-        return []
-    if kind == "map":
-        return {}
-    if isinstance(kind, dict | list):
-        return _value(kind, named)
-    return _PRIMITIVE[(kind, schema.get("logicalType"))]
 
 
 def authored_referral(datum: Any, publishers: Collection[str]) -> None:

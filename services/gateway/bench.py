@@ -31,7 +31,7 @@ from rich.table import Table
 from services.contracts.catalog import Catalog
 from services.contracts.errors import PuenteError
 from services.contracts.ids import EVENT_TYPES
-from services.gateway.samples import minimal_event
+from services.contracts.samples import minimal_event
 from services.gateway.tokens import TokenStore
 from services.runtime.embedded import EmbeddedBroker, free_port
 from services.runtime.settings import HubSettings

@@ -24,10 +24,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from services.contracts.catalog import Catalog
+from services.contracts.samples import minimal_event
 from services.gateway.app import GatewayService
 from services.gateway.deliveries import TopicReader
 from services.gateway.rights import StaticRights
-from services.gateway.samples import minimal_event
 from services.gateway.settings import GatewaySettings
 from services.gateway.tokens import TokenStore
 from services.runtime.embedded import EmbeddedBroker, free_port

@@ -12,11 +12,11 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from services.contracts.catalog import Catalog
+from services.contracts.samples import minimal_event
 from services.gateway.app import build_app
 from services.gateway.deliveries import Cursor, Page
 from services.gateway.handlers import Gateway
 from services.gateway.rights import StaticRights
-from services.gateway.samples import minimal_event
 from services.gateway.settings import GatewaySettings
 from services.runtime.settings import HubSettings, KafkaSettings
 

@@ -11,8 +11,8 @@ import pytest
 
 from services.contracts import codec, headers
 from services.contracts.catalog import Catalog
+from services.contracts.samples import minimal_event
 from services.gateway.handlers import Gateway
-from services.gateway.samples import minimal_event
 from services.gateway.tokens import TokenStore
 
 PROBLEM = "application/problem+json"

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from services.contracts.catalog import Catalog
+from services.contracts.samples import minimal_event
 from services.gateway.outbox import Entry
 from services.gateway.preparing import (
     POOL_FROM_BYTES,
@@ -15,7 +16,6 @@ from services.gateway.preparing import (
     Refusal,
     prepare_batch,
 )
-from services.gateway.samples import minimal_event
 from services.runtime.settings import REPO_ROOT
 
 ALLOWED = frozenset({"return_arrival", "referral"})

@@ -12,9 +12,9 @@ from aiokafka import ConsumerRecord
 from services.contracts import codec, headers
 from services.contracts.catalog import Catalog
 from services.contracts.natural import codec_for
+from services.contracts.samples import minimal_event
 from services.gateway.deliveries import decode_cursor, encode_cursor
 from services.gateway.handlers import Gateway
-from services.gateway.samples import minimal_event
 from tests.unit.gateway.conftest import FakeReader
 
 
