@@ -31,6 +31,7 @@ from services.gateway.models import (
 from services.gateway.outbox import Outbox
 from services.gateway.preparing import Preparer
 from services.gateway.problems import ProblemError
+from services.gateway.referrals_api import referral_routes
 from services.gateway.relay import Relay
 from services.gateway.rights import PublishRights, load_rights
 from services.gateway.settings import GatewaySettings
@@ -120,6 +121,7 @@ def build_app(
     app.state.gateway = gw
     _routes(app, gw)
     indicator_routes(app, gw)
+    referral_routes(app, gw)
     _errors(app)
     app.openapi = _openapi(app, gw)  # type: ignore[method-assign]
     app.add_middleware(RequestMetrics, gateway=gw)

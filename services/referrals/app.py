@@ -30,7 +30,8 @@ from prometheus_client import CollectorRegistry
 
 from services.contracts import topics
 from services.contracts.catalog import Catalog
-from services.policy import load_policy
+from services.policy import Policy, load_policy
+from services.referrals.api import referral_views
 from services.referrals.deadlines import (
     CheckResult,
     Clock,
@@ -55,11 +56,15 @@ _STOP_TIMEOUT: Final = 30.0
 _RETRY_SECONDS: Final = 1.0
 
 
+def tracker_policy(settings: ReferralsSettings) -> tuple[Catalog, Policy]:
+    """The policy, and the catalog with its projections (the deliveries decode)."""
+    catalog = Catalog.load(settings.hub.schemas_dir)
+    return catalog, load_policy(settings.hub.policy_dir, catalog)
+
+
 def tracker_catalog(settings: ReferralsSettings) -> Catalog:
     """The catalog with the policy's projections, so the tracker's deliveries decode."""
-    catalog = Catalog.load(settings.hub.schemas_dir)
-    load_policy(settings.hub.policy_dir, catalog)
-    return catalog
+    return tracker_policy(settings)[0]
 
 
 class ReferralsService:
@@ -73,16 +78,17 @@ class ReferralsService:
     ) -> None:
         self.settings = settings
         self.clock = clock
-        self.catalog = tracker_catalog(settings)
+        self.catalog, policy = tracker_policy(settings)
         self.deadlines = Deadlines.load(settings.deadlines_file)
         self.metrics = ProcessMetrics(registry)
         registry.register(TrackerCollector(settings.db_file, clock))
         self.prometheus = KafkaPrometheusMiddleware(
             registry=registry, app_name="referrals"
         )
-        self.ops = OpsServer(
-            ops_app("referrals", registry, self.health), settings.port, settings.host
-        )
+        ops = ops_app("referrals", registry, self.health)
+        no_stream = [i.id for i in policy.institutions.values() if not i.stream]
+        referral_views(ops, settings.db_file, no_stream)
+        self.ops = OpsServer(ops, settings.port, settings.host)
         self.store: Store | None = None
         self.checker: DeadlineChecker | None = None
         self.broker: KafkaBroker | None = None

@@ -38,6 +38,8 @@ from services.referrals.machine import (
 from services.runtime.pubsub import Prepared
 
 APPLIED: Final = "applied"
+# A party's role -> the column that names it.
+_ROLES: Final = {"sent": ("referring",), "received": ("receiving",)}
 REFUSED: Final = "refused"
 WAITING: Final = "waiting"
 _SCHEMA: Final = """
@@ -301,6 +303,44 @@ class Store:
         """Every tracked referral, oldest first."""
         rows = self._db.execute("SELECT * FROM referrals ORDER BY sent_at, referral_id")
         return [_tracked(r) for r in rows]
+
+    def of_institution(
+        self,
+        institution: str,
+        role: str | None = None,
+        status: str | None = None,
+        *,
+        overdue: bool = False,
+    ) -> list[Tracked]:
+        """The referrals ``institution`` made (role "sent") or is to serve ("received").
+
+        ``role`` None: both. ``status``: only that status; ``overdue``: only those
+        past a deadline. Newest first.
+        """
+        columns = _ROLES.get(role or "", ("referring", "receiving"))
+        where = [" OR ".join(f"{c} = ?" for c in columns)]
+        args: list[Any] = [institution] * len(columns)
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        if overdue:
+            where.append("overdue_stage IS NOT NULL")
+        sql = " AND ".join(f"({w})" for w in where)
+        rows = self._db.execute(
+            f"SELECT * FROM referrals WHERE {sql} "  # noqa: S608 - constant fragments
+            "ORDER BY sent_at DESC, referral_id",
+            args,
+        )
+        return [_tracked(r) for r in rows]
+
+    def acted(self, referral_id: str, institution: str) -> bool:
+        """Whether ``institution`` published an applied event of ``referral_id``."""
+        found = self._db.execute(
+            "SELECT 1 FROM history WHERE referral_id = ? AND institution = ? "
+            "AND outcome = ? LIMIT 1",
+            (referral_id, institution, APPLIED),
+        )
+        return found.fetchone() is not None
 
     def history(self, referral_id: str) -> list[Step]:
         """Every event read for ``referral_id``, in the order it was read."""

@@ -1,0 +1,134 @@
+"""``GET /v1/referrals[/{id}]``: the referrals the calling institution is a party to.
+
+The gateway authenticates the institution (a token with the ``read`` scope) and asks
+the referral tracker (its operations port, 9103 by default) for that institution's
+view, naming it: the tracker answers with the referrals the institution made
+(``role=sent``) or is to serve (``role=received``), filtered by ``status`` and
+``overdue``, and for one referral its history (every applied transition with its
+time and institution). Another institution's referral answers 404, as an unknown one
+does, so its existence is not disclosed.
+
+Why over HTTP rather than the tracker's SQLite file: the tracker stays the one
+process that opens its database, the gateway needs no volume shared with it (in
+production they run in separate containers, and the gateway faces the internet), and
+the tracker, which knows the policy's parties, decides what each one sees; the
+gateway only authenticates and forwards. Nothing is cached here.
+
+The routes are left out of the gateway's OpenAPI document for now: its fuzz campaign
+runs the gateway without the tracker, where they answer 503.
+"""
+
+import asyncio
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Annotated, Any, Final
+
+from fastapi import Depends, FastAPI, Path, Query
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.responses import Response
+
+from services.gateway.handlers import Gateway
+from services.gateway.problems import ProblemError, bad_request, not_found
+from services.gateway.tokens import Scope
+
+STATUSES: Final = (
+    "SENT", "ACCEPTED", "REJECTED", "IN_SERVICE", "DONE", "REVOKED", "EXPIRED",
+)  # fmt: skip
+_bearer = HTTPBearer(auto_error=False, description="pte_<institution>_<64 hex digits>")
+
+
+class ReferralsLink(BaseSettings):
+    """Where the referral tracker answers (``PUENTE_GATEWAY_REFERRALS_*``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PUENTE_GATEWAY_REFERRALS_", extra="ignore"
+    )
+
+    url: str = "http://127.0.0.1:9103"
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+def referrals_unavailable() -> ProblemError:
+    """The referral tracker did not answer (503)."""
+    return ProblemError(
+        503,
+        "referrals-unavailable",
+        "Referrals temporarily unavailable",
+        "the referral tracker did not answer; retry later",
+        headers={"Retry-After": "5"},
+    )
+
+
+def referral_routes(app: FastAPI, gw: Gateway, link: ReferralsLink | None = None) -> None:
+    """Add the referral routes to the gateway's public app."""
+    where = link or ReferralsLink()
+
+    async def reader(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> str:
+        return gw.authenticate(
+            credentials.credentials if credentials else None, Scope.READ
+        )
+
+    Reader = Annotated[str, Depends(reader)]  # noqa: N806 - a type alias
+
+    @app.get("/v1/referrals", tags=["referrals"], include_in_schema=False)
+    async def list_referrals(
+        caller: Reader,
+        role: Annotated[str | None, Query(pattern="^(sent|received)$")] = None,
+        status: Annotated[str | None, Query(max_length=20)] = None,
+        overdue: bool = False,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    ) -> Response:
+        """Referrals the caller made (sent) or is to serve (received), newest first."""
+        if status is not None and status not in STATUSES:
+            raise bad_request(f"status is one of {', '.join(STATUSES)}")
+        query: dict[str, Any] = {"institution": caller, "limit": limit}
+        optional = (("role", role), ("status", status))
+        query.update({k: v for k, v in optional if v is not None})
+        if overdue:
+            query["overdue"] = "true"
+        return await _forward(where, "/v1/referrals", query)
+
+    @app.get("/v1/referrals/{referral_id}", tags=["referrals"], include_in_schema=False)
+    async def get_referral(
+        referral_id: Annotated[str, Path(max_length=64)], caller: Reader
+    ) -> Response:
+        """One of the caller's referrals with its history of transitions."""
+        path = "/v1/referrals/" + urllib.parse.quote(referral_id, safe="")
+        return await _forward(where, path, {"institution": caller})
+
+
+async def _forward(link: ReferralsLink, path: str, query: dict[str, Any]) -> Response:
+    url = f"{link.url.rstrip('/')}{path}?{urllib.parse.urlencode(query)}"
+    status, body = await asyncio.to_thread(_fetch, url, link.timeout_seconds)
+    if status == 200:
+        return Response(body, media_type="application/json")
+    if status == 404:
+        raise not_found(_detail(body))
+    if status in {400, 422}:
+        raise bad_request(_detail(body))
+    raise referrals_unavailable()
+
+
+def _fetch(url: str, timeout: float) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, method="GET")  # noqa: S310 - our own service
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
+            return int(answer.status), answer.read()
+    except urllib.error.HTTPError as e:
+        return int(e.code), e.read()
+    except (OSError, TimeoutError):
+        return 503, b""
+
+
+def _detail(body: bytes) -> str:
+    try:
+        detail = json.loads(body).get("detail")
+    except (ValueError, AttributeError):
+        return "the referral tracker refused the request"
+    return detail if isinstance(detail, str) else "the request is not valid"
