@@ -18,6 +18,7 @@ from services.contracts.topics import parse as parse_topic
 from services.policy import load_policy
 from services.router.committer import Committer
 from services.router.dedupe import DedupeStore
+from services.router.metrics import RouterMetrics
 from services.router.pipeline import Limits, Pipeline
 from services.router.routing import BatchRouter
 from services.router.settings import RouterSettings
@@ -25,7 +26,6 @@ from services.runtime import topic_admin as runtime_topics
 from services.runtime.consume import BatchLoop, LoopMetrics, Subscription
 from services.runtime.hub_key_store import HubKeySettings, subject_keys
 from services.runtime.kafka import producer_config
-from services.runtime.metrics import HubMetrics
 from services.runtime.ops import OpsServer, ops_app
 from services.runtime.service import tune_gc
 
@@ -62,7 +62,7 @@ class RouterService:
         self.catalog = Catalog.load(settings.hub.schemas_dir)
         self.policy = load_policy(settings.hub.policy_dir, self.catalog)
         keys = subject_keys(HubKeySettings(hub=settings.hub))
-        self.metrics = HubMetrics(registry)
+        self.metrics = RouterMetrics(registry)
         self.store = DedupeStore(settings.dedupe_file)
         self.producer = AIOKafkaProducer(
             **producer_config(settings.kafka, "puente-router", **PRODUCER_TUNING)

@@ -32,6 +32,7 @@ from services.contracts.ids import EVENT_TYPES
 from services.policy.model import WITHHELD_REASONS
 from services.router.committer import Committer, Flight
 from services.router.dedupe import DedupeStore
+from services.router.metrics import RouterMetrics, bounded
 from services.router.pipeline import (
     Accepted,
     Inbound,
@@ -42,7 +43,6 @@ from services.router.pipeline import (
 )
 from services.runtime import batches
 from services.runtime.consume import Consumer, Offsets
-from services.runtime.metrics import HubMetrics, bounded
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class BatchRouter:
         pipeline: Pipeline,
         store: DedupeStore,
         producer: AIOKafkaProducer,
-        metrics: HubMetrics,
+        metrics: RouterMetrics,
         institutions: Collection[str],
         group: str,
         depth: int = 4,

@@ -8,12 +8,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from services.demo.tally import Published, Snapshot, check, quantile, snapshot
-from services.runtime.metrics import HubMetrics
+from services.router.metrics import RouterMetrics
 
 
 def test_the_snapshot_reads_accepted_rejected_deliveries_latency_and_lag() -> None:
     registry = CollectorRegistry()
-    metrics = HubMetrics(registry)
+    metrics = RouterMetrics(registry)
     metrics.accepted.labels("dgme", "return_arrival").inc(3)
     metrics.accepted.labels("dgme", "border_crossing").inc(2)
     metrics.rejected.labels("minsal", "border_crossing", "not_allowed_to_publish").inc()

@@ -16,9 +16,9 @@ from prometheus_client import CollectorRegistry
 
 from services.contracts.catalog import Catalog
 from services.router.dedupe import DedupeStore
+from services.router.metrics import RouterMetrics
 from services.router.pipeline import Accepted, Inbound, Pipeline
 from services.router.routing import SLICE, BatchRouter
-from services.runtime.metrics import HubMetrics
 from tests.unit.router.standins import record
 
 
@@ -33,7 +33,7 @@ async def router(
         pipeline=pipeline,
         store=store,
         producer=producer,
-        metrics=HubMetrics(registry),
+        metrics=RouterMetrics(registry),
         institutions={"dgme", "conapina", "minsal"},
         group="test",
     )

@@ -16,9 +16,9 @@ from prometheus_client import CollectorRegistry
 
 from services.contracts.catalog import Catalog
 from services.router.dedupe import DedupeStore
+from services.router.metrics import RouterMetrics
 from services.router.pipeline import Output, Pipeline
 from services.router.routing import BatchRouter, OutputsDroppedError, _Parcel
-from services.runtime.metrics import HubMetrics
 from tests.unit.router.standins import record
 
 TOPIC = "hub.in.dgme.return_arrival"
@@ -81,7 +81,7 @@ async def router(
         pipeline=pipeline,
         store=store,
         producer=cast(AIOKafkaProducer, object()),
-        metrics=HubMetrics(registry),
+        metrics=RouterMetrics(registry),
         institutions={"dgme", "conapina", "minsal"},
         group="puente-router",
     )

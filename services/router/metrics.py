@@ -1,4 +1,4 @@
-"""Domain metrics shared by services: bounded labels, one registry each."""
+"""The router's ``puente_*`` series: bounded labels, on the router's own registry."""
 
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ def bounded(value: str | None, allowed: Collection[str]) -> str:
     return value if value is not None and value in allowed else UNKNOWN
 
 
-class HubMetrics:
-    """The ``puente_*`` series of event flow, registered on one service's registry."""
+class RouterMetrics:
+    """The ``puente_*`` series of event flow through the router."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.accepted = Counter(
