@@ -12,7 +12,8 @@ The routes are left out of the gateway's OpenAPI document for now: its fuzz
 campaign runs the gateway without the indicators service, where they answer 503.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI reads the local Reader alias
+# of the route signatures when they are defined.
 
 import asyncio
 import json
