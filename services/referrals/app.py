@@ -1,11 +1,11 @@
-"""Build the referral tracker: a FastStream batch subscriber of its delivery topic.
+"""Build the referral tracker: the hub's shared batch loop over its delivery topic.
 
 The tracker is a recipient like any institution: the access policy delivers it the
 lifecycle fields of every referral on ``hub.out.hub_referrals.referral``. Each
-batch is applied to the SQLite state in one transaction, and only then are the
-batch's offsets committed (``AckPolicy.MANUAL``): a crash between the two reads
-the batch again, and the event ids already in the history make that a no-op. A
-batch that cannot be stored is sought back and read again. Deadlines are checked
+batch is applied to the SQLite state in one transaction, and only then does the
+loop (`services.runtime.consume`) commit the batch's offsets: a crash between the
+two reads the batch again, and the event ids already in the history make that a
+no-op. A batch that cannot be stored is sought back and read again. Deadlines are checked
 on a timer, with a clock the caller may replace; each new escalation is a
 ``referral_overdue`` event the tracker publishes as the hub (``hub_referrals``) from
 its database's outbox, for the router to deliver under the policy.
@@ -20,12 +20,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
-from faststream import AckPolicy
-from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
-from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import CollectorRegistry
 
 from services.contracts import topics
@@ -45,15 +40,25 @@ from services.referrals.metrics import ProcessMetrics, TrackerCollector
 from services.referrals.outbound import OVERDUE, OverdueNotice, Sender, prepare_overdue
 from services.referrals.settings import ReferralsSettings
 from services.referrals.store import BatchResult, Store
-from services.runtime import pubsub, subscribers
+from services.runtime import pubsub
 from services.runtime import topic_admin as runtime_topics
-from services.runtime.kafka import broker_options, subscriber_options
+from services.runtime.consume import (
+    Backoff,
+    BatchLoop,
+    Consumer,
+    LoopMetrics,
+    Offsets,
+    SeekBack,
+    Subscription,
+    next_offsets,
+)
 from services.runtime.ops import OpsServer, ops_app
 
 log = logging.getLogger(__name__)
 CLIENT_ID: Final = "puente-referrals"
 _STOP_TIMEOUT: Final = 30.0
 _RETRY_SECONDS: Final = 1.0
+_MAX_RETRY_SECONDS: Final = 30.0
 
 
 def tracker_policy(settings: ReferralsSettings) -> tuple[Catalog, Policy]:
@@ -67,7 +72,7 @@ def tracker_catalog(settings: ReferralsSettings) -> Catalog:
     return tracker_policy(settings)[0]
 
 
-class ReferralsService:
+class ReferralsService(SeekBack):
     """The tracker process: consume, apply, check deadlines, serve health and metrics."""
 
     def __init__(
@@ -82,8 +87,15 @@ class ReferralsService:
         self.deadlines = Deadlines.load(settings.deadlines_file)
         self.metrics = ProcessMetrics(registry)
         registry.register(TrackerCollector(settings.db_file, clock))
-        self.prometheus = KafkaPrometheusMiddleware(
-            registry=registry, app_name="referrals"
+        self.loop = BatchLoop(
+            "referrals",
+            settings.kafka,
+            self,
+            registry,
+            client_id=CLIENT_ID,
+            metrics=LoopMetrics(failures=self.metrics.failures),
+            backoff=Backoff(_RETRY_SECONDS, _MAX_RETRY_SECONDS),
+            stop_seconds=_STOP_TIMEOUT,
         )
         ops = ops_app("referrals", registry, self.health)
         no_stream = [i.id for i in policy.institutions.values() if not i.stream]
@@ -91,19 +103,17 @@ class ReferralsService:
         self.ops = OpsServer(ops, settings.port, settings.host)
         self.store: Store | None = None
         self.checker: DeadlineChecker | None = None
-        self.broker: KafkaBroker | None = None
         self.sender = Sender(settings.kafka, CLIENT_ID)
         self._turn = asyncio.Lock()  # one database writer: batches and checks
         self._halt = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._running = False
-        self._failures = 0
         self.applied = 0
 
     def health(self) -> dict[str, Any]:
         """Readiness for /health."""
         ticking = self._task is not None and not self._task.done()
-        ok = self._running and ticking and self._failures == 0
+        ok = self._running and ticking and self.loop.failures == 0
         return {"ok": ok, "applied": self.applied, "topic": self.settings.topic}
 
     async def start(self) -> None:
@@ -117,7 +127,6 @@ class ReferralsService:
     async def _start(self) -> None:
         s = self.settings
         self._halt.clear()
-        self._failures = 0
         await runtime_topics.create(
             s.kafka,
             {
@@ -131,70 +140,29 @@ class ReferralsService:
         )
         await self.ops.start()
         await self.sender.start()
-        self.broker = self._subscribe()
-        await self.broker.start()
+        await self.loop.start(
+            Subscription(
+                topics=(s.topic,),
+                group_id=s.group_id,
+                max_records=s.max_batch,
+                # Only deliveries of committed router transactions.
+                isolation_level="read_committed",
+            )
+        )
         self._running = True
         self._task = asyncio.create_task(self._tick(), name="referrals-deadlines")
         log.info("referral tracker consuming %s into %s", s.topic, s.db_file)
 
-    def _subscribe(self) -> KafkaBroker:
-        s = self.settings
-        broker = KafkaBroker(
-            **broker_options(s.kafka, CLIENT_ID),
-            consumer_only=True,
-            middlewares=[self.prometheus],
-            logger=subscribers.quiet_logger("referrals"),
-            log_level=logging.DEBUG,
-            graceful_timeout=_STOP_TIMEOUT,
-        )
-        subscriber = broker.subscriber(
-            s.topic,
-            group_id=s.group_id,
-            batch=True,
-            max_records=s.max_batch,
-            # Offsets are committed by the handler, after the database transaction.
-            ack_policy=AckPolicy.MANUAL,
-            parser=subscribers.tolerate_headers,
-            decoder=subscribers.skip_bodies,
-            # Only deliveries of committed router transactions.
-            **subscriber_options(s.kafka, isolation_level="read_committed"),
-        )
-        subscriber(self._handle)
-        return broker
-
-    async def _handle(self, body: None, msg: KafkaMessage) -> None:
-        """One fetched batch into the database, then its offsets committed."""
-        del body
-        raw: Any = msg.raw_message
-        records: Sequence[Any] = raw if isinstance(raw, tuple) else (raw,)
-        work = asyncio.ensure_future(self._consume(records, msg.consumer))
-        work.add_done_callback(_retrieve)
-        try:
-            # Shielded: a transaction in hand ends before the database is closed.
-            await asyncio.shield(work)
-        except Exception:
-            await self._halted_within(_RETRY_SECONDS)
-            raise
-
-    async def _consume(self, records: Sequence[Any], consumer: Any) -> None:
+    async def process(self, records: Sequence[Any], consumer: Consumer) -> Offsets:
+        """One fetched batch into the database; the offsets the loop commits after."""
+        del consumer
         async with self._turn:
-            store = self.store
-            if store is None or self._halt.is_set():
-                return  # neither stored nor committed: read again on the next start
-            try:
-                result = await self.apply(records)
-            except Exception as e:
-                self._failures += 1
-                self.metrics.failures.inc()
-                log.error(  # noqa: TRY400 - the reason is enough; it is retried
-                    "referral batch not stored (%s: %s); read again", type(e).__name__, e
-                )
-                _seek_back(consumer, records)
-                raise
-            self._failures = 0
-            await _commit(consumer, records)
-            if result.refused:
-                log.info("%d referral events refused", len(result.refused))
+            if self.store is None or self._halt.is_set():
+                return {}  # neither stored nor committed: read again on the next start
+            result = await self.apply(records)
+        if result.refused:
+            log.info("%d referral events refused", len(result.refused))
+        return next_offsets(records)
 
     async def apply(self, records: Sequence[Any]) -> BatchResult:
         """Decode ``records``, apply them in one transaction (caller holds the turn)."""
@@ -274,8 +242,7 @@ class ReferralsService:
     async def stop(self) -> None:
         """Finish the batch in hand, then close everything."""
         self._halt.set()
-        if self.broker is not None:
-            await self.broker.stop()
+        await self.loop.stop()
         self._running = False
         if self._task is not None:
             await asyncio.wait({self._task}, timeout=_STOP_TIMEOUT)
@@ -285,7 +252,7 @@ class ReferralsService:
                 self.store.close()
         await self.sender.stop()
         await self.ops.stop()
-        self.broker = self.store = self.checker = None
+        self.store = self.checker = None
         self._task = None
 
     async def run_until(self, stop: asyncio.Event) -> None:
@@ -295,35 +262,6 @@ class ReferralsService:
             await stop.wait()
         finally:
             await self.stop()
-
-
-def _seek_back(consumer: Any, records: Sequence[Any]) -> None:
-    first: dict[TopicPartition, int] = {}
-    for r in records:
-        tp = TopicPartition(r.topic, r.partition)
-        first[tp] = min(first.get(tp, r.offset), r.offset)
-    for tp, offset in first.items():
-        with contextlib.suppress(Exception):  # the next assignment starts from commits
-            consumer.seek(tp, offset)
-
-
-async def _commit(consumer: Any, records: Sequence[Any]) -> None:
-    offsets: dict[TopicPartition, int] = {}
-    for r in records:
-        tp = TopicPartition(r.topic, r.partition)
-        offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
-    if not offsets:
-        return
-    try:
-        await consumer.commit(offsets)
-    except KafkaError as e:
-        # Stored already: a redelivery after a rebalance is a no-op by event id.
-        log.warning("offset commit failed (stored; a redelivery is harmless): %s", e)
-
-
-def _retrieve(task: asyncio.Future[None]) -> None:
-    if not task.cancelled():
-        task.exception()
 
 
 def build_service(

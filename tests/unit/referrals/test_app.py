@@ -1,4 +1,8 @@
-"""The tracker commits a batch's offsets only after its database transaction."""
+"""The tracker commits a batch's offsets only after its database transaction.
+
+Its batches go through the hub's shared loop (`services.runtime.consume`), fed here
+with a stand-in for the aiokafka consumer.
+"""
 
 from __future__ import annotations
 
@@ -21,10 +25,21 @@ from tests.unit.referrals.test_handlers import Record, delivered
 
 @dataclass
 class Consumer:
-    """What the handler asks of the aiokafka consumer."""
+    """What the loop asks of the aiokafka consumer."""
 
     commits: list[dict[TopicPartition, int]] = field(default_factory=list)
     seeks: list[tuple[TopicPartition, int]] = field(default_factory=list)
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TOPIC}
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        del tp
+        return None
+
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> bool:
+        del partitions
+        return True
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         self.commits.append(offsets)
@@ -49,7 +64,7 @@ async def test_a_stored_batch_commits_the_offset_after_its_last_record(
 ) -> None:
     consumer = Consumer()
     records = [Record(delivered(), offset=7), Record(b"garbage", offset=8)]
-    await service._consume(records, consumer)
+    await service.loop.consume(records, consumer)
     assert consumer.commits == [{TOPIC: 9}]
     assert service.store is not None
     assert service.store.get("d77241c2-551a-4d15-8660-ea6db39a0e0b") is not None
@@ -67,8 +82,9 @@ async def test_a_batch_the_database_refuses_is_read_again_and_not_committed(
 
     monkeypatch.setattr(store, "apply", broken)
     with pytest.raises(TrackerStoreError):
-        await service._consume([Record(delivered(), offset=3)], consumer)
+        await service.loop.consume([Record(delivered(), offset=3)], consumer)
     assert consumer.commits == []
     assert consumer.seeks == [(TOPIC, 3)]
     assert store.get("d77241c2-551a-4d15-8660-ea6db39a0e0b") is None
+    assert service.loop.failures == 1
     assert service.health()["ok"] is False
