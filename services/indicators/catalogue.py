@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,6 +209,14 @@ class Catalogue:
         for indicator in self.for_event_type(event_type):
             out |= indicator.fields_read()
         return frozenset(out)
+
+
+def identifier(datum: Mapping[str, Any], path: str) -> str | None:
+    """An id field as text (decoders give a UUID or a string), None where absent."""
+    value = field_value(datum, path)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value if isinstance(value, str) else None
 
 
 def field_value(datum: Mapping[str, Any], path: str) -> Any:

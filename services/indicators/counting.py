@@ -16,7 +16,13 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from services.indicators.catalogue import Catalogue, Indicator, Period, field_value
+from services.indicators.catalogue import (
+    Catalogue,
+    Indicator,
+    Period,
+    field_value,
+    identifier,
+)
 
 LOCAL: Final = ZoneInfo("America/El_Salvador")
 ACK_EVENTS: Final = frozenset({"ACCEPTED", "REJECTED"})
@@ -108,8 +114,8 @@ class Tally:
 
     def add(self, event_type: str, datum: Mapping[str, Any]) -> list[Contribution]:
         """Count one delivered record; nothing when its event id was counted before."""
-        event_id = field_value(datum, "envelope.event_id")
-        if not isinstance(event_id, str) or event_id in self.seen:
+        event_id = identifier(datum, "envelope.event_id")
+        if event_id is None or event_id in self.seen:
             return []
         self.seen.add(event_id)
         derived = self._derived(event_type, datum)
@@ -150,10 +156,10 @@ def derived_values(
     """
     if event_type != "referral":
         return {}
-    referral = field_value(datum, "payload.referral_id")
+    referral = identifier(datum, "payload.referral_id")
     event = field_value(datum, "payload.lifecycle_event")
     at = occurred_at(datum)
-    if not isinstance(referral, str) or at is None:
+    if referral is None or at is None:
         return {}
     if event == "CREATED":
         remember(referral, at)

@@ -21,7 +21,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from services.indicators.catalogue import Catalogue, field_value
+from services.indicators.catalogue import Catalogue, identifier
 from services.indicators.counting import contributions, derived_values
 from services.indicators.errors import StoreError
 
@@ -91,8 +91,8 @@ class Store:
         result = BatchResult()
         with self._writing() as db:
             for event_type, datum in records:
-                event_id = field_value(datum, "envelope.event_id")
-                if not isinstance(event_id, str):
+                event_id = identifier(datum, "envelope.event_id")
+                if event_id is None:
                     result.unreadable += 1
                     continue
                 cursor = db.execute(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,15 @@ def test_a_redelivered_event_is_counted_once(catalogue: Catalogue) -> None:
     assert {c.indicator for c in first} == {"returns", "returns_by_origin_country"}
     assert again == []
     assert sum(tally.day_counts("returns").values()) == 1
+
+
+def test_ids_decoded_as_uuids_count_like_their_text(catalogue: Catalogue) -> None:
+    tally = Tally(catalogue)
+    record = arrival("0b6a3f36-61b6-4a57-9f5e-8e1f4ff0e1a1")
+    as_uuid = {**record, "envelope": {**record["envelope"]}}
+    as_uuid["envelope"]["event_id"] = uuid.UUID(record["envelope"]["event_id"])
+    assert tally.add("return_arrival", as_uuid)
+    assert tally.add("return_arrival", record) == []
 
 
 def test_a_filter_selects_only_its_events(catalogue: Catalogue) -> None:
