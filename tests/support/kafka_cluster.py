@@ -30,9 +30,12 @@ HEAP = "384m"
 NODES = 3
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
-    """Three KRaft nodes on free loopback ports (replication 3, min.insync 2)."""
+    """Three KRaft nodes on free loopback ports (replication 3, min.insync 2).
+
+    One per test module: three JVMs are too much to keep for the rest of a run.
+    """
     cluster = LocalKafka(
         tmp_path_factory.mktemp("kafka-cluster"), brokers=NODES, port_base=0, heap=HEAP
     )
