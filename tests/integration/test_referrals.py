@@ -29,6 +29,7 @@ from services.runtime import pubsub
 from services.runtime.embedded import free_port
 from services.runtime.settings import REPO_ROOT, HubSettings, KafkaSettings
 from tests.integration.referrals_support import notices_delivered
+from tests.support.kafka import kafka_env
 from tests.support.router import running_router
 
 pytestmark = pytest.mark.integration
@@ -342,7 +343,8 @@ async def test_the_rebuild_command_reports_that_the_rebuilt_state_matches(
     created = referral_event(referral_id, "CREATED", "SENT", None, source="dgme", at=T0)
     await publish(kafka, service.catalog, created)
     await until(service, referral_id, lambda t: True)
-    monkeypatch.setenv("PUENTE_KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap_servers or "")
+    for name, value in kafka_env(kafka).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("PUENTE_STATE_DIR", str(tmp_path))
     target = tmp_path / "rebuilt.sqlite"
     argv = ["referrals", "rebuild", "--db", str(service.settings.db_file)]
