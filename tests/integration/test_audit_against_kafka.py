@@ -24,7 +24,7 @@ from services.runtime import topic_admin as runtime_topics
 from services.runtime.embedded import free_port
 from services.runtime.kafka import admin_config
 from services.runtime.settings import HubSettings, KafkaSettings
-from tests.support.kafka import produce
+from tests.support.kafka import kafka_env, produce
 from tests.unit.audit.support import encoded, many
 from tests.unit.audit.tamper import tamper
 
@@ -48,8 +48,13 @@ def settings_for(
 
 
 @pytest.fixture(autouse=True)
-def environment(state_dir: Path, unique: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """What the CLI reads: the state dir (so the signing key) and the topics."""
+def environment(
+    kafka: KafkaSettings, state_dir: Path, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the CLI reads: the broker's principal, the state dir (so the signing key)
+    and the topics."""
+    for name, value in kafka_env(kafka).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("PUENTE_STATE_DIR", str(state_dir))
     monkeypatch.setenv("PUENTE_AUDIT_TOPIC", f"hub.audit.{unique}")
     monkeypatch.setenv("PUENTE_AUDIT_CHECKPOINT_TOPIC", f"hub.audit.checkpoints.{unique}")

@@ -19,6 +19,7 @@ from services.gateway.rights import StaticRights
 from services.gateway.settings import GatewaySettings
 from services.runtime import topic_admin as runtime_topics
 from services.runtime.embedded import free_port
+from services.runtime.kafka import producer_config
 from services.runtime.settings import HubSettings, KafkaSettings
 
 pytestmark = pytest.mark.integration
@@ -145,7 +146,7 @@ async def test_a_pooled_reader_finds_a_topic_created_after_its_first_get(
     async with client(single, institution) as http:
         before = await http.get("/v1/deliveries/referral")
         await runtime_topics.create(kafka, {topic: 1})
-        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+        producer = AIOKafkaProducer(**producer_config(kafka, "test-pool"))
         await producer.start()
         try:
             await producer.send_and_wait(topic, b"\x00", headers=[("ce_id", b"e-1")])
