@@ -20,6 +20,9 @@ UNKNOWN_REFERRAL: Final = "referral_unknown"
 REFERRING: Final = "referring"
 RECEIVING: Final = "receiving"
 HUB: Final = "hub"
+# The hub's own source for what only it may say (its referral tracker's identity in
+# the access policy, which grants it the right to publish referral events).
+HUB_SOURCE: Final = "hub_referrals"
 # lifecycle event -> (who publishes it, the statuses it may leave the referral in)
 TRANSITIONS: Final[Mapping[str, tuple[str, frozenset[str]]]] = {
     "CREATED": (REFERRING, frozenset({"SENT"})),
@@ -64,9 +67,9 @@ def transition_problem(payload: Mapping[str, Any], source: str) -> tuple[str, st
     if found is None:
         return TRANSITION_INVALID, f"lifecycle event {event} is not one the hub knows"
     author, statuses = found
-    if author == HUB:
+    expected = HUB_SOURCE if author == HUB else payload[f"{author}_institution_id"]
+    if author == HUB and source != expected:
         return PARTY_MISMATCH, f"{event} is the hub's to publish, not {source}'s"
-    expected = payload[f"{author}_institution_id"]
     if source != expected:
         return PARTY_MISMATCH, (
             f"{event} comes from the {author} institution ({expected}), not from {source}"

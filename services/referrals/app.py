@@ -36,8 +36,15 @@ from services.referrals.deadlines import (
 )
 from services.referrals.errors import TrackerStoreError
 from services.referrals.handlers import read_batch
+from services.referrals.machine import Referral
 from services.referrals.metrics import ProcessMetrics, TrackerCollector
-from services.referrals.outbound import OVERDUE, OverdueNotice, Sender, prepare_overdue
+from services.referrals.outbound import (
+    OVERDUE,
+    OverdueNotice,
+    Sender,
+    prepare_expired,
+    prepare_overdue,
+)
 from services.referrals.settings import ReferralsSettings
 from services.referrals.store import BatchResult, Store
 from services.runtime import pubsub
@@ -132,11 +139,12 @@ class ReferralsService(SeekBack):
             {
                 s.topic: s.topics.outbound_partitions,
                 self.notice_topic: s.topics.inbound_partitions,
+                topics.inbound(s.recipient, "referral"): s.topics.inbound_partitions,
             },
         )
         self.store = await asyncio.to_thread(Store.open, s.db_file)
         self.checker = DeadlineChecker(
-            self.store, self.deadlines, self.clock, self._announce
+            self.store, self.deadlines, self.clock, self._announce, self._expire
         )
         await self.ops.start()
         await self.sender.start()
@@ -187,6 +195,14 @@ class ReferralsService(SeekBack):
         del now
         return prepare_overdue(self.catalog, notices, self.settings.recipient, utc_now())
 
+    def _expire(
+        self, referrals: Sequence[Referral], now: datetime
+    ) -> list[pubsub.Prepared]:
+        del now  # the machine's time, as for notices
+        return prepare_expired(
+            self.catalog, referrals, self.settings.recipient, utc_now()
+        )
+
     async def publish_notices(self) -> int:
         """Send the outbox's unsent notices; how many the broker acknowledged."""
         async with self._turn:
@@ -213,6 +229,8 @@ class ReferralsService(SeekBack):
                 return None
             result = await asyncio.to_thread(self.checker.check)
         self.metrics.checks.inc()
+        for referral_id in result.expired:
+            log.warning("referral %s expired: EXPIRED published", referral_id)
         for notice in result.issued:
             log.warning(
                 "referral %s overdue (%s, level %d): notice to %s (%s)",

@@ -7,8 +7,9 @@ as an argument, so tests move time instead of waiting for it.
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, timezone, tzinfo
 from pathlib import Path
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from services.referrals.errors import DeadlinesFileError
 from services.referrals.machine import Referral
-from services.referrals.outbound import OverdueNotice
+from services.referrals.outbound import OverdueNotice, expiry_event_id
 from services.referrals.store import Compose, Notice, Overdue, Store
 from services.runtime.pubsub import Prepared
 
@@ -27,6 +28,8 @@ Clock = Callable[[], datetime]
 URGENCIES: Final = ("IMMEDIATE_24H", "PRIORITY_72H", "STANDARD")
 ACKNOWLEDGE: Final = "acknowledge"
 SERVICE: Final = "service"
+# Statuses in which the receiving institution still owes an answer or the service.
+WAITING: Final = frozenset({"SENT", "ACCEPTED"})
 
 
 # El Salvador has kept UTC-6 all year since 1988: where the system has no time zone
@@ -86,6 +89,9 @@ class Limits(_Spec):
     acknowledge: Span
     service: Span
     escalate: Span
+    # A referral not in service this long after it was received expires (the hub
+    # publishes EXPIRED); None: it never does.
+    expire: Span | None = None
 
 
 class SupervisorSpec(_Spec):
@@ -152,6 +158,19 @@ class Deadlines:
             due = min(due, referral.response_due_at)
         return due
 
+    def expires_at(self, referral: Referral) -> datetime | None:
+        """When the referral expires unless service starts first (None: never)."""
+        if referral.status not in WAITING:
+            return None
+        spans = [self.spec.urgency[referral.urgency].expire]
+        group = self.spec.service_group.get(referral.service_group)
+        if group is not None:
+            spans.append(group.expire)
+        given = [s for s in spans if s is not None]
+        if not given:
+            return None
+        return min(given, key=Span.length).after(referral.sent_at, self.zone)
+
     def overdue(self, referral: Referral, now: datetime) -> Overdue | None:
         """The referral's overdue mark at ``now`` (None: open within its deadlines)."""
         if referral.status == "SENT":
@@ -204,17 +223,22 @@ class CheckResult:
 
     overdue: int
     issued: list[Notice]
+    expired: list[str] = dataclasses.field(default_factory=list)  # referral ids
 
 
 # The events of one check's new escalations (referral_overdue notices to publish).
 Announce = Callable[[Sequence[OverdueNotice], datetime], Sequence[Prepared]]
+# The EXPIRED events of referrals past their expiry (referral events to publish).
+Expire = Callable[[Sequence[Referral], datetime], Sequence[Prepared]]
 
 
 class DeadlineChecker:
     """Marks overdue referrals and issues each notice once.
 
     With ``announce``, each new escalation (referral, deadline, level) also gets one
-    event, queued in the tracker's outbox in the transaction that issues it.
+    event, queued in the tracker's outbox in the transaction that issues it. With
+    ``expire``, a referral past its expiry gets its EXPIRED event queued once; the
+    referral closes when that event comes back through the router, like any other.
     """
 
     def __init__(
@@ -223,11 +247,13 @@ class DeadlineChecker:
         deadlines: Deadlines,
         clock: Clock = utc_now,
         announce: Announce | None = None,
+        expire: Expire | None = None,
     ) -> None:
         self.store = store
         self.deadlines = deadlines
         self.clock = clock
         self.announce = announce
+        self.expire = expire
 
     def check(self) -> CheckResult:
         """Compare every open referral with its deadlines at the clock's time."""
@@ -248,8 +274,20 @@ class DeadlineChecker:
         compose = None
         if self.announce is not None:
             compose = self._composer(referrals, now, self.announce)
-        issued = self.store.mark(marks, wanted, compose)
-        return CheckResult(count, issued)
+        expiring = self._expiring(referrals.values(), now)
+        events = self.expire(expiring, now) if self.expire and expiring else ()
+        issued = self.store.mark(marks, wanted, compose, events)
+        return CheckResult(count, issued, [r.referral_id for r in expiring])
+
+    def _expiring(self, referrals: Iterable[Referral], now: datetime) -> list[Referral]:
+        """Referrals past their expiry whose EXPIRED is not queued yet."""
+        out = []
+        for referral in referrals:
+            at = self.deadlines.expires_at(referral)
+            due = at is not None and at <= now
+            if due and not self.store.queued(expiry_event_id(referral)):
+                out.append(referral)
+        return out
 
     def _composer(
         self, referrals: dict[str, Referral], now: datetime, announce: Announce

@@ -1,4 +1,4 @@
-"""What the tracker publishes as the hub: ``referral_overdue`` notices.
+"""What the tracker publishes as the hub: overdue notices and expirations.
 
 A notice is an event like any institution's, published on the tracker's own inbound
 topic (``hub.in.hub_referrals.referral_overdue``) and routed by the router under the
@@ -11,6 +11,15 @@ in the tracker's database (its outbox) in the same transaction that records it; 
 is sent from there until the broker acknowledges it. A crash between the send and
 that acknowledgement's record sends the very same bytes again under the same event
 id, which the router's de-duplication delivers once.
+
+A referral that the deadlines policy expires gets an ``EXPIRED`` referral event from
+the hub (on ``hub.in.hub_referrals.referral``): the one lifecycle event only the hub
+may publish. The tracker knows a referral's lifecycle, not the person: the event
+holds the referral's ids, parties, urgency and status, whether the person is a
+child, and placeholders the schema requires (no consent recorded, category OTHER).
+The policy's rules for EXPIRED deliver only lifecycle fields, so no placeholder
+leaves the hub. The referral closes when the event comes back to the tracker
+through the router, as every transition does (a rebuild from the topic agrees).
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ SOURCE_SYSTEM: Final = "puente-referrals"
 # Event ids of notices: one per referral, deadline, level and receiving clock.
 _NAMESPACE: Final = uuid.UUID("6f1c2a0e-3b5d-4c8e-9a7f-1d2e3f4a5b6c")
 _DEADLINES: Final = {"acknowledge": "ACKNOWLEDGE", "service": "SERVICE"}
+REFERRAL: Final = "referral"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,3 +166,68 @@ class Sender:
                 continue
             acked.append(event_id)
         return acked
+
+
+def expiry_event_id(referral: Referral) -> str:
+    """The EXPIRED event's id: one per referral and receiving clock."""
+    name = f"{referral.referral_id}|{referral.sent_at.isoformat()}|EXPIRED"
+    return str(uuid.uuid5(_NAMESPACE, name))
+
+
+def expired_natural(referral: Referral, source: str, now: datetime) -> dict[str, Any]:
+    """The hub's EXPIRED event of ``referral`` as natural JSON."""
+    r, at = referral, format_timestamp(now)
+    return {
+        "envelope": {
+            "event_id": expiry_event_id(r),
+            "event_type": REFERRAL,
+            "source_institution_id": source,
+            "source_system": SOURCE_SYSTEM,
+            "occurred_at": at,
+            "recorded_at": at,
+            "published_at": at,
+            "correlation_id": r.referral_id,
+            "subject_key_basis": "NONE",
+            "record_sensitivity": "STANDARD",
+            "legal_basis": "LEGAL_MANDATE",
+            "purposes": ["POLICY_COORDINATION"],
+        },
+        "payload": {
+            "referral_id": r.referral_id,
+            "lifecycle_event": "EXPIRED",
+            "status": "EXPIRED",
+            "previous_status": r.status,
+            "referring_institution_id": r.referring,
+            "receiving_institution_id": r.receiving,
+            # Unknown to the tracker, and never delivered (the rules for EXPIRED
+            # deliver lifecycle fields only).
+            "service_category": "OTHER",
+            "service_group": r.service_group,
+            "urgency": r.urgency,
+            "subject_profile": {
+                "sex": "UNKNOWN",
+                "age_group": "UNKNOWN",
+                "is_minor": r.is_minor,
+            },
+            "consent": {
+                "obtained": False,
+                "method": "NOT_OBTAINED",
+                "scopes": [],
+                "disclosure_to_other_institutions": False,
+            },
+        },
+    }
+
+
+def prepare_expired(
+    catalog: Catalog, referrals: Sequence[Referral], source: str, now: datetime
+) -> list[pubsub.Prepared]:
+    """Each referral's EXPIRED event, encoded for ``hub.in.<source>.referral``."""
+    out = []
+    for referral in referrals:
+        try:
+            natural = expired_natural(referral, source, now)
+            out.append(pubsub.prepare(catalog, REFERRAL, source, natural))
+        except ContractError as e:
+            log.error("EXPIRED not encodable: %s", e)  # noqa: TRY400 - enough
+    return out

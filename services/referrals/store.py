@@ -362,11 +362,13 @@ class Store:
         marks: dict[str, Overdue | None],
         notices: Sequence[Notice],
         compose: Compose | None = None,
+        events: Sequence[Prepared] = (),
     ) -> list[Notice]:
         """Store overdue marks and the notices not issued before; return the new ones.
 
         ``compose`` gives the events of the new notices; they join the outbox in the
         same transaction, so a notice is issued with its event or not at all.
+        ``events`` join the outbox as they are (those queued before are kept).
         """
         issued = []
         with self._writing() as db:
@@ -398,7 +400,14 @@ class Store:
                     issued.append(notice)
             if issued and compose is not None:
                 _queue(db, compose(issued), to_ms(issued[0].issued_at) or 0)
+            if events:
+                _queue(db, events, to_ms(datetime.now(UTC)) or 0)
         return issued
+
+    def queued(self, event_id: str) -> bool:
+        """Whether the event ``event_id`` is in the outbox (sent or not)."""
+        found = self._db.execute("SELECT 1 FROM outbox WHERE event_id = ?", (event_id,))
+        return found.fetchone() is not None
 
     def unsent(self, limit: int = 500) -> list[Prepared]:
         """Events of the outbox the broker has not acknowledged yet, oldest first."""

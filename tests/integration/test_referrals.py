@@ -249,6 +249,34 @@ async def test_an_overdue_notice_reaches_the_referrer_and_the_supervisor_once(
         ], recipient
 
 
+async def test_an_unserved_referral_expires_through_the_router_like_any_transition(
+    tracker: tuple[ReferralsService, SetClock], kafka: KafkaSettings
+) -> None:
+    service, clock = tracker
+    referral_id = str(uuid.uuid4())
+    created = referral_event(referral_id, "CREATED", "SENT", None, source="dgme", at=T0)
+    await publish(kafka, service.catalog, created)
+    await until(service, referral_id, lambda t: True)
+    clock.now = T0 + timedelta(days=15)  # past an IMMEDIATE_24H referral's expiry
+    result = await service.check_deadlines()
+    assert result is not None
+    assert referral_id in result.expired
+    assert await service.publish_notices() >= 1
+    # the hub's EXPIRED comes back through the router and closes the referral
+    tracked = await until(service, referral_id, lambda t: t.referral.status == "EXPIRED")
+    assert not tracked.referral.open
+    store = Store.open(service.settings.db_file, readonly=True)
+    try:
+        last = store.history(referral_id)[-1]
+    finally:
+        store.close()
+    assert (last.institution, last.lifecycle_event, last.outcome) == (
+        "hub_referrals",
+        "EXPIRED",
+        "applied",
+    )
+
+
 async def test_a_forged_answer_never_moves_the_referral_and_the_real_one_does(
     tracker: tuple[ReferralsService, SetClock], kafka: KafkaSettings
 ) -> None:

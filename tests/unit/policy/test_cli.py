@@ -31,7 +31,7 @@ def test_check_prints_a_summary_of_the_policy(policy: Policy) -> None:
     code, out, _ = _run("policy", "check")
     assert code == 0
     assert f"ok: policy {policy.version}" in out
-    assert "rules for referral: 16" in out
+    assert "rules for referral: 19" in out
     assert "fgr" in out
     assert "pnc" in out
 
@@ -97,6 +97,9 @@ def test_export_writes_the_schemas_a_recipient_decodes_with(
         "border_crossing.PSEUDO",
         "referral.PSEUDO",
         "referral.rule.referral-revocation-notice",
+        "referral.rule.referral-expiry-to-receiving",
+        "referral.rule.referral-expiry-to-referring",
+        "referral.rule.referral-expiry-oversight",
         "referral",
         "return_arrival.rule.rree_vmdmh-ra-employment",
         "return_arrival.rule.rree_vmdmh-ra-monitoring",

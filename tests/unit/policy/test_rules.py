@@ -29,6 +29,14 @@ def _referral_to(receiver: str, *scopes: str, **more: Any) -> Changes:
     }
 
 
+# The hub's expiry of a referral (the base one: dgme to minsal, an adult).
+_EXPIRED: Changes = {
+    "envelope.source_institution_id": "hub_referrals",
+    "payload.lifecycle_event": "EXPIRED",
+    "payload.status": "EXPIRED",
+    "payload.previous_status": "SENT",
+}
+
 # rule id -> (event type, changes that must deliver, changes that must not; None
 # for a rule that delivers every record of its event type)
 CASES: dict[str, tuple[str, Changes, Changes | None]] = {
@@ -244,6 +252,9 @@ CASES: dict[str, tuple[str, Changes, Changes | None]] = {
             "payload.receiving_institution_id": "minsal",
         },
     ),
+    "referral-expiry-to-receiving": ("referral", _EXPIRED, {}),
+    "referral-expiry-to-referring": ("referral", _EXPIRED, {}),
+    "referral-expiry-oversight": ("referral", _EXPIRED, {}),
     "referral_overdue-to-referring": (
         "referral_overdue",
         {"payload.referring_institution_id": "dgme"},
