@@ -272,6 +272,19 @@ def _in_range(value: Any, bounds: tuple[int, int]) -> bool:
     )
 
 
+def _integer(bounds: tuple[int, int], expected: str) -> Convert:
+    # JSON has one number type: 3.0 is the integer 3 (JSON Schema says so too, and
+    # tools that generate requests from the OpenAPI document send it that way).
+    def convert(value: Any, path: str) -> Any:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if _in_range(value, bounds):
+            return value
+        raise _fail(path, expected, value)
+
+    return convert
+
+
 def _to_float(value: Any, path: str) -> Any:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
@@ -333,8 +346,8 @@ def _identity(value: Any, _path: str) -> Any:
 _INBOUND: Final[dict[tuple[str, str | None], Convert]] = {
     ("null", None): _check(lambda v: v is None, "null"),
     ("boolean", None): _check(lambda v: isinstance(v, bool), "true or false"),
-    ("int", None): _check(lambda v: _in_range(v, _INT32), "a 32-bit integer"),
-    ("long", None): _check(lambda v: _in_range(v, _INT64), "a 64-bit integer"),
+    ("int", None): _integer(_INT32, "a 32-bit integer"),
+    ("long", None): _integer(_INT64, "a 64-bit integer"),
     ("float", None): _to_float,
     ("double", None): _to_float,
     ("string", None): _check(lambda v: isinstance(v, str), "a string"),

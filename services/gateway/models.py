@@ -11,7 +11,7 @@ import enum
 import uuid
 from collections.abc import Iterable
 from datetime import date
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
 from pydantic.json_schema import models_json_schema
@@ -121,11 +121,12 @@ def event_models(entries: Iterable[SchemaEntry]) -> dict[str, type[BaseModel]]:
     return {entry.name: builder.model(entry) for entry in entries}
 
 
-def component_schemas(models: Iterable[type[BaseModel]]) -> dict[str, Any]:
+def component_schemas(
+    models: Iterable[type[BaseModel]],
+    mode: Literal["validation", "serialization"] = "validation",
+) -> dict[str, Any]:
     """JSON Schema definitions of ``models`` for ``components.schemas``."""
-    _, top = models_json_schema(
-        [(m, "validation") for m in models], ref_template=REF_TEMPLATE
-    )
+    _, top = models_json_schema([(m, mode) for m in models], ref_template=REF_TEMPLATE)
     return dict(top.get("$defs", {}))
 
 
@@ -173,3 +174,99 @@ class DeliveryPage(BaseModel):
     items: list[DeliveryItem]
     count: int
     cursor: str
+
+
+class Receipt(BaseModel):
+    """The gateway holds the event durably; the relay sends it to the hub."""
+
+    event_id: str = Field(description="The event's envelope.event_id")
+    status: Literal["accepted"]
+    accepted_at: AwareDatetime = Field(description="When the outbox first stored it")
+
+
+class BatchResult(BaseModel):
+    """One event of a batch: a receipt (status 200 or 202) or a problem document."""
+
+    model_config = ConfigDict(extra="allow")
+
+    index: int = Field(ge=0, description="The event's position in the batch")
+    status: int = Field(description="202 accepted, 200 duplicate, else a problem")
+    event_id: str | None = None
+    accepted_at: AwareDatetime | None = None
+    type: str | None = Field(default=None, description="The problem's type URN")
+    title: str | None = None
+    detail: str | None = None
+
+
+class BatchSummary(BaseModel):
+    """Counts and one result per event, in the batch's order."""
+
+    accepted: int = Field(ge=0)
+    duplicates: int = Field(ge=0)
+    refused: int = Field(ge=0)
+    results: list[BatchResult]
+
+
+class RejectionItem(BaseModel):
+    """One of the caller's events the router refused, with the reason it gave.
+
+    ``original_value`` (the refused bytes, base64) only with ``include_original``.
+    """
+
+    partition: int
+    offset: int
+    rejection_id: str | None = None
+    reason: str | None = Field(default=None, description="Machine-readable reason")
+    message: str | None = Field(default=None, description="Field path and expectation")
+    source_institution_id: str | None = None
+    event_id: str | None = None
+    event_type: str | None = None
+    original_topic: str | None = None
+    original_partition: int | None = None
+    original_offset: int | None = None
+    received_at: AwareDatetime | None = None
+    rejected_at: AwareDatetime | None = None
+    original_value: str | None = Field(default=None, json_schema_extra={"format": "byte"})
+    error: DeliveryError | None = Field(
+        default=None, description="Why the rejection itself could not be decoded"
+    )
+
+
+class RejectionPage(BaseModel):
+    """A page of rejections and the cursor that continues after it."""
+
+    items: list[RejectionItem]
+    count: int
+    cursor: str
+
+
+class Health(BaseModel):
+    """Liveness and the outbox's state."""
+
+    service: Literal["gateway"]
+    ok: bool
+    outbox_depth: int = Field(ge=0, description="Events stored and not yet relayed")
+    outbox_oldest_unsent_seconds: float = Field(ge=0)
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document; extension members vary by ``type``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="urn:puente:problem:<slug>")
+    title: str
+    status: int = Field(ge=400, le=599)
+    detail: str
+    instance: str | None = Field(default=None, description="The request path")
+
+
+class SchemaDocument(BaseModel):
+    """An Avro schema as JSON (self-contained: named types defined at first use)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="record")
+    name: str
+    namespace: str | None = None
+    fields: list[dict[str, Any]]

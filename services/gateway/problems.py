@@ -159,9 +159,15 @@ def not_found(detail: str) -> ProblemError:
     return ProblemError(404, "not-found", "Not found", detail)
 
 
-def method_not_allowed(detail: str) -> ProblemError:
-    """The path exists but not with this method (405)."""
-    return ProblemError(405, "method-not-allowed", "Method not allowed", detail)
+def method_not_allowed(detail: str, allow: str = "") -> ProblemError:
+    """The path exists but not with this method (405); ``Allow`` names the methods."""
+    return ProblemError(
+        405,
+        "method-not-allowed",
+        "Method not allowed",
+        f"{detail}; allowed: {allow}" if allow else detail,
+        headers={"Allow": allow} if allow else None,
+    )
 
 
 def conflict(event_id: str) -> ProblemError:
