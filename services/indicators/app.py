@@ -80,7 +80,11 @@ class IndicatorsService:
         self.metrics = ProcessMetrics(registry, settings.group_id)
         self.store: Store | None = None
         self.cache: Cache = {}
-        registry.register(IndicatorCollector(self.catalogue, lambda: self.store))
+        registry.register(
+            IndicatorCollector(
+                self.catalogue, lambda: self.store, every_seconds=settings.gauge_seconds
+            )
+        )
         self.loop = BatchLoop(
             "indicators",
             settings.kafka,

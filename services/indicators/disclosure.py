@@ -37,6 +37,8 @@ Reason = Literal["primary", "complementary"]
 PRIMARY: Final[Reason] = "primary"
 COMPLEMENTARY: Final[Reason] = "complementary"
 MAX_CROSSED: Final = 2
+# How many complement candidates are tried per determined cell.
+_TRIES: Final = 8
 TOTAL: Final[CellKey] = ((), ())
 
 
@@ -101,14 +103,10 @@ def protect(
         determined = determined_cells(counts, suppressed, eqs)
         if not determined:
             break
-        added = False
-        for key in determined:
-            extra = _complement(key, counts, suppressed, eqs, involved)
-            if extra is not None and extra not in suppressed:
-                suppressed[extra] = COMPLEMENTARY
-                added = True
-        if not added:
+        extra = _complement(determined, counts, suppressed, eqs, involved)
+        if extra is None:
             break  # every nonzero cell is suppressed: nothing is determined then
+        suppressed[extra] = COMPLEMENTARY
     return Protected(counts, suppressed, threshold)
 
 
@@ -163,25 +161,74 @@ def _axpy(
 
 
 def _complement(
-    key: CellKey,
+    determined: Sequence[CellKey],
     counts: Mapping[CellKey, int],
     suppressed: Mapping[CellKey, Reason],
     eqs: Sequence[tuple[CellKey, list[CellKey]]],
     involved: Mapping[CellKey, list[int]],
 ) -> CellKey | None:
-    """The published cell to suppress so that ``key`` is no longer determined."""
-    level = len(key[0])
-    near: set[CellKey] = set()
-    for i in involved.get(key, []):
-        whole, members = eqs[i]
-        near.update((whole, *members))
-    candidates = [k for k in near if k not in suppressed and counts.get(k, 0) > 0]
-    if not candidates:
-        candidates = [k for k, n in counts.items() if k not in suppressed and n > 0]
-    if not candidates:
+    """The next published cell to suppress, while some suppressed cell is determined.
+
+    Candidates are the published cells of the equations a determined cell is in:
+    the same table as that cell first, then the smallest (hide as little as
+    possible). The first few are tried, and the one that leaves the fewest
+    determined cells wins; when none helps at once (a cycle of hidden cells takes
+    several steps to close), the first is taken.
+    """
+    order: dict[CellKey, tuple[int, int, CellKey]] = {}
+    for key in determined:
+        level = len(key[0])
+        for i in involved.get(key, []):
+            whole, members = eqs[i]
+            for k in (whole, *members):
+                if k in suppressed or counts.get(k, 0) <= 0:
+                    continue
+                rank = (abs(len(k[0]) - level), counts[k], k)
+                order[k] = min(order.get(k, rank), rank)
+    if not order:
+        order = {k: (0, n, k) for k, n in counts.items() if k not in suppressed and n > 0}
+    if not order:
         return None
-    # Hide as little as possible: a cell of the same table first, then the smallest.
-    return min(candidates, key=lambda k: (abs(len(k[0]) - level), counts[k], k))
+    candidates = sorted(order, key=order.__getitem__)
+    before = set(determined)
+    best, best_gain = candidates[0], 0
+    for candidate in candidates[:_TRIES]:
+        trial = {**suppressed, candidate: COMPLEMENTARY}
+        # Only the unknowns tied to the candidate by equations can change their fate.
+        part = _component(candidate, trial, eqs, involved)
+        after = determined_cells(
+            counts, part, [eqs[i] for i in _touching(part, involved)]
+        )
+        gain = len(before & part.keys()) - len(after)
+        if gain > best_gain:
+            best, best_gain = candidate, gain
+    return best
+
+
+def _component(
+    start: CellKey,
+    unknown: Mapping[CellKey, Reason],
+    eqs: Sequence[tuple[CellKey, list[CellKey]]],
+    involved: Mapping[CellKey, list[int]],
+) -> dict[CellKey, Reason]:
+    """The unknowns linked to ``start`` through equations that hold two of them."""
+    found = {start}
+    todo = [start]
+    while todo:
+        cell = todo.pop()
+        for i in involved.get(cell, []):
+            whole, members = eqs[i]
+            for other in (whole, *members):
+                if other in unknown and other not in found:
+                    found.add(other)
+                    todo.append(other)
+    return {k: unknown[k] for k in found if k in unknown}
+
+
+def _touching(
+    cells: Mapping[CellKey, Reason], involved: Mapping[CellKey, list[int]]
+) -> list[int]:
+    return sorted({i for k in cells for i in involved.get(k, [])})
 
 
 def rounded(value: int, base: int | None) -> int:

@@ -10,6 +10,7 @@ people or events.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
 
@@ -66,11 +67,15 @@ class IndicatorCollector(Collector):
         catalogue: Catalogue,
         store: Callable[[], Store | None],
         today: Callable[[], date] | None = None,
+        every_seconds: float = 0.0,
     ) -> None:
         self.catalogue = catalogue
         self.store = store
         self.today = today or local_today
+        self.every_seconds = every_seconds
         self.cache: Cache = {}
+        self._samples: list[tuple[list[str], int]] = []
+        self._at: float | None = None
 
     def collect(self) -> Iterator[Metric]:
         """One gauge sample per indicator whose current total may be published."""
@@ -80,26 +85,36 @@ class IndicatorCollector(Collector):
             "disclosure control (a suppressed total is not exported).",
             labels=["indicator", "working_group", "period"],
         )
+        # Protecting a period's tables costs up to a second or so per indicator:
+        # worked out at most every ``every_seconds``, whatever the scrape rate.
+        now = time.monotonic()
+        if self._at is None or now - self._at >= self.every_seconds:
+            self._samples = self._totals()
+            self._at = now
+        for labels, value in self._samples:
+            family.add_metric(labels, value)
+        yield family
+
+    def _totals(self) -> list[tuple[list[str], int]]:
         store = self.store()
         if store is None:
-            yield family
-            return
+            return []
         today = self.today()
+        out: list[tuple[list[str], int]] = []
         for indicator in self.catalogue.indicators.values():
             try:
                 counts = store.day_counts(indicator.id)
             except StoreError as e:
                 log.warning("indicator totals not read: %s", e)
-                break
+                return out
             table = publish(
                 indicator, counts, today, today, (), today=today, cache=self.cache
             ).tables[0]
             total = table.cells[0].count if table.cells else 0
             if total is not None:
-                family.add_metric(
-                    [indicator.id, indicator.working_group, indicator.period], total
-                )
-        yield family
+                labels = [indicator.id, indicator.working_group, indicator.period]
+                out.append((labels, total))
+        return out
 
 
 def local_today() -> date:

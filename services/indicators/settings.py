@@ -32,7 +32,8 @@ class IndicatorsSettings(BaseSettings):
     max_batch: int = Field(default=500, ge=1)
     db_path: Path | None = None  # default: <state_dir>/indicators/counts.sqlite
     catalogue_path: Path | None = None  # default: <policy_dir>/indicators.toml
-    gauge_seconds: float = Field(default=15.0, gt=0)
+    # How often the current-period totals exported as gauges are worked out again.
+    gauge_seconds: float = Field(default=60.0, gt=0)
     hub: HubSettings = Field(default_factory=HubSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)

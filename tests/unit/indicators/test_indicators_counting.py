@@ -12,6 +12,7 @@ from typing import Any
 
 import hxl  # type: ignore[import-untyped]
 import pytest
+from prometheus_client import CollectorRegistry
 
 from services.contracts.catalog import Catalog
 from services.indicators.catalogue import Catalogue, load_catalogue
@@ -25,6 +26,7 @@ from services.indicators.counting import (
 )
 from services.indicators.disclosure import protect
 from services.indicators.errors import QueryError
+from services.indicators.metrics import IndicatorCollector
 from services.indicators.store import Store
 from services.indicators.tables import as_hxl_csv, as_json, publish
 from services.policy import Policy
@@ -271,3 +273,24 @@ def test_the_hxl_csv_parses_with_libhxl_and_its_tags_are_valid(
     for row in rows:
         value = row.get("#affected")
         assert value in {"", None} or int(value) in {0, *range(indicator.threshold, 41)}
+
+
+def test_the_gauges_export_only_published_totals(
+    catalogue: Catalogue, tmp_path: Path
+) -> None:
+    store = Store.open(tmp_path / "counts.sqlite")
+    store.apply(catalogue, [("return_arrival", arrival(f"g{i}")) for i in range(7)])
+    child = arrival("c", minor=True, age="AGE_12_17")
+    store.apply(catalogue, [("return_arrival", child)])
+    registry = CollectorRegistry()
+    registry.register(IndicatorCollector(catalogue, lambda: store, NOON.date))
+
+    def total(indicator: str) -> float | None:
+        labels = {"indicator": indicator, "working_group": "return_reintegration"}
+        return registry.get_sample_value(
+            "puente_indicator_total", {**labels, "period": "month"}
+        )
+
+    assert total("returns") == 8
+    assert total("returned_children") is None  # one child: suppressed, not exported
+    store.close()
