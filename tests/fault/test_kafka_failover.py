@@ -421,6 +421,8 @@ async def test_killing_a_busy_partition_leader_and_then_the_controller_loses_and
     await start_hub(hub, admin, policy)
     started_s = time.monotonic() - began
     assert hub.router.health().get("transactions") is True, hub.router.tail()
+    for service in (hub.gateway, hub.audit):  # the relay's and the checkpoints' producer
+        assert "producers are idempotent" in service.log.read_text(), service.tail()
 
     stream = Stream()
     senders = asyncio.gather(
