@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import logging
 import random
 import ssl
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
@@ -48,6 +49,20 @@ class _QuietProbe(logging.Filter):
 
 
 logging.getLogger("aiokafka.producer.sender").addFilter(_QuietProbe())
+
+
+@contextlib.contextmanager
+def asking_for_producer_id() -> Iterator[None]:
+    """Around a producer's start that asks the broker whether it grants producer ids.
+
+    aiokafka logs a refusal as an error; inside this block (this task only) it is
+    not logged, because the caller treats the refusal as the broker's answer.
+    """
+    token = _probing.set(True)
+    try:
+        yield
+    finally:
+        _probing.reset(token)
 
 
 def bootstrap(settings: KafkaSettings) -> str:
@@ -164,10 +179,10 @@ async def _ask_for_producer_id(settings: KafkaSettings) -> bool | None:
     """True or False as the broker answers; None if it could not be asked."""
     asking = settings.model_copy(update={"idempotence": "on"})
     producer = AIOKafkaProducer(**producer_config(asking, "puente-probe"))
-    quiet = _probing.set(True)  # this task, this call only: see _QuietProbe
     try:
-        async with asyncio.timeout(PROBE_TIMEOUT_S):
-            await producer.start()
+        with asking_for_producer_id():
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                await producer.start()
     except (KafkaConnectionError, OSError, TimeoutError) as e:
         log.info("the broker could not be asked for a producer id (%s)", type(e).__name__)
         return None
@@ -176,7 +191,6 @@ async def _ask_for_producer_id(settings: KafkaSettings) -> bool | None:
         return False
     finally:
         await producer.stop()
-        _probing.reset(quiet)
     return True
 
 

@@ -8,12 +8,14 @@ import time
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 
 from services.runtime import topic_admin as runtime_topics
 from services.runtime.embedded import EmbeddedBroker, free_port
 from services.runtime.kafka import (
     PROBE_TIMEOUT_S,
+    asking_for_producer_id,
     broker_options,
     idempotent,
     probe_idempotence,
@@ -97,3 +99,28 @@ async def test_a_faststream_consumer_reaches_the_broker_through_a_list_of_severa
 
 async def _ignore(body: bytes) -> None:
     del body
+
+
+async def test_a_refused_producer_id_is_logged_as_an_error_only_outside_a_question(
+    embedded_broker: EmbeddedBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As the router asks for transactions: a transactional producer's start.
+    kafka = settings("off", embedded_broker.bootstrap_servers)
+
+    async def start_transactional() -> None:
+        producer = AIOKafkaProducer(
+            **producer_config(kafka, "test-question", transactional_id="test.tid")
+        )
+        try:
+            with pytest.raises(KafkaError):
+                await producer.start()
+        finally:
+            await producer.stop()
+
+    with caplog.at_level(logging.INFO):
+        with asking_for_producer_id():
+            await start_transactional()
+        asked = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        await start_transactional()
+    assert not asked
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR]
