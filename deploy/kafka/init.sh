@@ -13,6 +13,7 @@ set -eu
 : "${KAFKA_GATEWAY_PASSWORD:?set KAFKA_GATEWAY_PASSWORD}"
 : "${KAFKA_AUDIT_PASSWORD:?set KAFKA_AUDIT_PASSWORD}"
 : "${KAFKA_REFERRALS_PASSWORD:?set KAFKA_REFERRALS_PASSWORD}"
+: "${KAFKA_INDICATORS_PASSWORD:?set KAFKA_INDICATORS_PASSWORD}"
 : "${KAFKA_USERS_DIR:=/run/puente/kafka-users}"
 : "${ACL_PLAN:=/plan/acls.sh}"
 PATH=${KAFKA_HOME:-/opt/kafka}/bin:$PATH
@@ -45,6 +46,8 @@ scram puente-gateway "$KAFKA_GATEWAY_PASSWORD"
 scram puente-audit "$KAFKA_AUDIT_PASSWORD"
 # The referral tracker reads as the policy's recipient hub_referrals (its ACLs).
 scram hub_referrals "$KAFKA_REFERRALS_PASSWORD"
+# The indicators service reads as the policy's recipient hub_indicators (its ACLs).
+scram hub_indicators "$KAFKA_INDICATORS_PASSWORD"
 
 if [ -d "$KAFKA_USERS_DIR" ]; then
   for file in "$KAFKA_USERS_DIR"/*; do

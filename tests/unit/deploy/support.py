@@ -13,7 +13,9 @@ from pydantic_settings import BaseSettings
 
 from services.acl.settings import AclSettings
 from services.audit.settings import AuditSettings
+from services.gateway.indicators_api import IndicatorsLink
 from services.gateway.settings import GatewaySettings
+from services.indicators.settings import IndicatorsSettings
 from services.referrals.settings import ReferralsSettings
 from services.router.settings import RouterSettings
 from services.runtime.hub_key_store import HubKeySettings
@@ -26,6 +28,7 @@ PUENTE_DOCKERFILE: Final = "deploy/Dockerfile"
 SETTINGS: Final[tuple[type[BaseSettings], ...]] = (
     HubSettings, KafkaSettings, TopicSettings, HubKeySettings, RouterSettings,
     GatewaySettings, AuditSettings, AclSettings, ReferralsSettings,
+    IndicatorsSettings, IndicatorsLink,
 )  # fmt: skip
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}
 _INTERPOLATION: Final = re.compile(r"\$\{(\w+)(?:(:?)([-?])([^}]*))?\}")

@@ -34,7 +34,7 @@ from tests.unit.deploy.support import (
 
 KAFKA_SCRIPTS = REPO_ROOT / "deploy" / "kafka"
 DOCS = REPO_ROOT / "docs" / "production.md"
-HUB_SERVICES = ("router", "gateway", "audit", "referrals")
+HUB_SERVICES = ("router", "gateway", "audit", "referrals", "indicators")
 
 
 def _compose_binary() -> str | None:

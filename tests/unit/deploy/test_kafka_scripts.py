@@ -119,6 +119,7 @@ def init_env(kafka_home: Path, tmp_path: Path, plan_file: Path) -> dict[str, str
         "KAFKA_GATEWAY_PASSWORD": "g" + PASSWORD,
         "KAFKA_AUDIT_PASSWORD": "a" + PASSWORD,
         "KAFKA_REFERRALS_PASSWORD": "t" + PASSWORD,
+        "KAFKA_INDICATORS_PASSWORD": "i" + PASSWORD,
         "KAFKA_USERS_DIR": str(tmp_path / "users"),
         "KAFKA_ADMIN_CONFIG": str(tmp_path / "admin.properties"),
         "ACL_PLAN": str(plan_file),
@@ -151,6 +152,7 @@ def test_init_creates_every_user_then_applies_the_plan(
         "puente-gateway": f"SCRAM-SHA-512=[iterations=8192,password=g{PASSWORD}]",
         "puente-audit": f"SCRAM-SHA-512=[iterations=8192,password=a{PASSWORD}]",
         "hub_referrals": f"SCRAM-SHA-512=[iterations=8192,password=t{PASSWORD}]",
+        "hub_indicators": f"SCRAM-SHA-512=[iterations=8192,password=i{PASSWORD}]",
         "dgme": f"SCRAM-SHA-512=[iterations=8192,password=d{PASSWORD}]",
         "puente-gateway-reader.dgme": (
             f"SCRAM-SHA-512=[iterations=8192,password=e{PASSWORD}]"
