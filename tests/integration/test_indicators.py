@@ -38,6 +38,7 @@ from services.gateway.rights import load_rights
 from services.gateway.settings import GatewaySettings
 from services.indicators.app import IndicatorsService
 from services.indicators.counting import LOCAL, occurred_at, period_label
+from services.indicators.rebuild import differences, rebuild
 from services.indicators.settings import IndicatorsSettings
 from services.indicators.store import Store
 from services.router.app import RouterService
@@ -204,6 +205,30 @@ async def test_reading_the_topics_again_changes_no_count(
         assert _counted(again) == before
     finally:
         await again.stop()
+
+
+async def test_a_rebuild_from_the_topics_gives_the_same_counts(
+    indicators: IndicatorsService,
+    traffic: list[tuple[str, dict[str, Any]]],
+    session_kafka: KafkaSettings,
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "rebuilt.sqlite"
+    done = await rebuild(
+        session_kafka, indicators.catalog, indicators.catalogue, indicators.topics, target
+    )
+    assert (done.records, done.counted, done.unreadable) == (
+        len(traffic),
+        len(traffic),
+        0,
+    )
+    live = Store.open(indicators.settings.db_file, readonly=True)
+    rebuilt = Store.open(target, readonly=True)
+    try:
+        assert differences(live, rebuilt, indicators.catalogue) == []
+    finally:
+        live.close()
+        rebuilt.close()
 
 
 async def test_every_aggregate_grant_gets_a_table_with_data(
