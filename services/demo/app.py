@@ -31,7 +31,7 @@ from services.contracts.errors import PuenteError
 from services.demo import view
 from services.demo.driver import CLIENT_ID, DemoError, Driver, demo_topics
 from services.demo.settings import DemoSettings
-from services.demo.tally import Verdict, check, snapshot
+from services.demo.tally import Verdict, check, referral_counts, snapshot
 from services.runtime import broker
 from services.runtime import topic_admin as runtime_topics
 from services.runtime.embedded import port_open
@@ -109,6 +109,10 @@ class Demo:
         self.console = console
         self.router = _named(built, "router")
         self.audit = next((b for b in built if b.spec.name == "audit"), None)
+        self.referrals = next((b for b in built if b.spec.name == "referrals"), None)
+        if self.referrals is not None:
+            tracker = self.referrals.settings
+            tracker.check_seconds = settings.referral_check_seconds
         catalog = Catalog.load(settings.hub.schemas_dir)
         self.driver = Driver(
             catalog,
@@ -213,6 +217,9 @@ class Demo:
         if self.audit is not None:
             entries = self.audit.registry.get_sample_value("puente_audit_ledger_entries")
             self.board.ledger_entries = None if entries is None else round(entries)
+        if self.referrals is not None:
+            counts = referral_counts(self.referrals.registry, self.board.snapshot)
+            self.board.referrals = counts
 
 
 class _Screen:

@@ -25,6 +25,9 @@ class DemoSettings(BaseSettings):
     refresh_per_second: float = Field(default=2.0, gt=0.0, le=20.0)
     # Without a terminal: one progress line every this many seconds.
     progress_seconds: float = Field(default=5.0, gt=0.0)
+    # The referral tracker checks deadlines this often in the demo (a minute in
+    # production), so overdue notices show while it runs.
+    referral_check_seconds: float = Field(default=3.0, gt=0.0)
     hub: HubSettings = Field(default_factory=HubSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)

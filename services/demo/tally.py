@@ -10,9 +10,15 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
+
+from services.contracts.lifecycle import HUB_SOURCE
+
+# Sources that are the hub itself: its referral tracker publishes notices and expiries.
+HUB_SOURCES: Final = frozenset({HUB_SOURCE})
 
 
 @dataclass
@@ -58,6 +64,11 @@ class Snapshot:
     def accepted_total(self) -> int:
         """Inputs accepted for routing."""
         return round(sum(self.accepted.values()))
+
+    @property
+    def hub_own(self) -> int:
+        """Events the hub published itself (the referral tracker's), accepted."""
+        return round(sum(v for (s, _), v in self.accepted.items() if s in HUB_SOURCES))
 
     @property
     def rejected_total(self) -> int:
@@ -189,10 +200,12 @@ def check(published: Published, snap: Snapshot) -> Verdict:
             problems.append(
                 f"{reason}: {sent} bad input(s) sent, {seen} rejected by the router"
             )
-    if snap.accepted_total != published.good_total:
+    # The hub's own events (overdue notices, expiries) are routed too; not sent here.
+    accepted = snap.accepted_total - snap.hub_own
+    if accepted != published.good_total:
         problems.append(
             f"{published.good_total} good input(s) sent, "
-            f"{snap.accepted_total} accepted by the router"
+            f"{accepted} accepted by the router"
         )
     if snap.handled < published.total:
         problems.append(
@@ -200,3 +213,32 @@ def check(published: Published, snap: Snapshot) -> Verdict:
             "stopped"
         )
     return Verdict(tuple(problems), sum(published.bad.values()), matched)
+
+
+@dataclass(frozen=True)
+class ReferralCounts:
+    """The referral tracker's picture: open, overdue, and transitions turned away."""
+
+    open: int = 0
+    overdue: int = 0
+    notices: int = 0  # overdue notices issued (each level, each recipient)
+    refused: int = 0  # forged or out-of-order transitions (router or tracker)
+
+
+def referral_counts(registry: CollectorRegistry, snap: Snapshot) -> ReferralCounts:
+    """Read the tracker's series from its registry, and the router's referral refusals."""
+    totals: Counter[str] = Counter()
+    for family in registry.collect():
+        for sample in family.samples:
+            totals[sample.name] += round(sample.value)
+    router = sum(
+        n
+        for reason, n in snap.rejected_by_reason().items()
+        if reason.startswith("referral_")
+    )
+    return ReferralCounts(
+        open=totals["puente_referrals_open"],
+        overdue=totals["puente_referrals_overdue_cases"],
+        notices=totals["puente_referrals_notices_total"],
+        refused=router + totals["puente_referrals_transitions_refused_total"],
+    )

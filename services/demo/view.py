@@ -14,7 +14,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from services.demo.tally import Published, Snapshot, Verdict
+from services.demo.tally import Published, ReferralCounts, Snapshot, Verdict
 from services.policy import VIEWS
 
 LATENCY_NOTE = "recorded_at -> delivery acknowledged"
@@ -24,6 +24,7 @@ SHORT: Final = {
     "border_crossing": "crossings",
     "displacement_registration": "displacements",
     "referral": "referrals",
+    "referral_overdue": "overdue notices",
 }
 
 
@@ -39,6 +40,7 @@ class Board:
     phase: str = "starting"
     elapsed: float = 0.0
     ledger_entries: int | None = None
+    referrals: ReferralCounts | None = None
 
 
 def live(board: Board) -> RenderableType:
@@ -62,7 +64,17 @@ def status(board: Board) -> Text:
     )
     if board.ledger_entries is not None:
         text.append(f" · audit ledger {board.ledger_entries}")
+    if board.referrals is not None:
+        text.append(f" · {referral_line(board.referrals)}")
     return text
+
+
+def referral_line(counts: ReferralCounts) -> str:
+    """The referral tracker's counts in one phrase."""
+    return (
+        f"referrals open {counts.open}, overdue {counts.overdue} "
+        f"({counts.notices} notices), refused {counts.refused}"
+    )
 
 
 def progress_line(board: Board) -> str:
@@ -181,6 +193,11 @@ def summary_lines(board: Board, ledger: Path | None) -> list[str]:
         f"{_seconds(snap.latency(0.99))} ({LATENCY_NOTE})",
         "rejections by reason: " + _reasons(snap.rejected_by_reason()),
     ]
+    if board.referrals is not None:
+        lines.append(
+            f"{referral_line(board.referrals)} "
+            "(refused: forged or out-of-order transitions)"
+        )
     if ledger is not None:
         entries = "" if board.ledger_entries is None else f"{board.ledger_entries} "
         lines.append(f"audit ledger: {entries}entries in {ledger}")

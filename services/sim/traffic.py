@@ -58,10 +58,13 @@ BAD_KINDS: Final = (
     "not_allowed_to_publish",
     "invalid",
     "conflicting_duplicate",
+    "referral_party_mismatch",
+    "referral_transition_invalid",
 )
 BAD_MIX: Final = Weighted(
     (("undecodable", 25), ("source_mismatch", 20), ("not_allowed_to_publish", 20),
-     ("invalid", 20), ("conflicting_duplicate", 15))
+     ("invalid", 20), ("conflicting_duplicate", 15), ("referral_party_mismatch", 10),
+     ("referral_transition_invalid", 10))
 )  # fmt: skip
 
 
@@ -382,6 +385,35 @@ def _alter(rng: random.Random, event: Event) -> None:
         payload["referring_worker_key"] = pp.token(rng, "w")
 
 
+def _forged_sender(
+    rng: random.Random, now: datetime, _recent: deque[SimEvent]
+) -> SimEvent:
+    """The receiving institution publishes a referral naming another as its sender.
+
+    What the hub exists to stop: ``minsal`` publishing "rree_vmdmh refers to
+    minsal" would make the ledger record a disclosure rree_vmdmh never made.
+    """
+    event = gen.referral_lifecycle(rng, now, ending="pending")[0]
+    forger = event["payload"]["receiving_institution_id"]
+    event["envelope"]["source_institution_id"] = forger
+    event["envelope"]["source_unit_id"] = None
+    return SimEvent(forger, "referral", event, expected_reason="referral_party_mismatch")
+
+
+def _impossible_transition(
+    rng: random.Random, now: datetime, _recent: deque[SimEvent]
+) -> SimEvent:
+    """The receiving institution completes a referral without naming its status."""
+    event = gen.referral_lifecycle(rng, now, ending="pending")[0]
+    receiving = event["payload"]["receiving_institution_id"]
+    event["envelope"]["source_institution_id"] = receiving
+    event["envelope"]["source_unit_id"] = None
+    event["payload"].update(lifecycle_event="COMPLETED", status="DONE")
+    return SimEvent(
+        receiving, "referral", event, expected_reason="referral_transition_invalid"
+    )
+
+
 _BAD_BUILDERS: Final[
     Mapping[str, Callable[[random.Random, datetime, deque[SimEvent]], SimEvent]]
 ] = {
@@ -390,4 +422,6 @@ _BAD_BUILDERS: Final[
     "not_allowed_to_publish": _not_allowed,
     "invalid": _invalid,
     "conflicting_duplicate": _conflicting,
+    "referral_party_mismatch": _forged_sender,
+    "referral_transition_invalid": _impossible_transition,
 }

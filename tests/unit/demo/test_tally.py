@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import math
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from services.demo.tally import Published, Snapshot, check, quantile, snapshot
+from services.demo.tally import (
+    Published,
+    Snapshot,
+    check,
+    quantile,
+    referral_counts,
+    snapshot,
+)
+from services.referrals.metrics import TrackerCollector
+from services.referrals.store import Store
 from services.router.metrics import RouterMetrics
+from tests.unit.referrals.support import START, event
 
 
 def test_the_snapshot_reads_accepted_rejected_deliveries_latency_and_lag() -> None:
@@ -115,3 +127,43 @@ def test_a_good_input_not_accepted_is_a_problem() -> None:
 def test_inputs_the_router_had_not_reached_are_reported() -> None:
     verdict = check(published(10, invalid=1), routed(7))
     assert "4 input(s) not yet routed when the demo stopped" in verdict.problems
+
+
+def test_the_hubs_own_notices_are_routed_without_being_counted_as_sent() -> None:
+    snap = Snapshot(
+        accepted={
+            ("dgme", "border_crossing"): 10.0,
+            ("hub_referrals", "referral_overdue"): 4.0,
+        }
+    )
+    verdict = check(published(10), snap)
+    assert verdict.ok, verdict.problems
+    assert snap.hub_own == 4
+
+
+def test_the_referral_counts_read_the_trackers_series_and_the_routers_refusals(
+    tmp_path: Path,
+) -> None:
+    store = Store.open(tmp_path / "tracker.sqlite")
+    store.apply(
+        [
+            event("CREATED", None, referral_id="r-1"),
+            event("CREATED", None, referral_id="r-2"),
+            event("ACCEPTED", "SENT", referral_id="r-2", at=START + timedelta(hours=1)),
+            # a forgery the tracker refused on its own
+            event("CREATED", None, referral_id="r-2", event_id="again"),
+        ]
+    )
+    store.close()
+    registry = CollectorRegistry()
+    registry.register(
+        TrackerCollector(tmp_path / "tracker.sqlite", lambda: START + timedelta(days=1))
+    )
+    snap = Snapshot(
+        rejected={
+            ("minsal", "referral", "referral_party_mismatch"): 2.0,
+            ("minsal", "referral", "invalid"): 5.0,
+        }
+    )
+    counts = referral_counts(registry, snap)
+    assert (counts.open, counts.refused) == (2, 3)

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from services.contracts import lifecycle
 from services.contracts.catalog import Catalog
 from services.contracts.codec import decode
 from services.contracts.errors import ConfigurationError, DecodeError
@@ -185,6 +186,14 @@ def _check_bad(sim: SimEvent, seen: dict[str, SimEvent], catalog: Catalog) -> No
         original = seen[env["event_id"]]
         assert original.topic == sim.topic
         assert original.body != sim.body
+    elif reason is not None and reason.startswith("referral_"):
+        # Published by an institution that may publish referrals, under its own
+        # name: only the lifecycle rules the router shares with the tracker catch it.
+        assert env["source_institution_id"] == sim.source
+        assert "referral" in PUBLISH_RIGHTS[sim.source]
+        problem = lifecycle.transition_problem(sim.body["payload"], sim.source)
+        assert problem is not None
+        assert problem[0] == reason
     else:
         pytest.fail(f"unexpected reason {reason}")
 
