@@ -17,7 +17,6 @@ that error.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -179,11 +178,11 @@ class AuditService:
         self._task: asyncio.Task[None] | None = None  # time-based checkpoints
         # One ledger writer: batches, checkpoints and closing take turns.
         self._ledger_turn = asyncio.Lock()
-        self._halt = asyncio.Event()
         self._producing = False
         self._running = False
         self._closing = False
-        self._head_seq = 0
+        self._head_seq = 0  # the ledger's head as of the last finished batch
+        self._stored_seq = 0  # the ledger's head as of the last stored batch
 
     def health(self) -> dict[str, Any]:
         """Readiness for /health: running, and the ledger's progress."""
@@ -203,7 +202,6 @@ class AuditService:
 
     async def _start(self) -> None:
         s = self.settings
-        self._halt.clear()
         self._closing = False
         await runtime_topics.create(
             s.kafka,
@@ -212,7 +210,7 @@ class AuditService:
         )
         _check_witness(s)
         self.ledger = await asyncio.to_thread(Ledger.open_writer, s.ledger_file)
-        self._head_seq = self.ledger.head().seq
+        self._head_seq = self._stored_seq = self.ledger.head().seq
         self.metrics.entries.set(self._head_seq)
         await asyncio.to_thread(rotate_if_needed, self.ledger, self.key, s)
         self.checkpointer = Checkpointer(
@@ -284,11 +282,18 @@ class AuditService:
         fresh = await cursor.admit(records, consumer)
         if fresh:
             result = await ingestor.ingest(fresh)
-            self._head_seq = result.head.seq
+            self._stored_seq = result.head.seq
             cursor.advance(fresh)
             if result.appended and self.checkpointer is not None:
                 await asyncio.to_thread(self.checkpointer.witness_head, result.head)
-        await self._checkpoint_if_due()
+
+    async def after_commit(self) -> None:
+        """The batch counts from now on; a checkpoint once enough entries came in."""
+        async with self._ledger_turn:
+            # Only now, after the lag report's commit, may the timer checkpoint it.
+            self._head_seq = self._stored_seq
+            if not self._closing:
+                await self._checkpoint_if_due()
 
     async def rewind(
         self, records: Sequence[Any], consumer: Consumer, error: BaseException
@@ -316,19 +321,13 @@ class AuditService:
         """Take time-based checkpoints while no batch comes to do it."""
         # Ends when halted rather than being cancelled: a checkpoint being signed in
         # a thread must be stored before the ledger is closed.
-        while not await self._halted_within(_TICK_SECONDS):
+        while not await self.loop.halted_within(_TICK_SECONDS):
             if not checkpointer.due(self._head_seq):
                 continue
             async with self._ledger_turn:
                 if self._closing:
                     return
                 await self._checkpoint_if_due()
-
-    async def _halted_within(self, seconds: float) -> bool:
-        """Wait ``seconds``, or less if the service is stopping; whether it is."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._halt.wait(), seconds)
-        return self._halt.is_set()
 
     async def _checkpoint_if_due(self) -> None:
         if self.checkpointer is not None and self.checkpointer.due(self._head_seq):
@@ -350,7 +349,6 @@ class AuditService:
         """Finish the batch in hand, sign a last checkpoint, then close everything."""
         self._running = False
         self._closing = True  # a batch not yet begun is left for the next start
-        self._halt.set()
         # Waits up to the graceful timeout for the batch in hand, then cancels it.
         await self.loop.stop()
         if self._task is not None:

@@ -159,6 +159,9 @@ class BatchRouter:
         del records, consumer
         self.committer.rewind(error)
 
+    async def after_commit(self) -> None:
+        """Nothing: the committer commits once the outputs are acknowledged."""
+
     async def route(self, records: Sequence[Any], consumer: Any = None) -> None:
         """Route ``records`` (aiokafka ConsumerRecords) and hand them over.
 

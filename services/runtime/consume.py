@@ -9,7 +9,8 @@ hands this loop a `BatchWork` and gets, for every fetched batch:
 - ``process`` shielded from cancellation, so a stop never cuts a database or
   ledger transaction in half;
 - after the work, a commit of exactly the offsets the work returns (offsets are
-  acknowledged on the loop's terms: ``AckPolicy.MANUAL``, never FastStream's);
+  acknowledged on the loop's terms: ``AckPolicy.MANUAL``, never FastStream's), then
+  the work's ``after_commit`` (follow-up work that must not hold the commit back);
 - on a failure: the work's ``rewind`` (by default every partition of the batch is
   sought back to its first record), a count, one log line, a pause that doubles
   up to a maximum, and the error re-raised so FastStream counts it too;
@@ -80,9 +81,15 @@ class BatchWork(Protocol):
     ) -> None:
         """Seek back so the records ``process`` failed on are read again."""
 
+    async def after_commit(self) -> None:
+        """Follow-up work once the batch's offsets were committed (may do nothing)."""
+
 
 class SeekBack:
     """The usual rewind, for a `BatchWork` to inherit: back to the batch's start."""
+
+    async def after_commit(self) -> None:
+        """Nothing to follow up."""
 
     async def rewind(
         self, records: Sequence[Any], consumer: Consumer, error: BaseException
@@ -292,11 +299,12 @@ class BatchLoop:
         started = time.perf_counter()
         try:
             offsets = await self.work.process(records, consumer)
+            await self._commit(consumer, offsets)
+            await self.work.after_commit()
         except Exception as e:
             await self._fail(records, consumer, e)
             raise
         self.failures = 0
-        await self._commit(consumer, offsets)
         self._update_lag(consumer, records)
         if self.metrics.seconds is not None:
             self.metrics.seconds.observe(time.perf_counter() - started)

@@ -76,6 +76,9 @@ class Work(SeekBack):
         self.failing = failing
         self.stored: list[list[Any]] = []
         self.gate: asyncio.Event | None = None
+        self.followed_up: list[int] = []  # commits seen at each follow-up
+        self.consumer: FakeConsumer | None = None
+        self.follow_up_fails = False
 
     async def process(self, records: Sequence[Any], consumer: Consumer) -> Offsets:
         if self.gate is not None:
@@ -85,6 +88,11 @@ class Work(SeekBack):
             raise OSError("simulated: the disk is full")
         self.stored.append(list(records))
         return next_offsets(records)
+
+    async def after_commit(self) -> None:
+        if self.follow_up_fails:
+            raise OSError("simulated: the checkpoint could not be signed")
+        self.followed_up.append(len(self.consumer.commits) if self.consumer else -1)
 
 
 @dataclass
@@ -291,3 +299,27 @@ def test_fixed_partitions_are_assigned_and_never_declared() -> None:
         ("hub.audit", 0, False),
         ("hub.audit", 1, False),
     ]
+
+
+async def test_the_follow_up_work_runs_once_the_batch_was_committed() -> None:
+    work, consumer = Work(), FakeConsumer()
+    work.consumer = consumer
+    loop = batch_loop(work)
+
+    await loop.consume(records(A, 0, 1), consumer)
+    await loop.consume(records(A, 2, 3), consumer)
+
+    assert work.followed_up == [1, 2]
+
+
+async def test_a_failed_follow_up_is_a_failed_batch_read_again() -> None:
+    work, consumer = Work(), FakeConsumer()
+    work.follow_up_fails = True
+    loop = batch_loop(work)
+
+    with pytest.raises(OSError, match="could not be signed"):
+        await loop.consume(records(A, 4, 6), consumer)
+
+    assert consumer.commits == [{A: 7}]
+    assert consumer.seeks == [(A, 4)]
+    assert loop.failures == 1
