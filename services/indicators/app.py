@@ -181,11 +181,11 @@ class IndicatorsService:
         """Finish the batch in hand, then close everything."""
         self._running = False
         await self.loop.stop()
+        await self.ops.stop()  # no scrape or table request reads a closing database
         async with self._turn:
-            if self.store is not None:
-                self.store.close()
-            self.store = None
-        await self.ops.stop()
+            store, self.store = self.store, None
+            if store is not None:
+                store.close()
 
     async def run_until(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set."""
