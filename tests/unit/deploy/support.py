@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings
 from services.acl.settings import AclSettings
 from services.audit.settings import AuditSettings
 from services.gateway.indicators_api import IndicatorsLink
+from services.gateway.referrals_api import ReferralsLink
 from services.gateway.settings import GatewaySettings
 from services.indicators.settings import IndicatorsSettings
 from services.referrals.settings import ReferralsSettings
@@ -28,7 +29,7 @@ PUENTE_DOCKERFILE: Final = "deploy/Dockerfile"
 SETTINGS: Final[tuple[type[BaseSettings], ...]] = (
     HubSettings, KafkaSettings, TopicSettings, HubKeySettings, RouterSettings,
     GatewaySettings, AuditSettings, AclSettings, ReferralsSettings,
-    IndicatorsSettings, IndicatorsLink,
+    IndicatorsSettings, IndicatorsLink, ReferralsLink,
 )  # fmt: skip
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}
 _INTERPOLATION: Final = re.compile(r"\$\{(\w+)(?:(:?)([-?])([^}]*))?\}")
