@@ -15,7 +15,9 @@ hands this loop a `BatchWork` and gets, for every fetched batch:
   sought back to its first record), a count, one log line, a pause that doubles
   up to a maximum, and the error re-raised so FastStream counts it too;
 - the consumer lag (high-water minus the next offset, summed over the partitions
-  the loop holds) and the batch's duration on the series the service passes in.
+  the loop holds) and the batch's duration on the series the service passes in;
+- FastStream kept quiet (warnings and errors only) and records with binary header
+  values let through (the work reads the raw records, never FastStream's headers).
 
 The loop can be started again after a stop (the audit service restarts in place).
 """
@@ -24,9 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
@@ -39,7 +42,6 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import CollectorRegistry
 
-from services.runtime import subscribers
 from services.runtime.kafka import broker_options, subscriber_options
 from services.runtime.settings import KafkaSettings
 
@@ -231,7 +233,7 @@ class BatchLoop:
             **broker_options(self.kafka, self.client_id),
             consumer_only=True,  # services produce through their own producers
             middlewares=[self._prometheus],
-            logger=subscribers.quiet_logger(self.name),
+            logger=_quiet_logger(self.name),
             log_level=logging.DEBUG,  # FastStream logs every batch; keep that out of INFO
             graceful_timeout=self.stop_seconds,
         )
@@ -247,8 +249,8 @@ class BatchLoop:
             # work itself, later): never by FastStream on receipt.
             ack_policy=AckPolicy.MANUAL,
             **({"listener": subscription.listener} if subscription.listener else {}),
-            parser=subscribers.tolerate_headers,
-            decoder=subscribers.skip_bodies,  # the work reads the raw records
+            parser=_tolerate_headers,
+            decoder=_skip_bodies,  # the work reads the raw records
             **subscriber_options(self.kafka, **options),
         )
         subscriber(self._handle)
@@ -364,3 +366,63 @@ def _retrieve(task: asyncio.Future[None]) -> None:
     # A batch whose handler was cancelled at stop still ends; its error was logged.
     if not task.cancelled():
         task.exception()
+
+
+async def _skip_bodies(msg: KafkaMessage) -> None:
+    """A decoder that decodes nothing: the work reads the raw aiokafka records.
+
+    FastStream would otherwise copy every record's value into a list first.
+    """
+    del msg
+
+
+def _quiet_logger(service: str) -> logging.Logger:
+    """The logger for a service's FastStream broker: warnings and errors only.
+
+    FastStream logs every batch and each partition assignment at INFO, and warns at
+    every start that it will not create topics (the services create them).
+    """
+    logger = logging.getLogger(f"puente.{service}.faststream")
+    logger.setLevel(logging.WARNING)
+    if not any(isinstance(f, _NoTopicCreationNotice) for f in logger.filters):
+        logger.addFilter(_NoTopicCreationNotice())
+    return logger
+
+
+class _NoTopicCreationNotice(logging.Filter):
+    """Drops FastStream's notice that it will not create topics: the services do."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for that one notice."""
+        return not record.getMessage().startswith("Auto create topics is disabled")
+
+
+async def _tolerate_headers(
+    records: Any, original: Callable[[Any], Awaitable[Any]]
+) -> Any:
+    """A parser that lets records with non-UTF-8 header values through.
+
+    FastStream's batch parser decodes every header value as UTF-8; one record with a
+    binary value (anyone may write one) would fail its whole batch on every retry
+    and stop the service. The work reads bodies, never FastStream's headers, so such
+    a value is blanked in the copy FastStream sees.
+    """
+    if isinstance(records, tuple):
+        return await original(tuple(_readable(r) for r in records))
+    return await original(_readable(records))
+
+
+def _readable(record: Any) -> Any:
+    headers = record.headers
+    if all(_utf8(value) for _, value in headers):
+        return record
+    safe = tuple((key, value if _utf8(value) else b"") for key, value in headers)
+    return dataclasses.replace(record, headers=safe)
+
+
+def _utf8(value: bytes | None) -> bool:
+    try:
+        (value or b"").decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
