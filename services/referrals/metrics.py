@@ -106,6 +106,7 @@ class TrackerCollector(Collector):
         try:
             tracked, refusals = store.all(), store.refusals()
             waiting = len(store.waiting())
+            outbox = store.outbox()
             notices = Counter((n.role, n.stage, str(n.level)) for n in store.notices())
         finally:
             store.close()
@@ -146,6 +147,12 @@ class TrackerCollector(Collector):
             "puente_referrals_waiting_events",
             "Lifecycle events read before the ones they follow, waiting for them.",
             value=waiting,
+        )
+        yield GaugeMetricFamily(
+            "puente_referrals_outbox_unsent",
+            "Events the tracker publishes as the hub (overdue notices, EXPIRED) not yet "
+            "acknowledged by the broker.",
+            value=outbox["waiting"],
         )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from services.acl.plan import plan
 from services.contracts import codec, topics
@@ -16,6 +17,7 @@ from services.contracts.catalog import Catalog
 from services.contracts.natural import codec_for
 from services.policy import Policy, load_policy
 from services.referrals.deadlines import DeadlineChecker, Deadlines
+from services.referrals.metrics import TrackerCollector
 from services.referrals.outbound import OverdueNotice, prepare_overdue
 from services.referrals.settings import TRACKER_ID
 from services.referrals.store import Store
@@ -215,3 +217,19 @@ def test_the_acl_plan_lets_the_tracker_write_only_its_own_inbound_topics(
     assert topics.inbound(TRACKER_ID, "referral_overdue").startswith(
         f"hub.in.{TRACKER_ID}."
     )
+
+
+def test_notices_waiting_in_the_outbox_are_a_metric_until_acknowledged(
+    catalog: Catalog, deadlines: Deadlines, tmp_path: Path
+) -> None:
+    store, checker = tracker(
+        tmp_path, catalog, deadlines, Clock(START + timedelta(hours=40))
+    )
+    store.apply([event("CREATED", None, referral_id=str(uuid.uuid4()))])
+    checker.check()
+    registry = CollectorRegistry()
+    registry.register(TrackerCollector(tmp_path / "tracker.sqlite", lambda: START))
+    assert registry.get_sample_value("puente_referrals_outbox_unsent") == 2
+    store.sent([e.event_id for e in store.unsent()], START)
+    assert registry.get_sample_value("puente_referrals_outbox_unsent") == 0
+    store.close()
