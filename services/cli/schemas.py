@@ -19,8 +19,11 @@ from services.cli.options import (
     policy_or_exit,
     schemas_folder,
 )
-from services.contracts import compat
-from services.contracts.catalog import Catalog
+from services.contracts import compat, schema_ids
+from services.contracts.catalog import Catalog, SchemaEntry
+from services.contracts.errors import PuenteError
+from services.policy import load_policy
+from services.runtime.settings import HubSettings
 
 app = typer.Typer(
     help="The schema catalog: list, show, check, export.", no_args_is_help=True
@@ -42,16 +45,49 @@ def list_schemas(schemas_dir: SchemasDir = None) -> None:
 
 @app.command()
 def show(
-    event_type: Annotated[str, typer.Argument(help="Record type, e.g. return_arrival")],
+    event_type: Annotated[
+        str | None, typer.Argument(help="Record type, e.g. return_arrival")
+    ] = None,
+    *,
     version: Annotated[int | None, typer.Option(help="Version [default: latest]")] = None,
+    fingerprint: Annotated[
+        str | None,
+        typer.Option(
+            "--fingerprint",
+            help="Find the schema by fingerprint instead: ce_dataschema's URN, 16 hex "
+            "digits as fastavro prints them, Java's long, or the avro library's value "
+            "(projected schemas of the policy included)",
+        ),
+    ] = None,
     canonical: Annotated[
         bool, typer.Option("--canonical", help="Print the Parsing Canonical Form instead")
     ] = False,
+    policy_dir: PolicyDir = None,
     schemas_dir: SchemasDir = None,
 ) -> None:
     """Print the self-contained schema JSON (named types defined at first use)."""
-    entry = load_catalog(schemas_dir).get(event_type, version)
+    if (event_type is None) == (fingerprint is None):
+        typer.echo("error: name a record type or give --fingerprint, not both", err=True)
+        raise typer.Exit(2)
+    if fingerprint is not None:
+        entry = _by_fingerprint(fingerprint, policy_dir, schemas_dir)
+    else:
+        entry = load_catalog(schemas_dir).get(str(event_type), version)
     typer.echo(entry.canonical if canonical else json.dumps(entry.schema, indent=2))
+
+
+def _by_fingerprint(
+    text: str, policy_dir: Path | None, schemas_dir: Path | None
+) -> SchemaEntry:
+    """The catalog or projected schema ``text`` names; exit 1 with why not."""
+    try:
+        # Loading the policy registers its projected schemas (what deliveries use).
+        catalog = load_catalog(schemas_dir)
+        load_policy(policy_dir or HubSettings().policy_dir, catalog)
+        return schema_ids.find(catalog, text)
+    except PuenteError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
 
 
 @app.command()

@@ -1,10 +1,15 @@
-"""CloudEvents Kafka binding, binary mode (DESIGN §3).
+"""CloudEvents Kafka binding, binary mode.
 
-Headers are for routing and tooling; the record is authoritative.
+Headers are for routing and tooling; the record is authoritative. Every record the
+hub writes also names its writer schema in ``ce_dataschema``: the URN
+``urn:puente:schema:<fingerprint>`` (16 hex digits, the CRC-64-AVRO fingerprint in
+wire byte order, as the single-object header carries it), which ``puente schemas
+show --fingerprint`` and the gateway's ``GET /v1/schemas/{fingerprint}`` resolve.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +26,8 @@ VIEW: Final = "puente_view"
 PURPOSE: Final = "puente_purpose"
 LEGAL_BASIS: Final = "puente_legal_basis"
 POLICY_VERSION: Final = "puente_policy_version"
+DATASCHEMA: Final = "ce_dataschema"
+SCHEMA_URN_PREFIX: Final = "urn:puente:schema:"
 
 KafkaHeaders = list[tuple[str, bytes]]
 
@@ -34,6 +41,7 @@ class CloudEvent:
     type: str
     time: str | None = None
     extensions: Mapping[str, str] = field(default_factory=dict)
+    dataschema: str | None = None
 
 
 def for_envelope(envelope: Mapping[str, Any]) -> CloudEvent:
@@ -56,6 +64,8 @@ _CONTENT: Final = ("content-type", CONTENT_TYPE.encode())
 def build(event: CloudEvent) -> KafkaHeaders:
     """Kafka headers for ``event`` in CloudEvents binary mode."""
     headers = attributes(event.id, event.source, event.type, event.time)
+    if event.dataschema is not None:
+        headers.append((DATASCHEMA, event.dataschema.encode()))
     headers.extend(extensions(event.extensions))
     return headers
 
@@ -74,6 +84,26 @@ def attributes(
     if time is not None:
         headers.append(("ce_time", time.encode()))
     return headers
+
+
+def schema_urn(fingerprint_hex: str) -> str:
+    """The ``ce_dataschema`` URN of the schema with this fingerprint (wire order)."""
+    return SCHEMA_URN_PREFIX + fingerprint_hex
+
+
+def dataschema(fingerprint: int) -> KafkaHeaders:
+    """The ``ce_dataschema`` header naming a writer schema by its fingerprint.
+
+    Takes `SchemaEntry.fingerprint`; the header is built once per schema (the
+    router adds it to every record it writes).
+    """
+    return [_dataschema(fingerprint)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _dataschema(fingerprint: int) -> tuple[str, bytes]:
+    wire = fingerprint.to_bytes(8, "little").hex()
+    return (DATASCHEMA, schema_urn(wire).encode())
 
 
 def extensions(values: Mapping[str, str]) -> KafkaHeaders:
@@ -106,4 +136,5 @@ def parse(headers: Iterable[tuple[str, bytes | None]]) -> CloudEvent:
         type=values["ce_type"],
         time=values.get("ce_time"),
         extensions=extensions,
+        dataschema=values.get(DATASCHEMA),
     )

@@ -5,7 +5,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.contracts import schema_ids
 from services.contracts.catalog import Catalog
 from services.gateway import openapi_document, problems
 from services.gateway.deliveries import CURSOR_PATTERN, Readers
@@ -223,6 +224,15 @@ def _routes(app: FastAPI, gw: Gateway) -> None:
         return await gw.rejections(
             caller, cursor, limit, include_original=include_original
         )
+
+    @app.get("/v1/schemas/{fingerprint}", tags=["schemas"])
+    async def get_schema(
+        fingerprint: Annotated[str, Path(max_length=64, pattern=schema_ids.PATTERN)],
+        caller: Reader,
+    ) -> Response:
+        """The Avro writer schema a record's ``ce_dataschema`` (or fingerprint) names."""
+        del caller  # authenticated: schemas are for the hub's members
+        return gw.schema(fingerprint)
 
     @app.get("/health", tags=["operations"])
     async def get_health() -> Response:

@@ -18,10 +18,14 @@ from aiokafka import ConsumerRecord
 from starlette.requests import Request
 from starlette.responses import Response
 
-from services.contracts import codec, topics
+from services.contracts import codec, schema_ids, topics
 from services.contracts import headers as ce_headers
 from services.contracts.catalog import Catalog, SchemaEntry
-from services.contracts.errors import ContractError, RecordInvalidError
+from services.contracts.errors import (
+    ContractError,
+    RecordInvalidError,
+    UnknownFingerprintError,
+)
 from services.contracts.natural import codec_for, format_timestamp
 from services.gateway import problems
 from services.gateway.deliveries import (
@@ -267,6 +271,25 @@ class Gateway:
                 headers={"Retry-After": str(self.settings.retry_after_s)},
             ) from e
 
+    def schema(self, fingerprint: str) -> Response:
+        """``GET /v1/schemas/{fingerprint}``: the writer schema a record names.
+
+        Any fingerprint form `schema_ids.find` reads: the ``ce_dataschema`` URN, the
+        wire-order hex of fastavro, Java's long, the Apache avro library's value.
+        """
+        try:
+            entry = schema_ids.find(self.catalog, fingerprint)
+        except schema_ids.FingerprintFormatError as e:
+            raise problems.bad_request(str(e), "invalid-fingerprint") from e
+        except UnknownFingerprintError as e:
+            raise problems.not_found("no schema of the hub has this fingerprint") from e
+        return json_response(
+            entry.schema,
+            headers={
+                "Link": f'<{ce_headers.schema_urn(entry.fingerprint_hex)}>; rel="self"'
+            },
+        )
+
     def _delivery(self, record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:
         # The terms of the disclosure, never the rule that decided it: a rule's
         # condition may read a field the recipient's view withholds.
@@ -280,6 +303,7 @@ class Gateway:
             "purpose": headers.get(ce_headers.PURPOSE),
             "legal_basis": headers.get(ce_headers.LEGAL_BASIS),
             "policy_version": headers.get(ce_headers.POLICY_VERSION),
+            "dataschema": headers.get(ce_headers.DATASCHEMA),
         }
         try:
             entry, datum = codec.decode(self.catalog, record.value or b"")

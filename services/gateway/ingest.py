@@ -41,6 +41,7 @@ def prepare(
     event_id = str(envelope["event_id"])
     key = record_key(entry.name, datum, event_id).encode("utf-8")
     kafka_headers = headers.build(headers.for_envelope(envelope))
+    kafka_headers += headers.dataschema(entry.fingerprint)
     if limits is not None:
         check_size(limits, value, key, kafka_headers)
     return Entry(

@@ -161,6 +161,11 @@ class DeliveryItem(BaseModel):
     purpose: str | None = Field(description="The purpose of the disclosure")
     legal_basis: str | None = Field(description="The legal basis of the disclosure")
     policy_version: str | None = Field(description="The access policy that decided")
+    dataschema: str | None = Field(
+        default=None,
+        description="urn:puente:schema:<fingerprint> of the writer schema "
+        "(GET /v1/schemas/{fingerprint} serves it)",
+    )
     schema_: SchemaRef | None = Field(default=None, alias="schema")
     event: dict[str, Any] | None = Field(
         default=None, description="The projected event as natural JSON"

@@ -351,7 +351,9 @@ class Pipeline:
             topics.outbound(recipient, accepted.event_type),
             partition_key.encode(),
             value,
-            first + self._extensions(decision),
+            first
+            + headers.dataschema(decision.projection.entry.fingerprint)
+            + self._extensions(decision),
             recipient,
             decision.view,
             accepted.event_id,
@@ -402,6 +404,7 @@ class Pipeline:
             tuple(decision.projection.field_paths) if decision.delivered else (),
         )
         cloud = headers.attributes(audit_id, "puente", "audit_entry", self._stamp(now))
+        cloud += headers.dataschema(self._audit.entry.fingerprint)
         return Output(
             "audit",
             topics.AUDIT,
@@ -444,7 +447,7 @@ class Pipeline:
             topics.rejected(rejected.source),
             (rejected.event_id or rejection_id).encode(),
             codec.encode(self._rejection, datum, plain=True),
-            headers.build(event),
+            headers.build(event) + headers.dataschema(self._rejection.fingerprint),
         )
 
 

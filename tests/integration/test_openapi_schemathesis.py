@@ -82,6 +82,7 @@ async def schemathesis(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "NO_COLOR": "1"},
+        cwd=service.settings.hub.state_dir,  # its cache folder stays out of the tree
     )
     output, _ = await process.communicate()
     return await process.wait(), output.decode("utf-8", "replace")
