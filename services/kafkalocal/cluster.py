@@ -189,6 +189,10 @@ class LocalKafka:
         process.wait(timeout=10)
         return process.pid
 
+    def running(self, index: int) -> bool:
+        """Whether node ``index`` (0-based) was started and has not exited."""
+        return index < len(self._processes) and self._processes[index].poll() is None
+
     def restart(self, index: int) -> None:
         """Start node ``index`` again on its data (after `kill`); wait until it serves."""
         if self.artifacts is None or self._processes[index].poll() is None:
@@ -242,8 +246,9 @@ class LocalKafka:
                     stdin=subprocess.DEVNULL,
                 )
             )
-        for process in running:
-            output, _ = process.communicate(timeout=180)
+        # Every one is waited for before any failure is reported: none is left running.
+        outputs = [process.communicate(timeout=180)[0] for process in running]
+        for process, output in zip(running, outputs, strict=True):
             if process.returncode != 0:
                 raise BrokerStartError(
                     "formatting the Kafka storage failed: "
@@ -442,8 +447,15 @@ def _node_dir(state_dir: Path, node_id: int) -> Path:
 
 
 def _cluster_id() -> str:
-    # Kafka's Uuid text form: 16 random bytes, URL-safe base64 without padding.
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """Kafka's Uuid text form: 16 random bytes, URL-safe base64 without padding.
+
+    Never one that starts with "-": the storage tool would read it as an option (one
+    start in 64 failed so). Kafka's own Uuid.randomUuid draws again the same way.
+    """
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 def _free_port() -> int:
