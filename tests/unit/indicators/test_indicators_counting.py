@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import random
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -24,7 +25,13 @@ from services.indicators.counting import (
     period_label,
     periods_between,
 )
-from services.indicators.disclosure import protect
+from services.indicators.disclosure import (
+    PRIMARY,
+    determined_cells,
+    equations,
+    lattice,
+    protect,
+)
 from services.indicators.errors import QueryError
 from services.indicators.metrics import IndicatorCollector
 from services.indicators.store import Store
@@ -294,3 +301,18 @@ def test_the_gauges_export_only_published_totals(
     assert total("returns") == 8
     assert total("returned_children") is None  # one child: suppressed, not exported
     store.close()
+
+
+def test_the_fast_modular_search_agrees_with_exact_arithmetic() -> None:
+    rng = random.Random(5)
+    for _ in range(30):
+        finest: dict[tuple[str, ...], int] = {}
+        for _ in range(rng.randint(5, 80)):
+            key = (rng.choice("ab"), rng.choice("xyz"), rng.choice("pqrs"))
+            finest[key] = finest.get(key, 0) + 1
+        counts = lattice(finest, 3)
+        hidden = {k: PRIMARY for k, n in counts.items() if 0 < n < 5}
+        eqs = equations(counts)
+        assert determined_cells(counts, hidden, eqs, exact=False) == determined_cells(
+            counts, hidden, eqs, exact=True
+        )
