@@ -13,9 +13,11 @@ together, show only cells of one protected pattern.
   cell is the sum of its row in every two-way table; the total is the sum of every
   one-way table). The suppressed cells are the unknowns of that system once the
   published cells are put in; a suppressed cell is *determined* when every
-  solution gives it the same value. Exact rational elimination (reduced row
-  echelon form) finds those cells; for each, the smallest published cell of an
-  equation it is in is suppressed too, until no suppressed cell is determined.
+  solution gives it the same value. Elimination (reduced row echelon form) finds
+  those cells; while there is one, the published cell of one of its equations that
+  leaves the fewest determined cells is suppressed too. The search eliminates
+  modulo a 61-bit prime; the pattern it ends with is checked with exact rational
+  arithmetic, and the search goes on exactly if that check finds anything.
 
 Three or more crossed dimensions are never published: with two-way tables only,
 the margin equations are the only linear relations between published cells, so
