@@ -210,7 +210,14 @@ class Deadlines:
             recipients.append((supervisor, "supervisor"))
         return [
             Notice(
-                referral.referral_id, overdue.stage, level, who, role, overdue.due_at, now
+                referral.referral_id,
+                overdue.stage,
+                level,
+                who,
+                role,
+                overdue.due_at,
+                now,
+                referral.sent_at,
             )
             for level in range(1, overdue.level + 1)
             for who, role in recipients

@@ -7,11 +7,11 @@ arrives before the one it follows (another institution's topic was read first)
 waits in ``pending`` and is applied, in time order, once it follows. One batch of
 events is one transaction, written before the consumer commits its offsets: an
 event read again after a crash finds its id in ``history`` and changes nothing.
-Notices are keyed by referral, stage, level and recipient, so no escalation is
-ever issued twice; the events that carry them wait in ``outbox``, written in the
-transaction that issues them and sent from there until the broker has them. The
-database holds ids, symbols and times only, never personal data; it is created
-readable by its owner only.
+Notices are keyed by referral, receipt (a reassignment starts a new one), stage,
+level and recipient, so no escalation is ever issued twice; the events that carry
+them wait in ``outbox``, written in the transaction that issues them and sent from
+there until the broker has them. The database holds ids, symbols and times only,
+never personal data; it is created readable by its owner only.
 """
 
 from __future__ import annotations
@@ -92,7 +92,8 @@ CREATE TABLE IF NOT EXISTS notices (
     role TEXT NOT NULL,
     due_at INTEGER NOT NULL,
     issued_at INTEGER NOT NULL,
-    PRIMARY KEY (referral_id, stage, level, recipient)
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (referral_id, received_at, stage, level, recipient)
 );
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -179,6 +180,9 @@ class Notice:
     role: str  # referring | supervisor
     due_at: datetime
     issued_at: datetime
+    # When the receiving institution got the referral: a reassignment's new receiver
+    # is escalated on its own clock.
+    received_at: datetime
 
 
 # Builds, for the notices a check has just issued, the events that carry them.
@@ -385,7 +389,7 @@ class Store:
                 )
             for notice in notices:
                 cursor = db.execute(
-                    "INSERT OR IGNORE INTO notices VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO notices VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         notice.referral_id,
                         notice.stage,
@@ -394,6 +398,7 @@ class Store:
                         notice.role,
                         to_ms(notice.due_at),
                         to_ms(notice.issued_at),
+                        to_ms(notice.received_at),
                     ),
                 )
                 if cursor.rowcount:
@@ -457,6 +462,7 @@ class Store:
                 r["role"],
                 _at(r["due_at"]),
                 _at(r["issued_at"]),
+                _at(r["received_at"]),
             )
             for r in rows
         ]
@@ -503,6 +509,7 @@ def _create(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=10, check_same_thread=False)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = FULL")
+    _migrate(db)
     db.executescript(_SCHEMA)
     path.chmod(0o600)
     return db
@@ -538,6 +545,22 @@ def _queue(db: sqlite3.Connection, events: Sequence[Prepared], at: int) -> None:
             for e in events
         ],
     )
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a database of an earlier tracker to the current tables."""
+    columns = {r[1] for r in db.execute("PRAGMA table_info(notices)")}
+    if columns and "received_at" not in columns:
+        # Notices were keyed without the receipt: each belongs to the current one
+        # (a reassignment before this version was never escalated again).
+        with db:
+            db.execute("ALTER TABLE notices RENAME TO notices_before_receipt")
+            db.executescript(_SCHEMA)
+            db.execute(
+                "INSERT INTO notices SELECT n.*, r.sent_at "
+                "FROM notices_before_receipt n JOIN referrals r USING (referral_id)"
+            )
+            db.execute("DROP TABLE notices_before_receipt")
 
 
 def _seen(db: sqlite3.Connection, event_id: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -232,4 +233,65 @@ def test_notices_waiting_in_the_outbox_are_a_metric_until_acknowledged(
     assert registry.get_sample_value("puente_referrals_outbox_unsent") == 2
     store.sent([e.event_id for e in store.unsent()], START)
     assert registry.get_sample_value("puente_referrals_outbox_unsent") == 0
+    store.close()
+
+
+def test_a_reassigned_referral_is_escalated_again_for_its_new_receiver(
+    catalog: Catalog, deadlines: Deadlines, tmp_path: Path
+) -> None:
+    referral_id = str(uuid.uuid4())
+    clock = Clock(START + timedelta(hours=40))
+    store, checker = tracker(tmp_path, catalog, deadlines, clock)
+    store.apply([event("CREATED", None, referral_id=referral_id)])
+    checker.check()  # conapina never answered: levels 1 and 2
+    reassigned = START + timedelta(hours=41)
+    store.apply(
+        [
+            event(
+                "REASSIGNED",
+                "SENT",
+                referral_id=referral_id,
+                receiving="isdemu",
+                at=reassigned,
+            )
+        ]
+    )
+    clock.now = reassigned + timedelta(hours=23)
+    assert checker.check().issued == []  # isdemu's own clock runs
+    clock.now = reassigned + timedelta(hours=24)
+    issued = checker.check().issued
+    # conapina, no longer a party, now supervises the child's case
+    assert {(n.recipient, n.level) for n in issued} == {("dgme", 1), ("conapina", 1)}
+    receivers = [
+        natural(catalog, e)["payload"]["receiving_institution_id"]
+        for e in store.published(referral_id)
+    ]
+    assert receivers == ["conapina", "conapina", "isdemu"]
+    store.close()
+
+
+def test_a_database_of_the_previous_tracker_keeps_its_notices_when_opened(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "tracker.sqlite"
+    store = Store.open(path)
+    store.apply([event("CREATED", None, referral_id="r-1")])
+    store.close()
+    # The notices table as the previous version made it (no receipt in its key).
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE notices")
+        db.execute(
+            "CREATE TABLE notices (referral_id TEXT NOT NULL, stage TEXT NOT NULL, "
+            "level INTEGER NOT NULL, recipient TEXT NOT NULL, role TEXT NOT NULL, "
+            "due_at INTEGER NOT NULL, issued_at INTEGER NOT NULL, "
+            "PRIMARY KEY (referral_id, stage, level, recipient))"
+        )
+        db.execute(
+            "INSERT INTO notices VALUES "
+            "('r-1', 'acknowledge', 1, 'dgme', 'referring', 1, 2)"
+        )
+    db.close()
+    store = Store.open(path)
+    [kept] = store.notices("r-1")
+    assert (kept.recipient, kept.level, kept.received_at) == ("dgme", 1, START)
     store.close()
