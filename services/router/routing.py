@@ -42,7 +42,7 @@ from services.router.pipeline import (
     conflicting_duplicate,
 )
 from services.runtime import batches
-from services.runtime.consume import Consumer, Offsets
+from services.runtime.consume import Consumer, Offsets, next_offsets
 
 log = logging.getLogger(__name__)
 
@@ -183,10 +183,10 @@ class BatchRouter:
         if decided is None or self.stopping:
             return  # a rewind or a stop while deciding: these records are read again
         outputs, routed, tally, held = decided
-        next_offsets = _next_offsets(records)
+        offsets = next_offsets(records)
         sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         sent.add_done_callback(_observe)
-        self._outbox.put_nowait(_Parcel(generation, outputs, sent, next_offsets))
+        self._outbox.put_nowait(_Parcel(generation, outputs, sent, offsets))
 
         def acked() -> None:
             # Counted only now, so a batch routed again after a broker error counts once.
@@ -198,7 +198,7 @@ class BatchRouter:
             self.stats.batches += 1
             self.stats.last_finished = time.time()
 
-        await committer.submit(Flight(generation, [sent], next_offsets, held, acked))
+        await committer.submit(Flight(generation, [sent], offsets, held, acked))
 
     async def _decide(
         self, records: Sequence[Any], now: datetime, generation: int
@@ -499,11 +499,3 @@ def _observe(future: asyncio.Future[Any]) -> None:
     # not report them as lost.
     if not future.cancelled():
         future.exception()
-
-
-def _next_offsets(records: Sequence[Any]) -> dict[TopicPartition, int]:
-    """Per partition, the offset after the last of ``records`` (what to commit)."""
-    last: dict[tuple[str, int], int] = {}
-    for record in records:
-        last[(record.topic, record.partition)] = record.offset
-    return {TopicPartition(*tp): offset + 1 for tp, offset in last.items()}
