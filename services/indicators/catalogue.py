@@ -35,7 +35,6 @@ from services.policy.loader import tree_of
 
 CATALOGUE_FILE: Final = "indicators.toml"
 Period = Literal["day", "week", "month"]
-PERIODS: Final[tuple[Period, ...]] = ("day", "week", "month")
 # A table crosses at most two dimensions (see disclosure.py), and an indicator
 # offers a bounded set, so the suppression problem of one period stays small.
 MAX_DIMENSIONS: Final = 5

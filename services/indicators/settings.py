@@ -8,9 +8,7 @@ from typing import Final
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.contracts import topics
 from services.contracts.catalog import Catalog
-from services.contracts.ids import EVENT_TYPES
 from services.indicators.catalogue import CATALOGUE_FILE, Catalogue, load_catalogue
 from services.policy import Policy, load_policy
 from services.runtime.settings import HubSettings, KafkaSettings, TopicSettings
@@ -37,11 +35,6 @@ class IndicatorsSettings(BaseSettings):
     hub: HubSettings = Field(default_factory=HubSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
-
-    @property
-    def topics_read(self) -> tuple[str, ...]:
-        """The delivery topics of the service, one per event type."""
-        return tuple(topics.outbound(self.recipient, t) for t in EVENT_TYPES)
 
     @property
     def db_file(self) -> Path:

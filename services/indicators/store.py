@@ -130,16 +130,6 @@ class Store:
             for day, cell, n in rows
         }
 
-    def totals(self) -> dict[str, int]:
-        """Events counted per indicator, all days."""
-        try:
-            rows = self._db.execute(
-                "SELECT indicator, SUM(n) FROM counts GROUP BY indicator"
-            ).fetchall()
-        except sqlite3.Error as e:
-            raise StoreError(f"indicators database read failed: {e}") from e
-        return {ind: int(n) for ind, n in rows}
-
     def events(self) -> int:
         """How many distinct events were counted."""
         try:
