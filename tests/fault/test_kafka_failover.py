@@ -375,15 +375,30 @@ async def kill_and_recover(
 
     The router has recovered once it routed records of the busy partition written
     after the kill (beyond its end then); the relay once it published more rows
-    (its rounds wait for every partition's acks); the audit once its ledger grew.
+    (its rounds wait for every partition's acks); the audit once its ledger grew
+    by entries the recovered router wrote (beyond its size when the router
+    recovered: what it held before may still have been on its way).
     """
     busy = {"source": "dgme", "event_type": "border_crossing"}
     end = await end_offset(kafka, BUSY)
-    relayed, entries = hub.relayed(), hub.ledger_entries()
+    relayed = hub.relayed()
+    ledger_then: list[int] = []  # the ledger's size when the router recovered
+
+    def router() -> bool:
+        if hub.routed(**busy) < end + RECOVERED_AFTER:
+            return False
+        ledger_then.append(hub.ledger_entries())
+        return True
+
+    def audit() -> bool:
+        return bool(ledger_then) and (
+            hub.ledger_entries() >= ledger_then[0] + RECOVERED_AFTER
+        )
+
     checks = {
-        "router": lambda: hub.routed(**busy) >= end + RECOVERED_AFTER,
+        "router": router,
         "relay": lambda: hub.relayed() >= relayed + RECOVERED_AFTER,
-        "audit": lambda: hub.ledger_entries() >= entries + RECOVERED_AFTER,
+        "audit": audit,
     }
     kill = Kill(what, node)
     began = time.monotonic()
