@@ -19,11 +19,11 @@ from services.cli.options import (
     policy_or_exit,
     schemas_folder,
 )
-from services.contracts import compat, schema_ids
+from services.contracts import asyncapi, compat, schema_ids
 from services.contracts.catalog import Catalog, SchemaEntry
 from services.contracts.errors import PuenteError
-from services.policy import load_policy
-from services.runtime.settings import HubSettings
+from services.policy import Policy, load_policy
+from services.runtime.settings import HubSettings, TopicSettings
 
 app = typer.Typer(
     help="The schema catalog: list, show, check, export.", no_args_is_help=True
@@ -155,3 +155,73 @@ def export_command(
     except OSError as e:
         typer.echo(f"error: cannot write to {out_dir}: {e.strerror}", err=True)
         raise typer.Exit(1) from e
+
+
+@app.command("asyncapi")
+def asyncapi_command(
+    recipient: Annotated[
+        str | None,
+        typer.Option(
+            "--recipient",
+            help="Only what this institution publishes and receives (its projected "
+            "schemas) [default: the whole hub]",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of YAML")] = False,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write to this file [default: stdout]")
+    ] = None,
+    policy_dir: PolicyDir = None,
+    schemas_dir: SchemasDir = None,
+) -> None:
+    """Print the AsyncAPI 3.0 document of the hub's topics (from catalog and policy)."""
+    catalog = load_catalog(schemas_dir)
+    try:
+        policy = load_policy(policy_dir or HubSettings().policy_dir, catalog)
+    except PuenteError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
+    if recipient is not None:
+        member_or_exit(policy, recipient)
+    document = asyncapi.document(hub_shape(policy, catalog), recipient)
+    text = (
+        json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+        if as_json
+        else asyncapi.to_yaml(document)
+    )
+    if out_file is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        out_file.write_text(text, encoding="utf-8")
+    except OSError as e:
+        typer.echo(f"error: cannot write {out_file}: {e.strerror}", err=True)
+        raise typer.Exit(1) from e
+
+
+def hub_shape(policy: Policy, catalog: Catalog) -> asyncapi.Hub:
+    """The catalog, rights, projections and partition counts the document describes."""
+    deliveries = [
+        asyncapi.Delivery(
+            member,
+            projection.source.name,
+            projection.entry,
+            tuple(sorted({rule.view for rule in rules})),
+        )
+        for member in sorted(policy.institutions)
+        for projection, rules in policy.projections_for(member)
+    ]
+    counts = TopicSettings()
+    return asyncapi.Hub(
+        catalog=catalog,
+        policy_version=policy.version,
+        publishers=dict(policy.publish_rights),
+        deliveries=deliveries,
+        partitions={
+            "inbound": counts.inbound_partitions,
+            "outbound": counts.outbound_partitions,
+            "rejected": counts.rejected_partitions,
+            "audit": counts.audit_partitions,
+            "checkpoints": 1,
+        },
+    )
