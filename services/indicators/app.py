@@ -202,6 +202,9 @@ def tables_api(app: FastAPI, service: IndicatorsService) -> None:
     @app.get("/v1/indicators")
     def list_indicators(reader: str) -> JSONResponse:
         readable = service.catalogue.readable_by(reader)
+        if not readable:
+            detail = f"{reader} holds no aggregate grant that reads an indicator"
+            return JSONResponse({"detail": detail}, 403)
         return JSONResponse(
             [
                 {

@@ -302,6 +302,7 @@ async def test_through_the_gateway_a_grant_reads_tables_and_no_grant_is_403(
     for cell in (c for t in body["tables"] for c in t["cells"]):
         assert cell["count"] is None or cell["count"] == 0 or cell["count"] >= 5
 
+    assert (await client.get("/v1/indicators", headers=dgme)).status_code == 403
     refused = await client.get("/v1/indicators/returns", headers=dgme)
     assert refused.status_code == 403
     assert refused.json()["reason"] == "no_aggregate_grant"
