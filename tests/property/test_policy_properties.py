@@ -211,7 +211,22 @@ def test_deliveries_hold_only_what_their_rule_grants(
     check()
 
 
-@pytest.mark.parametrize("event_type", EVENT_TYPES)
+def test_the_hubs_overdue_notices_have_no_subject_at_all(catalog: Catalog) -> None:
+    assert set(EVENT_TYPES) - set(DOCUMENT_NUMBERS) == {"referral_overdue"}
+    entry = catalog.get("referral_overdue")
+    keys = SubjectKeys(HUB_KEY)
+
+    @settings(
+        max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
+    @given(datums(entry.schema, {}))
+    def check(datum: dict[str, Any]) -> None:
+        assert keys.subject_key("referral_overdue", datum) == (None, "NONE")
+
+    check()
+
+
+@pytest.mark.parametrize("event_type", sorted(DOCUMENT_NUMBERS))
 def test_re_keyed_subject_keys_differ_between_recipients_and_are_stable(
     policy: Policy, catalog: Catalog, event_type: str
 ) -> None:
