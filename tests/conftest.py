@@ -1,9 +1,10 @@
-"""Shared fixtures: one broker per session, fresh names per test.
+"""Shared fixtures: one broker of each kind per session, fresh names per test.
 
 ``session_kafka`` is the session's broker as client settings: the embedded broker
 here; ``tests/integration`` and ``tests/fault`` override it with Apache Kafka's admin
 super-user (``tests/support/apache_kafka.py``), so the same tests, taking ``kafka``
-or ``session_kafka``, run on the production broker.
+or ``session_kafka``, run on the production broker. ``apache_kafka`` is registered
+here, once: a directory that imported it again would start a second node.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from prometheus_client import CollectorRegistry
 from services.contracts.catalog import Catalog
 from services.runtime.embedded import EmbeddedBroker
 from services.runtime.settings import REPO_ROOT, KafkaSettings
+from tests.support.apache_kafka import apache_kafka
+
+__all__ = ["apache_kafka"]
 
 
 @pytest.fixture(scope="session")

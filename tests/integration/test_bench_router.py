@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 from services.cli import app
 from services.router import bench
 from services.router.bench_brokers import start_at_end
-from services.runtime import topic_admin as runtime_topics
 from services.runtime.kafka import consumer_config, producer_config
 from services.runtime.settings import KafkaSettings
+from tests.support.kafka import create_inbound
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -82,7 +82,7 @@ async def test_a_phase_on_a_reused_broker_reads_only_the_events_published_after_
     kafka: KafkaSettings, unique: str
 ) -> None:
     topic = f"hub.in.b{unique}.return_arrival"
-    await runtime_topics.create(kafka, {topic: 2})
+    await create_inbound(kafka, {topic: 2})
     producer = AIOKafkaProducer(**producer_config(kafka, "bench-test"))
     await producer.start()
     try:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from services.gateway.readback import ReadBack
-from services.runtime import topic_admin as runtime_topics
 from services.runtime.settings import KafkaSettings
-from tests.support.kafka import produce
+from tests.support.kafka import create_inbound, produce
 
 pytestmark = pytest.mark.integration
 
@@ -16,7 +15,7 @@ async def test_read_back_names_the_event_at_each_offset_and_none_past_the_end(
     kafka: KafkaSettings, unique: str
 ) -> None:
     topic = f"hub.in.readback_{unique}.return_arrival"
-    await runtime_topics.create(kafka, {topic: 2})
+    await create_inbound(kafka, {topic: 2})
     written = await produce(
         kafka,
         [(topic, b"k", b"v", [("ce_id", f"e{i}".encode())]) for i in range(3)],

@@ -28,6 +28,7 @@ from services.gateway.settings import GatewaySettings
 from services.router.settings import RouterSettings
 from services.runtime.embedded import free_port
 from services.runtime.settings import HubSettings, KafkaSettings
+from tests.support.kafka import create_inbound
 
 pytestmark = pytest.mark.integration
 ROUTER_LIMIT = RouterSettings().max_event_bytes
@@ -99,6 +100,7 @@ async def test_a_stored_event_larger_than_a_kafka_request_is_refused_not_retried
     service: GatewayService, kafka: KafkaSettings, unique: str
 ) -> None:
     source = f"t{unique}"
+    await create_inbound(kafka, {f"hub.in.{source}.referral": 1})
     # As a gateway before the size checks stored them: 4 MiB (Kafka takes 1 MiB),
     # and one over the router's limit only, which the router answers with a
     # rejection its publisher can read.
@@ -146,6 +148,7 @@ async def test_a_record_the_broker_refuses_as_too_large_is_refused_and_the_rest_
 
     monkeypatch.setattr(AIOKafkaProducer, "send_batch", picky)
     source = f"t{unique}"
+    await create_inbound(kafka, {f"hub.in.{source}.referral": 1})
     rows = [row(source, size) for size in sizes]
     await service.gateway.outbox.append(rows)
 

@@ -13,10 +13,9 @@ import avro.schema
 import pytest
 
 from services.contracts.catalog import Catalog
-from services.runtime import topic_admin as runtime_topics
 from services.runtime.settings import KafkaSettings
 from tests.samples import minimal
-from tests.support.kafka import collect, header, kafka_env
+from tests.support.kafka import collect, create_inbound, header, kafka_env
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +60,7 @@ async def test_published_events_tail_back_as_the_same_natural_json(
     # One fixed test source: every new hub.in topic would rebalance routers under test.
     source = "ttail"
     topic = f"hub.in.{source}.referral"
-    await runtime_topics.create(kafka, {topic: 2})
+    await create_inbound(kafka, {topic: 2})
     events = [
         minimal(catalog.get("referral"), source_institution_id=source) for _ in range(3)
     ]
@@ -97,7 +96,7 @@ async def test_a_published_value_decodes_with_the_reference_avro_implementation(
 ) -> None:
     source = "ttail"
     topic = f"hub.in.{source}.return_arrival"
-    await runtime_topics.create(kafka, {topic: 1})
+    await create_inbound(kafka, {topic: 1})
     event = minimal(catalog.get("return_arrival"), source_institution_id=source)
     published = puente(
         kafka, "publish", "return_arrival", "-", "--as", source, stdin=json.dumps(event)

@@ -1,6 +1,8 @@
-"""Security tests run against Apache Kafka itself (one broker for the session)."""
+"""Security tests run against Apache Kafka itself (one broker for the session).
+
+Its ``apache_kafka`` fixture is registered once, in ``tests/conftest.py``.
+"""
 
 from tests.security.hub import hub
-from tests.support.apache_kafka import apache_kafka
 
-__all__ = ["apache_kafka", "hub"]
+__all__ = ["hub"]

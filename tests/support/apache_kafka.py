@@ -6,12 +6,10 @@ authorizer, deny by default, no topic auto-creation, and a TLS listener whose CA
 ``apache_kafka.tls_files.ca``. Tests get a `LocalKafka`: ``settings()`` and
 ``tls_settings()`` give client settings for the admin super-user or any SCRAM user.
 
-A test directory uses it by importing the fixture into its ``conftest.py``::
-
-    from tests.support.apache_kafka import apache_kafka  # noqa: F401
-
-and runs every test that takes ``kafka`` or ``session_kafka`` on it (as the admin
-super-user) by importing ``apache_session_kafka`` as well.
+``tests/conftest.py`` registers the fixture once for the whole session (a conftest
+that imported it again would start a node of its own). A directory runs every test
+that takes ``kafka`` or ``session_kafka`` on it, as the admin super-user, by importing
+``apache_session_kafka`` into its ``conftest.py``.
 
 A missing JDK, Maven or artifact repository fails the tests that need the broker with
 one line saying so: nothing is skipped.

@@ -10,6 +10,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from services.contracts import topics as hub_topics
+from services.runtime import topic_admin
 from services.runtime.kafka import admin_config, consumer_config, producer_config
 from services.runtime.settings import KafkaSettings
 
@@ -127,4 +129,19 @@ async def partitions_of(
         for d in described
         if d["error_code"] == 0
         for p in d["partitions"]
+    )
+
+
+async def create_inbound(kafka: KafkaSettings, wanted: dict[str, int]) -> None:
+    """Create the ``hub.in.<source>.<type>`` topics of ``wanted`` (name -> partitions)
+    and each source's ``hub.rejected.<source>``.
+
+    Every router of the session reads every hub.in topic and answers a record it
+    refuses on the source's rejected topic. Apache Kafka creates no topic on its own,
+    and a router with nowhere to write a refusal stops routing, so a test that makes
+    an inbound topic for a source the policy does not know makes both.
+    """
+    sources = {name.split(".")[2] for name in wanted}
+    await topic_admin.create(
+        kafka, {**wanted, **{hub_topics.rejected(s): 1 for s in sorted(sources)}}
     )
