@@ -141,17 +141,28 @@ def export_command(
             "encoded; the fingerprint in each message names one of these schemas.",
             "",
         ]
+        index: dict[str, str] = {}
         for projection, rules in found:
             entry = projection.entry
             name = f"{entry.name}.v{entry.version}.avsc"
             text = json.dumps(entry.schema, indent=2, ensure_ascii=False) + "\n"
             (out_dir / name).write_text(text, encoding="utf-8")
+            index[entry.fingerprint_hex] = name
             served = ", ".join(f"{r.id} ({r.view})" for r in rules)
             lines.append(
                 f"- `{name}` (fingerprint {entry.fingerprint_hex}): rule {served}"
             )
             typer.echo(f"wrote {out_dir / name}")
+        lines += [
+            "",
+            "`index.json` maps each fingerprint (16 hex digits, wire order: the 8 "
+            "bytes after C3 01 in a value, and what ce_dataschema names) to its file. "
+            "Libraries whose own fingerprint differs (the Apache avro Python library, "
+            "for schemas with logical types) look schemas up there.",
+        ]
         (out_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        index_text = json.dumps(index, indent=2, sort_keys=True) + "\n"
+        (out_dir / "index.json").write_text(index_text, encoding="utf-8")
     except OSError as e:
         typer.echo(f"error: cannot write to {out_dir}: {e.strerror}", err=True)
         raise typer.Exit(1) from e
