@@ -9,7 +9,7 @@ active controller of the metadata quorum is killed too. Afterwards every accepte
 event must have been routed, every entitled delivery and every audit entry must
 appear exactly once to ``read_committed`` readers, and the audit ledger must verify.
 
-A second test kills a single node and restarts it: every acknowledged record is
+Another test kills a single node and restarts it: every acknowledged record is
 still there (the embedded broker keeps nothing across a restart).
 
 Set ``PUENTE_TEST_FAILOVER_RATE`` (events/s offered, default 120) to load it more.
@@ -72,6 +72,110 @@ BUSY = topics.inbound("dgme", "border_crossing")  # dgme's busiest inbound topic
 # Events routed on the busy topic after a kill that show its new leader serves.
 RECOVERED_AFTER = 30
 REPLICATION = 3
+
+
+# The single node first: the three-node cluster starts after it is gone.
+
+
+@pytest.fixture
+async def single_node(tmp_path: Path) -> AsyncIterator[LocalKafka]:
+    node = LocalKafka(tmp_path / "kafka", brokers=1, port_base=0, heap="384m")
+    await asyncio.to_thread(node.start)
+    try:
+        yield node
+    finally:
+        await asyncio.to_thread(node.stop)
+
+
+async def test_a_single_broker_killed_and_restarted_keeps_every_acknowledged_record(
+    single_node: LocalKafka,
+) -> None:
+    kafka = single_node.settings()
+    topic = "hub.in.dgme.return_arrival"
+    await runtime_topics.create(kafka, {topic: 2})
+    assert producer_config(kafka, "check")["enable_idempotence"] is True
+    producer = AIOKafkaProducer(**producer_config(kafka, "test-single-node"))
+    await producer.start()
+    try:
+        acked, _ = await acknowledged(*await send(producer, topic, range(2000)))
+        # Mid-stream: these are in the air when the broker dies; the producer keeps
+        # them and sends them again once it is back.
+        values, futures = await send(producer, topic, range(2000, 2400))
+        single_node.kill(0)
+        killed = time.monotonic()
+        in_air = sum(not f.done() for f in futures)
+        assert not single_node.running(0)
+        await asyncio.to_thread(single_node.restart, 0)
+        assert single_node.running(0)
+        restarted = time.monotonic() - killed
+        more, failed = await asyncio.wait_for(acknowledged(values, futures), 90)
+        acked |= more
+    finally:
+        await producer.stop()
+
+    found = await read_back(kafka, topic, acked)
+    lost = [value for value, where in acked.items() if where not in found.get(value, [])]
+    doubled = sum(len(positions) - 1 for positions in found.values())
+    print(
+        f"\nsingle node kill -9: {len(acked)} records acknowledged ({in_air} in the "
+        f"air at the kill, {failed} failed), {len(acked) - len(lost)} kept at their "
+        f"offsets, {doubled} doubled; the node was back in {restarted:.1f} s"
+    )
+    assert in_air > 0, "every send was acknowledged before the kill: it proves little"
+    assert not lost, f"{len(lost)} acknowledged records lost, e.g. {lost[:3]}"
+    assert doubled == 0, "the idempotent producer's resends were stored twice"
+
+
+async def send(
+    producer: AIOKafkaProducer, topic: str, numbers: range
+) -> tuple[list[bytes], list[asyncio.Future[Any]]]:
+    """Hand ``record-<n>`` for each number to the producer; values and ack futures."""
+    values = [f"record-{n}".encode() for n in numbers]
+    return values, [await producer.send(topic, v, key=v) for v in values]
+
+
+async def acknowledged(
+    values: list[bytes], futures: list[asyncio.Future[Any]]
+) -> tuple[dict[bytes, tuple[int, int]], int]:
+    """Where the acknowledged records landed, and how many sends failed."""
+    outcomes = await asyncio.gather(*futures, return_exceptions=True)
+    acked = {
+        value: (outcome.partition, outcome.offset)
+        for value, outcome in zip(values, outcomes, strict=True)
+        if not isinstance(outcome, BaseException)
+    }
+    return acked, len(values) - len(acked)
+
+
+async def read_back(
+    kafka: KafkaSettings, topic: str, wanted: dict[bytes, tuple[int, int]]
+) -> dict[bytes, list[tuple[int, int]]]:
+    """Where each record of ``topic`` is, read until ``wanted`` are all found."""
+    consumer = AIOKafkaConsumer(**consumer_config(kafka, None, "test-single-node"))
+    await consumer.start()
+    found: dict[bytes, list[tuple[int, int]]] = {}
+    try:
+        partitions = [TopicPartition(topic, p) for p in (0, 1)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not await at_ends(consumer, ends):
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for r in records:
+                    found.setdefault(r.value, []).append((r.partition, r.offset))
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def at_ends(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+    """Whether ``consumer`` has read every partition of ``ends`` to its end."""
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return False
+    return True
 
 
 @dataclass
@@ -569,104 +673,3 @@ async def test_killing_a_busy_partition_leader_and_then_the_controller_loses_and
     assert codes == {"router": 0, "gateway": 0, "audit": 0}, codes
     for service in (hub.gateway, hub.audit):  # the relay's and the checkpoints' producer
         assert "producers are idempotent" in service.log.read_text(), service.tail()
-
-
-@pytest.fixture
-async def single_node(tmp_path: Path) -> AsyncIterator[LocalKafka]:
-    node = LocalKafka(tmp_path / "kafka", brokers=1, port_base=0, heap="384m")
-    await asyncio.to_thread(node.start)
-    try:
-        yield node
-    finally:
-        await asyncio.to_thread(node.stop)
-
-
-async def test_a_single_broker_killed_and_restarted_keeps_every_acknowledged_record(
-    single_node: LocalKafka,
-) -> None:
-    kafka = single_node.settings()
-    topic = "hub.in.dgme.return_arrival"
-    await runtime_topics.create(kafka, {topic: 2})
-    assert producer_config(kafka, "check")["enable_idempotence"] is True
-    producer = AIOKafkaProducer(**producer_config(kafka, "test-single-node"))
-    await producer.start()
-    try:
-        acked, _ = await acknowledged(*await send(producer, topic, range(2000)))
-        # Mid-stream: these are in the air when the broker dies; the producer keeps
-        # them and sends them again once it is back.
-        values, futures = await send(producer, topic, range(2000, 2400))
-        single_node.kill(0)
-        killed = time.monotonic()
-        in_air = sum(not f.done() for f in futures)
-        assert not single_node.running(0)
-        await asyncio.to_thread(single_node.restart, 0)
-        assert single_node.running(0)
-        restarted = time.monotonic() - killed
-        more, failed = await asyncio.wait_for(acknowledged(values, futures), 90)
-        acked |= more
-    finally:
-        await producer.stop()
-
-    found = await read_back(kafka, topic, acked)
-    lost = [value for value, where in acked.items() if where not in found.get(value, [])]
-    doubled = sum(len(positions) - 1 for positions in found.values())
-    print(
-        f"\nsingle node kill -9: {len(acked)} records acknowledged ({in_air} in the "
-        f"air at the kill, {failed} failed), {len(acked) - len(lost)} kept at their "
-        f"offsets, {doubled} doubled; the node was back in {restarted:.1f} s"
-    )
-    assert in_air > 0, "every send was acknowledged before the kill: it proves little"
-    assert not lost, f"{len(lost)} acknowledged records lost, e.g. {lost[:3]}"
-    assert doubled == 0, "the idempotent producer's resends were stored twice"
-
-
-async def send(
-    producer: AIOKafkaProducer, topic: str, numbers: range
-) -> tuple[list[bytes], list[asyncio.Future[Any]]]:
-    """Hand ``record-<n>`` for each number to the producer; values and ack futures."""
-    values = [f"record-{n}".encode() for n in numbers]
-    return values, [await producer.send(topic, v, key=v) for v in values]
-
-
-async def acknowledged(
-    values: list[bytes], futures: list[asyncio.Future[Any]]
-) -> tuple[dict[bytes, tuple[int, int]], int]:
-    """Where the acknowledged records landed, and how many sends failed."""
-    outcomes = await asyncio.gather(*futures, return_exceptions=True)
-    acked = {
-        value: (outcome.partition, outcome.offset)
-        for value, outcome in zip(values, outcomes, strict=True)
-        if not isinstance(outcome, BaseException)
-    }
-    return acked, len(values) - len(acked)
-
-
-async def read_back(
-    kafka: KafkaSettings, topic: str, wanted: dict[bytes, tuple[int, int]]
-) -> dict[bytes, list[tuple[int, int]]]:
-    """Where each record of ``topic`` is, read until ``wanted`` are all found."""
-    consumer = AIOKafkaConsumer(**consumer_config(kafka, None, "test-single-node"))
-    await consumer.start()
-    found: dict[bytes, list[tuple[int, int]]] = {}
-    try:
-        partitions = [TopicPartition(topic, p) for p in (0, 1)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not await at_ends(consumer, ends):
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                for r in records:
-                    found.setdefault(r.value, []).append((r.partition, r.offset))
-        return found
-    finally:
-        await consumer.stop()
-
-
-async def at_ends(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
-    """Whether ``consumer`` has read every partition of ``ends`` to its end."""
-    for tp, end in ends.items():
-        if await consumer.position(tp) < end:
-            return False
-    return True
