@@ -238,9 +238,18 @@ def load_catalogue(
     checker = _Checker(catalog, policy, frozenset(groups))
     dimensions = {k: checker.dimension(k, v) for k, v in spec.dimensions.items()}
     indicators: dict[str, Indicator] = {}
+    populations: dict[tuple[str, str | None], str] = {}
     for item in spec.indicator:
         if item.id in indicators:
             raise CatalogueError(f"{CATALOGUE_FILE}: indicator {item.id!r} twice")
+        # Two indicators of the same events would be tables linked through them,
+        # each suppressed on its own: one could give away what the other hides.
+        same = populations.setdefault((item.event_type, item.filter), item.id)
+        if same != item.id:
+            raise CatalogueError(
+                f"{CATALOGUE_FILE}: indicators {same!r} and {item.id!r} count the same "
+                "events (event type and filter); give one of them all the breakdowns"
+            )
         indicators[item.id] = checker.indicator(item, dimensions, spec.defaults)
     if not indicators:
         raise CatalogueError(f"{CATALOGUE_FILE}: names no indicator")

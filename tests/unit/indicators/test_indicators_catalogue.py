@@ -84,7 +84,7 @@ def broken(tmp_path: Path, old: str, new: str) -> Path:
         (
             'working_group = "diaspora"',
             'working_group = "diaspra"',
-            "indicator 'returns_by_origin_country': unknown working group 'diaspra'",
+            "indicator 'returns_after_a_year_abroad': unknown working group 'diaspra'",
         ),
         (
             'filter = "payload.person_profile.is_minor"',
@@ -98,12 +98,17 @@ def broken(tmp_path: Path, old: str, new: str) -> Path:
         ),
         ("gcm_objective = 21", "gcm_objective = 24", "gcm_objective 24 is not 1 to 23"),
         (
-            'dimensions = ["sex", "age_group", "department", "conveyance"]',
-            'dimensions = ["sex", "age_group", "department", "conveyance", '
-            '"hazard_type"]',
+            'dimensions = ["sex", "age_group", "conveyance"]',
+            'dimensions = ["sex", "age_group", "conveyance", "hazard_type"]',
             "dimension 'hazard_type' reads no field of return_arrival",
         ),
         ('period = "month"', 'period = "year"', "defaults.period"),
+        (
+            'filter = "payload.medical_attention_required"',
+            'filter = "payload.person_profile.is_minor"',
+            "indicators 'returned_children' and 'returns_needing_medical_attention' "
+            "count the same events",
+        ),
         ('id = "returns"\n', 'id = "returns"\nweight = 2\n', "unknown key 'weight'"),
     ],
 )

@@ -111,7 +111,7 @@ def test_a_redelivered_event_is_counted_once(catalogue: Catalogue) -> None:
     tally = Tally(catalogue)
     first = tally.add("return_arrival", arrival("e1"))
     again = tally.add("return_arrival", arrival("e1"))
-    assert {c.indicator for c in first} == {"returns", "returns_by_origin_country"}
+    assert {c.indicator for c in first} == {"returns"}
     assert again == []
     assert sum(tally.day_counts("returns").values()) == 1
 
