@@ -1,10 +1,10 @@
 """The indicators' metrics: process counters, and each indicator's current total.
 
-The totals are read from the database at each scrape and pass the same disclosure
-control as any published table (the current period's total, as published): a
-suppressed total is left out of the scrape rather than shown. Labels are the
-indicator id, its working group and its period: fourteen-odd series, no ids of
-people or events.
+The totals are read from the database (at most every ``gauge_seconds``) and pass
+the same disclosure control as any published table (the current period's total,
+as published): a suppressed total is left out of the scrape rather than shown.
+Labels are the indicator id, its working group and its period: fourteen-odd
+series, no ids of people or events.
 """
 
 from __future__ import annotations
