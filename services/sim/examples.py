@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from services.sim import generate as gen
+from services.sim.referrals import overdue_notice
 
 EXAMPLE_NOW: Final = datetime(2026, 11, 2, 14, 5, tzinfo=UTC)
 FLIGHT_SIZE: Final = 12
@@ -35,7 +36,13 @@ def example_events() -> dict[str, Any]:
             r, EXAMPLE_NOW, passengers=FLIGHT_SIZE
         ),
     }
-    return {name: build(_rng(name)) for name, build in builders.items()}
+    events = {name: build(_rng(name)) for name, build in builders.items()}
+    # The hub's notice when CONAPINA leaves that child's referral unanswered: to dgme
+    # and to the PGR (the child's representative, CONAPINA being a party).
+    events["referral_overdue.json"] = overdue_notice(
+        _rng("referral_overdue.json"), events["referral.json"], EXAMPLE_NOW, "pgr"
+    )
+    return events
 
 
 def write_examples(directory: Path) -> list[Path]:

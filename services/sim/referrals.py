@@ -681,3 +681,44 @@ def _after_registration(rng: random.Random, payload: Event) -> list[tuple[str, S
                 )
             break
     return wanted
+
+
+def overdue_notice(
+    rng: random.Random, referral: Event, now: datetime, supervisor: str | None
+) -> Event:
+    """The hub's ``referral_overdue`` notice for ``referral`` (a CREATED) unanswered.
+
+    The referral tracker publishes these (source ``hub_referrals``); the simulator
+    makes one only as an example of what referring and supervising institutions get.
+    """
+    payload = referral["payload"]
+    sent = datetime.fromisoformat(referral["envelope"]["occurred_at"])
+    due = sent + RESPONSE_WINDOW[payload["urgency"]]
+    at = pp.timestamp(max(now, due))
+    return {
+        "envelope": {
+            "event_id": pp.new_uuid(rng),
+            "event_type": "referral_overdue",
+            "source_institution_id": "hub_referrals",
+            "source_system": "puente-referrals",
+            "occurred_at": at,
+            "recorded_at": at,
+            "published_at": at,
+            "correlation_id": payload["referral_id"],
+            "subject_key_basis": "NONE",
+            "record_sensitivity": "STANDARD",
+            "legal_basis": "LEGAL_MANDATE",
+            "purposes": ["POLICY_COORDINATION", "CHILD_PROTECTION"],
+        },
+        "payload": {
+            "referral_id": payload["referral_id"],
+            "deadline": "ACKNOWLEDGE",
+            "due_at": pp.timestamp(due),
+            "escalation_level": 1,
+            "urgency": payload["urgency"],
+            "service_group": payload["service_group"],
+            "referring_institution_id": payload["referring_institution_id"],
+            "receiving_institution_id": payload["receiving_institution_id"],
+            "supervising_institution_id": supervisor,
+        },
+    }

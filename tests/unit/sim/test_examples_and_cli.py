@@ -26,6 +26,7 @@ def test_every_example_is_a_valid_event(wire: Wire) -> None:
         "referral",
         "border_crossing",
         "displacement_registration",
+        "referral_overdue",
     ):
         event = json.loads((EXAMPLES / f"{name}.json").read_text("utf-8"))
         assert event["envelope"]["event_type"] == name
@@ -47,6 +48,10 @@ def test_the_examples_show_what_they_are_named_for() -> None:
     assert referral["envelope"]["source_institution_id"] == "dgme"
     assert referral["payload"]["receiving_institution_id"] == "conapina"
     assert referral["payload"]["lifecycle_event"] == "CREATED"
+    notice = events["referral_overdue.json"]
+    assert notice["envelope"]["source_institution_id"] == "hub_referrals"
+    assert notice["payload"]["referral_id"] == referral["payload"]["referral_id"]
+    assert notice["payload"]["supervising_institution_id"] == "pgr"
     displacement = events["displacement_registration.json"]
     assert displacement["payload"]["regime"] == "VIOLENCE_DL539"
 
