@@ -171,6 +171,7 @@ def show(
             raise typer.Exit(1) from error
         history, notices = store.history(referral_id), store.notices(referral_id)
         waiting = store.waiting(referral_id)
+        sends = store.sends(referral_id)
     finally:
         store.close()
     if as_json:
@@ -204,6 +205,14 @@ def show(
                 }
                 for n in notices
             ],
+            "published": [
+                {
+                    "event_id": event_id,
+                    "topic": topic,
+                    "sent_at": None if sent is None else sent.isoformat(),
+                }
+                for event_id, topic, sent in sends
+            ],
         }
         typer.echo(json.dumps(document, indent=2))
         return
@@ -234,6 +243,9 @@ def show(
             f"notice referral_overdue ({n.stage}, level {n.level}) to {n.recipient} "
             f"({n.role}) at {local(n.issued_at)}"
         )
+    for event_id, topic, sent in sends:
+        when = "waiting to be sent" if sent is None else f"sent {local(sent)}"
+        out.print(f"published as the hub: {topic} event {event_id}, {when}")
 
 
 @app.command("rebuild")

@@ -409,6 +409,15 @@ class Store:
                 _queue(db, events, to_ms(datetime.now(UTC)) or 0)
         return issued
 
+    def sends(self, referral_id: str) -> list[tuple[str, str, datetime | None]]:
+        """The events published about ``referral_id``: (event id, topic, sent at)."""
+        rows = self._db.execute(
+            "SELECT event_id, topic, sent_at FROM outbox WHERE referral_id = ? "
+            "ORDER BY seq",
+            (referral_id,),
+        )
+        return [(r[0], r[1], from_ms(r[2])) for r in rows]
+
     def queued(self, event_id: str) -> bool:
         """Whether the event ``event_id`` is in the outbox (sent or not)."""
         found = self._db.execute("SELECT 1 FROM outbox WHERE event_id = ?", (event_id,))

@@ -5,15 +5,21 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from datetime import timedelta
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from services.cli import app
+from services.contracts.catalog import Catalog
 from services.referrals.deadlines import DeadlineChecker, Deadlines
+from services.referrals.outbound import OverdueNotice, prepare_overdue
+from services.referrals.settings import TRACKER_ID
 from services.referrals.store import Store
+from services.runtime.pubsub import Prepared
 from services.runtime.settings import REPO_ROOT
 from tests.unit.referrals.support import START, event, served
 
@@ -121,3 +127,38 @@ def test_the_database_holds_no_personal_data(db: Path) -> None:
     personal = {"given_names", "family_names", "birth_date", "phone", "document_number"}
     assert not columns & personal
     assert not {c for c in columns if "subject" in c or "identity" in c}
+
+
+def test_show_says_whether_the_hubs_notice_was_published(
+    tmp_path: Path, catalog: Catalog
+) -> None:
+    path = tmp_path / "tracker.sqlite"
+    referral_id = str(uuid.uuid4())
+    store = Store.open(path)
+    store.apply([event("CREATED", None, referral_id=referral_id)])
+    deadlines = Deadlines.load(
+        REPO_ROOT / "deploy" / "policy" / "referral_deadlines.toml"
+    )
+
+    def announce(notices: Sequence[OverdueNotice], now: datetime) -> list[Prepared]:
+        return prepare_overdue(catalog, notices, TRACKER_ID, now)
+
+    checker = DeadlineChecker(
+        store, deadlines, lambda: START + timedelta(hours=25), announce
+    )
+    checker.check()
+    [notice] = store.unsent()
+    store.close()
+    shown = runner.invoke(app, ["referrals", "show", referral_id, "--db", str(path)])
+    assert shown.exit_code == 0, shown.output
+    topic = "hub.in.hub_referrals.referral_overdue"
+    text = " ".join(shown.stdout.split())  # the console wraps long lines
+    assert f"{topic} event {notice.event_id}, waiting to be sent" in text
+    store = Store.open(path)
+    store.sent([notice.event_id], START + timedelta(hours=25))
+    store.close()
+    shown = runner.invoke(
+        app, ["referrals", "show", referral_id, "--db", str(path), "--json"]
+    )
+    [published] = json.loads(shown.stdout)["published"]
+    assert published["sent_at"] == "2026-11-03T16:00:00+00:00"
