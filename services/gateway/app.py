@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.contracts import schema_ids
 from services.contracts.catalog import Catalog
+from services.contracts.samples import minimal_event
 from services.gateway import openapi_document, problems
 from services.gateway.deliveries import CURSOR_PATTERN, Readers
 from services.gateway.handlers import Gateway, json_response
@@ -259,9 +260,15 @@ def _event_route(app: FastAPI, gw: Gateway, event_type: str, caller_type: Any) -
 
 
 def _event_body(gw: Gateway, event_type: str) -> dict[str, Any]:
-    name = gw.event_types[event_type].schema["name"]
-    ref = {"$ref": REF_TEMPLATE.format(model=name)}
-    return {"required": True, "content": {"application/json": {"schema": ref}}}
+    entry = gw.event_types[event_type]
+    ref = {"$ref": REF_TEMPLATE.format(model=entry.schema["name"])}
+    # A valid event (required fields only, neutral values, no personal data): tools
+    # that send the documented example see it accepted.
+    example = minimal_event(entry)
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": ref, "example": example}},
+    }
 
 
 def _batch_body(gw: Gateway) -> dict[str, Any]:

@@ -180,4 +180,8 @@ def complete(
             for parameter in operation.get("parameters", ()):
                 if parameter["name"] == "event_type" and parameter["in"] == "path":
                     parameter["schema"] = {"type": "string", "enum": sorted(event_types)}
+                if parameter["name"] == "fingerprint" and event_types:
+                    # A schema that exists, so tools also see the 200 answer.
+                    first = event_types[min(event_types)]
+                    parameter["example"] = first.fingerprint_hex
     return document
