@@ -66,6 +66,7 @@ CLIENT_ID: Final = "puente-referrals"
 _STOP_TIMEOUT: Final = 30.0
 _RETRY_SECONDS: Final = 1.0
 _MAX_RETRY_SECONDS: Final = 30.0
+_SEND_BATCH: Final = 500  # outbox events sent at once
 
 
 def tracker_policy(settings: ReferralsSettings) -> tuple[Catalog, Policy]:
@@ -204,23 +205,32 @@ class ReferralsService(SeekBack):
         )
 
     async def publish_notices(self) -> int:
-        """Send the outbox's unsent notices; how many the broker acknowledged."""
+        """Send the outbox's unsent events; how many the broker acknowledged."""
+        total = 0
+        while True:
+            sent, complete = await self._publish_some()
+            total += sent
+            # A batch the broker took whole may have others behind it.
+            if not complete or self._halt.is_set():
+                return total
+
+    async def _publish_some(self) -> tuple[int, bool]:
         async with self._turn:
             if self.store is None:
-                return 0
-            events = await asyncio.to_thread(self.store.unsent)
+                return 0, False
+            events = await asyncio.to_thread(self.store.unsent, _SEND_BATCH)
         if not events:
-            return 0
+            return 0, False
         try:
             acked = await self.sender.send(events)
         except KafkaError as e:
-            log.warning("overdue notices not sent (sent again later): %s", e)
-            return 0
+            log.warning("hub events not sent (sent again later): %s", e)
+            return 0, False
         async with self._turn:
             if self.store is not None and acked:
                 await asyncio.to_thread(self.store.sent, acked, self.clock())
         self.metrics.notices_sent.inc(len(acked))
-        return len(acked)
+        return len(acked), len(acked) == _SEND_BATCH
 
     async def check_deadlines(self) -> CheckResult | None:
         """Check every open referral's deadlines now (by the service's clock)."""
