@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Annotated, Any, Final
@@ -37,6 +38,7 @@ from services.referrals.errors import TrackerStoreError
 from services.referrals.machine import Referral
 from services.referrals.store import APPLIED, Store, Tracked
 
+log = logging.getLogger(__name__)
 ROLES: Final = ("sent", "received")
 STATUSES: Final = (
     "SENT", "ACCEPTED", "REJECTED", "IN_SERVICE", "DONE", "REVOKED", "EXPIRED",
@@ -150,8 +152,10 @@ async def _answer(
 
     try:
         found = await asyncio.to_thread(run)
-    except TrackerStoreError as e:
-        return _error(503, str(e).split(":")[0])
+    except TrackerStoreError:
+        # The cause (a path, an SQLite message) is the operator's, in the tracker's log.
+        log.warning("referral view not answered: the tracker database cannot be read")
+        return _error(503, "the tracker database cannot be read now")
     if found is None:
         return _error(404, "no such referral among the caller's")
     return JSONResponse(shape(found))
