@@ -2,15 +2,21 @@
 
 A router delivers a return arrival to conapina; ``puente schemas export`` writes
 conapina's schemas into an empty folder; each example in ``examples/consumers``
-(fastavro, and the Apache ``avro`` library, which fingerprints schemas with logical
-types differently) runs as its own process with kafka-python against the broker
-and must print that delivery decoded, naming the schema file ``ce_dataschema`` names.
+(Python with fastavro; Python with the Apache ``avro`` library, which fingerprints
+schemas with logical types differently; Java with Apache Avro and kafka-clients)
+runs as its own process against the broker and must print that delivery decoded,
+naming the schema file ``ce_dataschema`` names. The Java example's jars are fetched
+with Maven into a cache outside the repository (as the Kafka jars are); a machine
+without a JDK or Maven fails that test with one line saying so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import shutil
+import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -33,6 +39,8 @@ from tests.support.kafka import collect, header
 
 pytestmark = pytest.mark.integration
 CONSUMERS = REPO_ROOT / "examples" / "consumers"
+JAVA = CONSUMERS / "java"
+COPY_GOAL = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies"
 RECIPIENT = "conapina"
 
 
@@ -86,13 +94,48 @@ def kafka_env(kafka: KafkaSettings) -> dict[str, str]:
     return env
 
 
+def java_command() -> list[str]:
+    """``java -cp <jars> Consumer.java``: the jars fetched with Maven on first use."""
+    java, mvn = shutil.which("java"), shutil.which("mvn")
+    if java is None or mvn is None:
+        pytest.fail(
+            "the Java consumer example needs a JDK (17+) and Maven: "
+            "apt-get install openjdk-17-jdk-headless maven",
+            pytrace=False,
+        )
+    pom = JAVA / "pom.xml"
+    digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:16]
+    folder = Path.home() / ".cache" / "puente" / "consumer-example-java" / digest
+    if not (folder / "complete").is_file():
+        done = subprocess.run(
+            [
+                mvn,
+                "-B",
+                "-q",
+                "-f",
+                str(pom),
+                COPY_GOAL,
+                f"-DoutputDirectory={folder / 'lib'}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        if done.returncode != 0:
+            pytest.fail(f"Maven could not fetch the example's jars: {done.stdout[-500:]}")
+        (folder / "complete").write_text("ok\n")
+    return [java, "-cp", f"{folder / 'lib'}/*", str(JAVA / "Consumer.java")]
+
+
 async def run_example(
     script: str, schemas: Path, kafka: KafkaSettings
 ) -> tuple[list[dict[str, Any]], str]:
     """The JSON lines an example prints for conapina's topic, and its stderr."""
+    java = script == "java"
+    command = await asyncio.to_thread(java_command) if java else [sys.executable, script]
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        script,
+        *command,
         "--schemas",
         str(schemas),
         "--topic",
@@ -104,13 +147,13 @@ async def run_example(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(process.communicate(), 120)
+    out, err = await asyncio.wait_for(process.communicate(), 240)
     lines = [json.loads(text) for text in out.decode().splitlines() if text]
     return lines, err.decode()
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("script", ["fastavro_consumer.py", "avro_consumer.py"])
+@pytest.mark.parametrize("script", ["fastavro_consumer.py", "avro_consumer.py", "java"])
 async def test_an_example_consumer_decodes_a_delivery_with_only_the_exported_files(
     delivered: str, session_kafka: KafkaSettings, tmp_path: Path, script: str
 ) -> None:
