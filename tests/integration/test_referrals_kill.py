@@ -192,7 +192,7 @@ async def test_kill_9_mid_stream_loses_no_transition_and_escalates_nothing_twice
     # twice around the kill (the router delivers an event id once).
     silent = {r for i, r in enumerate(ids) if i % 2 == 1}
     for recipient in ("dgme", "pgr"):
-        notices = await notices_delivered(
+        delivered = await notices_delivered(
             kafka,
             catalog,
             recipient,
@@ -203,7 +203,7 @@ async def test_kill_9_mid_stream_loses_no_transition_and_escalates_nothing_twice
             ),
             linger=3.0,
         )
-        levels = Counter((n["referral_id"], n["escalation_level"]) for n in notices)
+        levels = Counter((n["referral_id"], n["escalation_level"]) for n in delivered)
         assert set(levels.values()) == {1}, recipient  # never twice
         assert {(r, level) for r in silent for level in (1, 2)} <= set(levels), recipient
     rebuilt = tmp_path / "rebuilt.sqlite"
