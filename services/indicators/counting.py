@@ -28,6 +28,8 @@ LOCAL: Final = ZoneInfo("America/El_Salvador")
 ACK_EVENTS: Final = frozenset({"ACCEPTED", "REJECTED"})
 ACK_BANDS: Final = ((24, "UNDER_24H"), (72, "24H_TO_72H"))
 ACK_LATE: Final = "OVER_72H"
+# Lifecycle events that are not a first answer have no time to acknowledgement.
+NOT_AN_ANSWER: Final = "NOT_AN_ANSWER"
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,10 +166,10 @@ def derived_values(
     if event == "CREATED":
         remember(referral, at)
         return {}
+    if event not in ACK_EVENTS:
+        return {"time_to_acknowledgement": NOT_AN_ANSWER}
     sent = sent_at(referral)
-    if event in ACK_EVENTS and sent is not None:
-        return {"time_to_acknowledgement": ack_band(sent, at)}
-    return {}
+    return {} if sent is None else {"time_to_acknowledgement": ack_band(sent, at)}
 
 
 def contributions(

@@ -3,7 +3,7 @@
 The totals are read from the database (at most every ``gauge_seconds``) and pass
 the same disclosure control as any published table (the current period's total,
 as published): a suppressed total is left out of the scrape rather than shown.
-Labels are the indicator id, its working group and its period: fourteen-odd
+Labels are the indicator id, its working group and its period: a dozen-odd
 series, no ids of people or events.
 """
 

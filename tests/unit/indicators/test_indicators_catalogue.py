@@ -87,9 +87,9 @@ def broken(tmp_path: Path, old: str, new: str) -> Path:
             "indicator 'returns_after_a_year_abroad': unknown working group 'diaspra'",
         ),
         (
-            'filter = "payload.person_profile.is_minor"',
-            'filter = "payload.person_profile.is_minr"',
-            "indicator 'returned_children': filter:",
+            'filter = "payload.medical_attention_required"',
+            'filter = "payload.medical_attention_requird"',
+            "indicator 'returns_needing_medical_attention': filter:",
         ),
         (
             'hxl = "#affected+returnees"',
@@ -104,10 +104,10 @@ def broken(tmp_path: Path, old: str, new: str) -> Path:
         ),
         ('period = "month"', 'period = "year"', "defaults.period"),
         (
-            'filter = "payload.medical_attention_required"',
-            'filter = "payload.person_profile.is_minor"',
-            "indicators 'returned_children' and 'returns_needing_medical_attention' "
-            "count the same events",
+            "filter = \"payload.lifecycle_event != 'CREATED'\"",
+            "filter = \"payload.lifecycle_event == 'CREATED'\"",
+            "indicators 'referrals_sent' and 'referral_status_changes' count the same "
+            "events",
         ),
         ('id = "returns"\n', 'id = "returns"\nweight = 2\n', "unknown key 'weight'"),
     ],

@@ -119,3 +119,13 @@ def test_only_the_indicators_service_receives_records_for_official_statistics(
     # recipient may hold such a rule, or it would get them too.
     statistics = {r.recipient for r in policy.rules if r.purpose == "OFFICIAL_STATISTICS"}
     assert statistics == {RECIPIENT}
+
+
+@pytest.mark.parametrize("event_type", COUNTED)
+def test_the_indicators_view_keeps_nothing_the_catalogue_does_not_count_by(
+    policy: Policy, catalogue: Catalogue, event_type: str
+) -> None:
+    read = catalogue.fields_read(event_type)
+    kept = policy.rules_for(RECIPIENT, event_type)[0].latest.field_paths
+    for path in (p for p in kept if p.startswith("payload.")):
+        assert path in read or any(r.startswith(f"{path}.") for r in read), path
