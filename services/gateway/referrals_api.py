@@ -20,6 +20,7 @@ runs the gateway without the tracker, where they answer 503.
 
 import asyncio
 import json
+import os
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -41,6 +42,19 @@ STATUSES: Final = (
 _bearer = HTTPBearer(auto_error=False, description="pte_<institution>_<64 hex digits>")
 
 
+def tracker_url() -> str:
+    """The tracker's address as ``puente up`` runs it: its own port setting, locally.
+
+    So a tracker moved to another port (``PUENTE_REFERRALS_PORT``) is still found
+    without a second setting; across hosts, ``PUENTE_GATEWAY_REFERRALS_URL`` names it.
+    """
+    host = os.environ.get("PUENTE_REFERRALS_HOST", "127.0.0.1")
+    if host in {"0.0.0.0", "::", ""}:  # noqa: S104 - a listening address, not ours
+        host = "127.0.0.1"
+    port = os.environ.get("PUENTE_REFERRALS_PORT", "9103")
+    return f"http://{host}:{port}"
+
+
 class ReferralsLink(BaseSettings):
     """Where the referral tracker answers (``PUENTE_GATEWAY_REFERRALS_*``)."""
 
@@ -48,7 +62,7 @@ class ReferralsLink(BaseSettings):
         env_prefix="PUENTE_GATEWAY_REFERRALS_", extra="ignore"
     )
 
-    url: str = "http://127.0.0.1:9103"
+    url: str = Field(default_factory=tracker_url)
     timeout_seconds: float = Field(default=10.0, gt=0)
 
 

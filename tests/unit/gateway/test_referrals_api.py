@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from services.contracts.catalog import Catalog
 from services.gateway.app import build_app
 from services.gateway.handlers import Gateway
+from services.gateway.referrals_api import ReferralsLink
 from services.gateway.rights import StaticRights
 from services.gateway.settings import GatewaySettings
 from services.referrals.api import referral_views
@@ -225,3 +226,14 @@ async def test_the_gateway_answers_503_when_the_tracker_is_down(
     answer = await get(site, "dgme", "/v1/referrals")
     assert answer.status_code == 503
     assert answer.headers["retry-after"] == "5"
+
+
+def test_the_gateway_finds_the_tracker_on_the_port_it_was_moved_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PUENTE_GATEWAY_REFERRALS_URL", raising=False)
+    monkeypatch.setenv("PUENTE_REFERRALS_HOST", "0.0.0.0")
+    monkeypatch.setenv("PUENTE_REFERRALS_PORT", "19103")
+    assert ReferralsLink().url == "http://127.0.0.1:19103"
+    monkeypatch.setenv("PUENTE_GATEWAY_REFERRALS_URL", "http://referrals:9103")
+    assert ReferralsLink().url == "http://referrals:9103"
