@@ -45,7 +45,8 @@ class IndicatorsLink(BaseSettings):
     )
 
     url: str = "http://127.0.0.1:9104"
-    timeout_seconds: float = Field(default=10.0, gt=0)
+    # A cold request protects every period of its range (cached after).
+    timeout_seconds: float = Field(default=30.0, gt=0)
 
 
 def no_aggregate_grant(detail: str) -> ProblemError:
