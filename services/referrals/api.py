@@ -124,8 +124,9 @@ def _summary(tracked: Tracked, institution: str) -> dict[str, Any]:
         "acknowledged_at": _at(r.acknowledged_at),
         "service_started_at": _at(r.service_started_at),
         "closed_at": _at(r.closed_at),
+        # A closed referral owes nothing, whatever mark the last check left.
         "overdue": None
-        if overdue is None
+        if overdue is None or not r.open
         else {
             "deadline": overdue.stage.upper(),
             "escalation_level": overdue.level,

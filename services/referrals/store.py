@@ -328,7 +328,8 @@ class Store:
             where.append("status = ?")
             args.append(status)
         if overdue:
-            where.append("overdue_stage IS NOT NULL")
+            # A closed referral owes nothing, whatever mark the last check left.
+            where.append("overdue_stage IS NOT NULL AND closed_at IS NULL")
         sql = " AND ".join(f"({w})" for w in where)
         rows = self._db.execute(
             f"SELECT * FROM referrals WHERE {sql} "  # noqa: S608 - constant fragments

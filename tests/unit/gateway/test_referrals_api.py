@@ -237,3 +237,28 @@ def test_the_gateway_finds_the_tracker_on_the_port_it_was_moved_to(
     assert ReferralsLink().url == "http://127.0.0.1:19103"
     monkeypatch.setenv("PUENTE_GATEWAY_REFERRALS_URL", "http://referrals:9103")
     assert ReferralsLink().url == "http://referrals:9103"
+
+
+async def test_a_referral_closed_since_the_last_check_is_no_longer_overdue(
+    site: Site,
+) -> None:
+    store = Store.open(site.db)
+    store.apply(
+        [
+            event(
+                "REJECTED",
+                "SENT",
+                referral_id=HEALTH,
+                receiving="minsal",
+                service_group="HEALTH",
+                is_minor=False,
+                at=START + timedelta(hours=30),
+            )
+        ]
+    )
+    store.close()  # the deadline check has not run since: its mark is still there
+    assert ids(await get(site, "minsal", "/v1/referrals", overdue="true")) == []
+    [view] = (await get(site, "minsal", "/v1/referrals", role="received")).json()[
+        "referrals"
+    ]
+    assert (view["status"], view["overdue"]) == ("REJECTED", None)
