@@ -86,7 +86,7 @@ _FAILURES: Final = (
     OSError,
     TimeoutError,
     topic_admin.TopicBootstrapError,
-    TopicsLostError,
+    RelayError,
 )
 
 
@@ -232,7 +232,7 @@ class Relay:
         sent = _Sent(rows)
         for batch, members in _packed(producer, rows):
             try:
-                metadata = await (
+                metadata = await self._acked(
                     await producer.send_batch(batch, topic, partition=partition)
                 )
             except _TOO_LARGE:
@@ -256,13 +256,29 @@ class Relay:
         batch = producer.create_batch()
         _append(batch, row)
         try:
-            metadata = await (
+            metadata = await self._acked(
                 await producer.send_batch(batch, where[0], partition=where[1])
             )
         except _TOO_LARGE:
             sent.refused.append(row)
             return
         sent.stored(row, metadata.offset)
+
+    async def _acked(self, delivery: asyncio.Future[Any]) -> Any:
+        """The broker's acknowledgement of a batch, waited for at most a request timeout.
+
+        An idempotent producer never gives a batch up (it retries until the broker
+        takes it), so without a bound a round would wait out a whole outage unseen:
+        no relay error counted, ``connected`` still true. The batch stays with the
+        producer (shielded); the round fails and is retried with backoff.
+        """
+        timeout = self._kafka.request_timeout_ms / 1000
+        try:
+            return await asyncio.wait_for(asyncio.shield(delivery), timeout)
+        except TimeoutError as e:
+            # Its outcome no longer matters here (the rows are sent again).
+            delivery.add_done_callback(_outcome_seen)
+            raise RelayError(f"no acknowledgement within {timeout:.0f} s") from e
 
     async def _confirm(
         self,
@@ -386,6 +402,11 @@ class _Sent:
         """The rows that were not refused."""
         refused = {r.seq for r in self.refused}
         return [r for r in self.rows if r.seq not in refused]
+
+
+def _outcome_seen(delivery: asyncio.Future[Any]) -> None:
+    if not delivery.cancelled():
+        delivery.exception()  # retrieved, so asyncio does not report it as lost
 
 
 def _size(row: Pending, limits: Limits) -> bool:

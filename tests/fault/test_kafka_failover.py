@@ -36,6 +36,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
+from prometheus_client import CollectorRegistry
 
 from services.audit.api import reading, verify_ledger
 from services.audit.settings import AuditSettings
@@ -43,6 +44,10 @@ from services.audit.trust import pinned_keys
 from services.contracts import topics
 from services.contracts.catalog import Catalog
 from services.contracts.natural import codec_for
+from services.contracts.samples import minimal_event
+from services.gateway.app import GatewayService
+from services.gateway.rights import StaticRights
+from services.gateway.settings import GatewaySettings
 from services.gateway.tokens import TokenStore
 from services.kafkalocal import LocalKafka
 from services.policy import Policy, SubjectKeys, load_policy
@@ -52,7 +57,7 @@ from services.runtime.hub_key_store import HubKeySettings, subject_keys
 from services.runtime.kafka import consumer_config, probe_idempotence, producer_config
 from services.runtime.settings import REPO_ROOT, HubSettings, KafkaSettings, TopicSettings
 from services.sim.traffic import SimEvent, Traffic
-from tests.support.kafka import header, kafka_env
+from tests.support.kafka import collect, header, kafka_env
 from tests.support.kafka_cluster import (
     active_controller,
     index_of,
@@ -88,7 +93,7 @@ async def single_node(tmp_path: Path) -> AsyncIterator[LocalKafka]:
 
 
 async def test_a_single_broker_killed_and_restarted_keeps_every_acknowledged_record(
-    single_node: LocalKafka,
+    single_node: LocalKafka, tmp_path: Path
 ) -> None:
     kafka = single_node.settings()
     topic = "hub.in.dgme.return_arrival"
@@ -96,7 +101,10 @@ async def test_a_single_broker_killed_and_restarted_keeps_every_acknowledged_rec
     assert producer_config(kafka, "check")["enable_idempotence"] is True
     producer = AIOKafkaProducer(**producer_config(kafka, "test-single-node"))
     await producer.start()
+    registry = CollectorRegistry()
+    gateway = await start_gateway(kafka, tmp_path, registry)
     try:
+        accepted = await post(gateway, 100)
         acked, _ = await acknowledged(*await send(producer, topic, range(2000)))
         # Mid-stream: these are in the air when the broker dies; the producer keeps
         # them and sends them again once it is back.
@@ -105,25 +113,80 @@ async def test_a_single_broker_killed_and_restarted_keeps_every_acknowledged_rec
         killed = time.monotonic()
         in_air = sum(not f.done() for f in futures)
         assert not single_node.running(0)
+        # The gateway accepts on, and its relay shows the outage (an idempotent
+        # producer waits for the broker instead of failing: the relay bounds that).
+        accepted |= await post(gateway, 200)
+        await until(lambda: relay_errors(registry) > 0, 60, "the relay to report")
         await asyncio.to_thread(single_node.restart, 0)
         assert single_node.running(0)
         restarted = time.monotonic() - killed
         more, failed = await asyncio.wait_for(acknowledged(values, futures), 90)
         acked |= more
+        outbox = gateway.gateway.outbox
+        await until(lambda: outbox.unsent_count == 0, 90, "the outbox to drain")
+        errors = relay_errors(registry)
     finally:
+        if not single_node.running(0):  # a failed wait: the producer needs it to stop
+            await asyncio.to_thread(single_node.restart, 0)
+        await gateway.stop()
         await producer.stop()
 
     found = await read_back(kafka, topic, acked)
     lost = [value for value, where in acked.items() if where not in found.get(value, [])]
     doubled = sum(len(positions) - 1 for positions in found.values())
+    relayed = await collect(
+        kafka, [topic], lambda r: header(r, "ce_id") in accepted,
+        expected=len(accepted), timeout=60,
+    )  # fmt: skip
     print(
         f"\nsingle node kill -9: {len(acked)} records acknowledged ({in_air} in the "
         f"air at the kill, {failed} failed), {len(acked) - len(lost)} kept at their "
-        f"offsets, {doubled} doubled; the node was back in {restarted:.1f} s"
+        f"offsets, {doubled} doubled; the node was back in {restarted:.1f} s; "
+        f"{len(accepted)} events accepted by the gateway, {errors:.0f} relay errors "
+        f"reported, {len({header(r, 'ce_id') for r in relayed})} relayed"
     )
     assert in_air > 0, "every send was acknowledged before the kill: it proves little"
     assert not lost, f"{len(lost)} acknowledged records lost, e.g. {lost[:3]}"
     assert doubled == 0, "the idempotent producer's resends were stored twice"
+    assert {header(r, "ce_id") for r in relayed} == accepted
+
+
+async def start_gateway(
+    kafka: KafkaSettings, state_dir: Path, registry: CollectorRegistry
+) -> GatewayService:
+    """The gateway in this process, its acknowledgement wait bounded to 3 s."""
+    settings = GatewaySettings(
+        port=free_port(),
+        admin_port=free_port(),
+        rate_limit_per_s=0,
+        prepare_workers=0,
+        relay_backoff_max_s=1.0,
+        hub=HubSettings(state_dir=state_dir),
+        kafka=kafka.model_copy(update={"request_timeout_ms": 3000}),
+        topics=TopicSettings(inbound_partitions=2),
+    )
+    service = GatewayService(
+        settings, registry, StaticRights({"dgme": ["return_arrival"]})
+    )
+    await service.start()
+    return service
+
+
+async def post(service: GatewayService, count: int) -> set[str]:
+    """POST ``count`` events as dgme; the ids of those accepted (202)."""
+    _, token = service.gateway.tokens.create("dgme")
+    entry = service.gateway.catalog.get("return_arrival")
+    events = [minimal_event(entry, "dgme") for _ in range(count)]
+    url = f"http://127.0.0.1:{service.settings.port}"
+    auth = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=url, headers=auth, timeout=30) as http:
+        response = await http.post("/v1/events:batch", json={"events": events})
+    results = response.json()["results"]
+    return {r["event_id"] for r in results if r["status"] == 202}
+
+
+def relay_errors(registry: CollectorRegistry) -> float:
+    return registry.get_sample_value("puente_relay_errors_total") or 0.0
 
 
 async def send(
