@@ -225,7 +225,6 @@ def hub_shape(policy: Policy, catalog: Catalog) -> asyncapi.Hub:
     counts = TopicSettings()
     return asyncapi.Hub(
         catalog=catalog,
-        policy_version=policy.version,
         publishers=dict(policy.publish_rights),
         deliveries=deliveries,
         partitions={
