@@ -272,6 +272,10 @@ class Store:
             return REFUSED
         _record(db, event, APPLIED, None, None)
         _put(db, moved)
+        if moved.status != event.previous_status or event.lifecycle_event == "REASSIGNED":
+            # What was overdue was awaited in the status just left (or from the
+            # receiver just replaced): the next check marks what is overdue now.
+            _unmark(db, moved.referral_id)
         result.applied += 1
         return APPLIED
 
@@ -536,6 +540,14 @@ def _prepared(rows: Iterable[sqlite3.Row]) -> list[Prepared]:
         )
         for r in rows
     ]
+
+
+def _unmark(db: sqlite3.Connection, referral_id: str) -> None:
+    db.execute(
+        "UPDATE referrals SET overdue_stage = NULL, overdue_level = 0, "
+        "overdue_due_at = NULL WHERE referral_id = ?",
+        (referral_id,),
+    )
 
 
 def _queue(db: sqlite3.Connection, events: Sequence[Prepared], at: int) -> None:

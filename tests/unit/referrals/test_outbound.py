@@ -295,3 +295,26 @@ def test_a_database_of_the_previous_tracker_keeps_its_notices_when_opened(
     [kept] = store.notices("r-1")
     assert (kept.recipient, kept.level, kept.received_at) == ("dgme", 1, START)
     store.close()
+
+
+def test_an_answer_clears_the_overdue_mark_at_once_not_at_the_next_check(
+    catalog: Catalog, deadlines: Deadlines, tmp_path: Path
+) -> None:
+    referral_id = str(uuid.uuid4())
+    store, checker = tracker(
+        tmp_path, catalog, deadlines, Clock(START + timedelta(hours=25))
+    )
+    store.apply([event("CREATED", None, referral_id=referral_id)])
+    checker.check()
+    registry = CollectorRegistry()
+    registry.register(TrackerCollector(tmp_path / "tracker.sqlite", lambda: START))
+    child = {"urgency": "IMMEDIATE_24H", "stage": "acknowledge", "minor": "true"}
+    assert registry.get_sample_value("puente_referrals_overdue_cases", child) == 1
+    late = START + timedelta(hours=26)
+    store.apply([event("ACCEPTED", "SENT", referral_id=referral_id, at=late)])
+    # what pages (PuenteChildReferralUnacknowledged) stops before the next check
+    assert registry.get_sample_value("puente_referrals_overdue_cases", child) == 0
+    tracked = store.get(referral_id)
+    assert tracked is not None
+    assert tracked.overdue is None
+    store.close()
