@@ -62,6 +62,16 @@ def age_bucket(age: timedelta) -> str:
     return OLDEST
 
 
+# The notices a deadline check can issue: to the referrer or the supervisor, for the
+# acknowledge or service deadline, at the first or second escalation.
+_NOTICE_LABELS: Final = frozenset(
+    (role, stage, level)
+    for role in ("referring", "supervisor")
+    for stage in ("acknowledge", "service")
+    for level in ("1", "2")
+)
+
+
 class ProcessMetrics:
     """What only the running process knows: duplicates read, failed batches."""
 
@@ -131,8 +141,9 @@ class TrackerCollector(Collector):
             "referral_overdue notices issued, by recipient role, stage and level.",
             labels=("role", "stage", "level"),
         )
-        for labels, count in sorted(notices.items()):
-            counter.add_metric(labels, count)
+        # Every role, stage and level, zeros included: a dashboard shows none issued.
+        for labels in sorted(_NOTICE_LABELS | notices.keys()):
+            counter.add_metric(labels, notices.get(labels, 0))
         yield counter
         refused = CounterMetricFamily(
             "puente_referrals_transitions_refused",

@@ -83,3 +83,14 @@ def test_the_age_buckets_cover_every_age() -> None:
         "7-30d",
         "30d+",
     ]
+
+
+def test_notices_are_exported_as_zeros_before_any_is_issued(tmp_path: Path) -> None:
+    path = tmp_path / "t.sqlite"
+    store = Store.open(path)
+    store.apply(served("r-served"))
+    store.close()
+    registry = registry_for(path, 1)
+    for role in ("referring", "supervisor"):
+        labels = {"role": role, "stage": "service", "level": "2"}
+        assert registry.get_sample_value("puente_referrals_notices_total", labels) == 0
