@@ -32,7 +32,7 @@ from typing import Final, Literal, Protocol
 
 from services.contracts import topics
 from services.contracts.errors import ConfigurationError
-from services.contracts.ids import check_institution_id
+from services.contracts.ids import check_institution_id, is_hub_service
 
 Permission = Literal["ALLOW", "DENY"]
 # Kafka's whole ACL vocabulary, not only what the plan grants: `puente acl apply` reads
@@ -141,7 +141,10 @@ def plan(
             "receives": bool(policy.receive_rights.get(institution)),
         }
         bindings.extend(institution_bindings(institution, **rights))
-        bindings.extend(gateway_bindings(services, institution, **rights))
+        # The hub's own services publish over Kafka only: a relay that could write
+        # their topics could forge the hub's overdue notices or expiries.
+        if not is_hub_service(institution):
+            bindings.extend(gateway_bindings(services, institution, **rights))
     return sorted(set(bindings))
 
 

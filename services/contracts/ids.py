@@ -17,6 +17,10 @@ EVENT_TYPES: Final = (
     "referral_overdue",
 )
 _MAX_ID_LENGTH: Final = 64
+# The hub's own services (its referral tracker, its indicators) take part in the
+# policy as institutions named hub_*. They publish and read over Kafka under their
+# own principals and never through the gateway, which holds no right for them.
+HUB_SERVICE_PREFIX: Final = "hub_"
 
 
 def check_institution_id(value: str) -> str:
@@ -27,6 +31,11 @@ def check_institution_id(value: str) -> str:
             "[a-z][a-z0-9_]* of at most 64 characters"
         )
     return value
+
+
+def is_hub_service(institution: str) -> bool:
+    """Whether ``institution`` names one of the hub's own services, not a member."""
+    return institution.startswith(HUB_SERVICE_PREFIX)
 
 
 def check_event_type(value: str) -> str:

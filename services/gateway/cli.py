@@ -12,6 +12,7 @@ from rich.table import Table
 
 from services.contracts.catalog import Catalog
 from services.contracts.errors import InvalidIdError, PuenteError
+from services.contracts.ids import is_hub_service
 from services.gateway.rights import load_rights
 from services.gateway.settings import GatewaySettings
 from services.gateway.tokens import (
@@ -63,6 +64,11 @@ def _check_member(institution: str) -> None:
         raise _fail(f"cannot load the access policy to check {institution!r}: {e}") from e
     if not rights.known(institution):
         raise _fail(f"the access policy names no institution {institution[:64]!r}")
+    if is_hub_service(institution):
+        raise _fail(
+            f"{institution!r} is one of the hub's own services: it publishes over Kafka "
+            "under its own principal and gets no gateway credential"
+        )
 
 
 @token_app.command("create")

@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from services.indicators.counting import LOCAL, occurred_at, period_label
 from services.indicators.rebuild import differences, rebuild
 from services.indicators.settings import IndicatorsSettings
 from services.indicators.store import Store
+from services.kafkalocal import LocalKafka, LocalKafkaError
 from services.router.app import RouterService
 from services.runtime import pubsub
 from services.runtime.embedded import free_port
@@ -59,11 +60,32 @@ def _ids(value: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, value))
 
 
+@pytest.fixture(scope="module")
+def own_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaSettings]:
+    """An Apache Kafka node of this module's own.
+
+    The counts must hold exactly this module's traffic: on the session's node a
+    router of a fresh group would route again every event earlier modules left on
+    ``hub.in.*``, and ``hub_indicators`` receives a view of most of them.
+    """
+    node = LocalKafka(
+        tmp_path_factory.mktemp("indicators-kafka"), port_base=0, heap="384m"
+    )
+    try:
+        node.start()
+    except LocalKafkaError as e:
+        pytest.fail(f"Apache Kafka could not be started: {e}", pytrace=False)
+    try:
+        yield node.settings()
+    finally:
+        node.stop()
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def router(
-    session_kafka: KafkaSettings, tmp_path_factory: pytest.TempPathFactory
+    own_kafka: KafkaSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[RouterService]:
-    async with running_router(session_kafka, tmp_path_factory.mktemp("router")) as r:
+    async with running_router(own_kafka, tmp_path_factory.mktemp("router")) as r:
         yield r
 
 
@@ -76,13 +98,13 @@ def settings_for(kafka: KafkaSettings, state: Path, group: str) -> IndicatorsSet
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def indicators(
     router: RouterService,
-    session_kafka: KafkaSettings,
+    own_kafka: KafkaSettings,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[IndicatorsService]:
     del router
     group = f"{RECIPIENT}.t-{uuid.uuid4().hex[:8]}"
     service = IndicatorsService(
-        settings_for(session_kafka, tmp_path_factory.mktemp("indicators"), group),
+        settings_for(own_kafka, tmp_path_factory.mktemp("indicators"), group),
         CollectorRegistry(),
     )
     await service.start()
@@ -92,14 +114,14 @@ async def indicators(
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def traffic(
-    indicators: IndicatorsService, session_kafka: KafkaSettings
+    indicators: IndicatorsService, own_kafka: KafkaSettings
 ) -> list[tuple[str, dict[str, Any]]]:
     """The demo's traffic, published; what the policy delivers to the service."""
     catalog = indicators.catalog
     now = datetime.now(UTC) - timedelta(minutes=5)
     events = Traffic(SEED, lambda: now, bad_share=0.0).take(EVENTS)
     prepared = [pubsub.prepare(catalog, e.event_type, e.source, e.body) for e in events]
-    await pubsub.send_all(session_kafka, prepared)
+    await pubsub.send_all(own_kafka, prepared)
     delivered = []
     for e in events:
         datum = codec_for(catalog.get(e.event_type)).to_datum(e.body)
@@ -180,14 +202,14 @@ async def test_the_demo_traffic_is_counted_exactly_once_per_event(
 async def test_reading_the_topics_again_changes_no_count(
     indicators: IndicatorsService,
     traffic: list[tuple[str, dict[str, Any]]],
-    session_kafka: KafkaSettings,
+    own_kafka: KafkaSettings,
 ) -> None:
     before = _counted(indicators)
     # A second consumer group on the same database reads everything again.
     registry = CollectorRegistry()
     again = IndicatorsService(
         settings_for(
-            session_kafka,
+            own_kafka,
             indicators.settings.hub.state_dir,
             f"{RECIPIENT}.again-{uuid.uuid4().hex[:8]}",
         ).model_copy(update={"db_path": indicators.settings.db_file}),
@@ -210,12 +232,12 @@ async def test_reading_the_topics_again_changes_no_count(
 async def test_a_rebuild_from_the_topics_gives_the_same_counts(
     indicators: IndicatorsService,
     traffic: list[tuple[str, dict[str, Any]]],
-    session_kafka: KafkaSettings,
+    own_kafka: KafkaSettings,
     tmp_path: Path,
 ) -> None:
     target = tmp_path / "rebuilt.sqlite"
     done = await rebuild(
-        session_kafka, indicators.catalog, indicators.catalogue, indicators.topics, target
+        own_kafka, indicators.catalog, indicators.catalogue, indicators.topics, target
     )
     assert (done.records, done.counted, done.unreadable) == (
         len(traffic),

@@ -12,7 +12,8 @@ plan fails the test:
 
 * an institution writes only ``hub.in.<own>.*``, reads only ``hub.out.<own>.*`` and
   ``hub.rejected.<own>``, and commits only for groups ``<own>.*``;
-* the gateway relay writes every ``hub.in.*`` and reads nothing;
+* the gateway relay writes every member's ``hub.in.*`` (none of the hub's own
+  services') and reads nothing;
 * the gateway's reader of an institution reads only that institution's deliveries
   and rejections, writes nothing and has no group;
 * the router reads ``hub.in.*`` and writes ``hub.out.*``, ``hub.rejected.*`` and
@@ -34,6 +35,7 @@ from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 
 from services.acl.admin import KafkaAcls
 from services.contracts import topics
+from services.contracts.ids import is_hub_service
 from services.runtime.kafka import admin_config, consumer_config, producer_config
 from tests.security.hub import SERVICES, Hub, puente
 from tests.security.probe import (
@@ -54,7 +56,7 @@ def may_write(principal: str, topic: str) -> bool:
     kind, owner = topics.parse(topic).kind, topics.parse(topic).institution
     rules = {
         SERVICES.router: kind in ("out", "rejected", "audit"),
-        SERVICES.gateway: kind == "in",
+        SERVICES.gateway: kind == "in" and not is_hub_service(owner or ""),
         SERVICES.audit: kind == "audit_checkpoints",
     }
     if principal in rules:

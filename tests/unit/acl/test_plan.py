@@ -10,7 +10,7 @@ from services.acl import Binding, ServicePrincipals, permits, plan
 from services.acl.plan import Operation, service_bindings
 from services.contracts import topics
 from services.contracts.errors import ConfigurationError, InvalidIdError
-from services.contracts.ids import check_institution_id
+from services.contracts.ids import check_institution_id, is_hub_service
 from services.policy import Policy
 from tests.unit.acl.conftest import StandIn
 
@@ -131,13 +131,14 @@ def test_the_router_reads_every_inbound_topic_and_writes_every_output(
     assert not permits(bindings, router, "READ", "GROUP", "puente-audit")
 
 
-def test_the_gateway_relay_writes_publishers_inbound_topics_and_reads_nothing(
+def test_the_gateway_relay_writes_members_inbound_topics_and_reads_nothing(
     bindings: list[Binding], hub_topics: dict[str, int]
 ) -> None:
     gateway = "User:puente-gateway"
     for topic in hub_topics:
-        kind = topics.parse(topic).kind
-        assert permits(bindings, gateway, "WRITE", "TOPIC", topic) == (kind == "in"), (
+        kind, source = topics.parse(topic).kind, owner(topic) or ""
+        member_inbound = kind == "in" and not is_hub_service(source)
+        assert permits(bindings, gateway, "WRITE", "TOPIC", topic) == member_inbound, (
             topic
         )
         assert not permits(bindings, gateway, "READ", "TOPIC", topic), topic
@@ -165,8 +166,9 @@ def test_each_institutions_gateway_reader_reads_its_deliveries_and_rejections_on
     checked = 0
     for institution in policy.institutions:
         reader = f"User:{services.gateway_reader(institution)}"
-        mine = institution in policy.receive_rights or institution in (
-            policy.publish_rights
+        # The hub's own services read over Kafka only: no gateway reader for them.
+        mine = not is_hub_service(institution) and (
+            institution in policy.receive_rights or institution in policy.publish_rights
         )
         for topic in hub_topics:
             parsed = topics.parse(topic)
@@ -339,10 +341,29 @@ def test_each_service_can_see_every_topic_it_checks_for_at_start_up(
     checked = {
         "User:puente-router": set(hub_topics),  # RouterService.start: the whole plan
         "User:puente-audit": {topics.AUDIT, topics.AUDIT_CHECKPOINTS},
-        "User:puente-gateway": {t for t in hub_topics if t.startswith("hub.in.")},
+        # The relay creates the inbound topics of the members it relays for.
+        "User:puente-gateway": {
+            t
+            for t in hub_topics
+            if t.startswith("hub.in.") and not is_hub_service(owner(t) or "")
+        },
     }
     for principal, wanted in checked.items():
         for topic in wanted:
             assert permits(bindings, principal, "DESCRIBE", "TOPIC", topic), (
                 f"{principal} cannot see {topic}"
             )
+
+
+def test_no_gateway_principal_may_write_the_hubs_own_services_topics(
+    bindings: list[Binding], hub_topics: dict[str, int]
+) -> None:
+    hub_inbound = [t for t in hub_topics if t.startswith("hub.in.hub_referrals.")]
+    assert hub_inbound, "the policy lets the tracker publish"
+    writers = {
+        b.principal
+        for t in hub_inbound
+        for b in bindings
+        if permits(bindings, b.principal, "WRITE", "TOPIC", t)
+    }
+    assert writers == {"User:hub_referrals"}

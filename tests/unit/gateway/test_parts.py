@@ -91,6 +91,9 @@ def test_the_cli_creates_lists_and_revokes_without_ever_listing_the_token(
     stranger = runner.invoke(
         cli, ["token", "create", "--institution", "nobody_here", "--store", store]
     )
+    hub_service = runner.invoke(
+        cli, ["token", "create", "--institution", "hub_referrals", "--store", store]
+    )
 
     assert created.exit_code == 0
     assert token.startswith("pte_dgme_")
@@ -103,6 +106,8 @@ def test_the_cli_creates_lists_and_revokes_without_ever_listing_the_token(
     assert bad.exit_code == 1
     assert stranger.exit_code == 1
     assert "names no institution" in stranger.stderr
+    assert hub_service.exit_code == 1
+    assert "hub's own services" in hub_service.stderr
 
 
 def entry(event_id: str, value: bytes = b"v") -> Entry:
