@@ -239,10 +239,12 @@ class ReferralsService(SeekBack):
                 return None
             result = await asyncio.to_thread(self.checker.check)
         self.metrics.checks.inc()
+        # Information, not warnings: the metrics and alerts carry the overdue state,
+        # and a busy demo issues a notice every few seconds.
         for referral_id in result.expired:
-            log.warning("referral %s expired: EXPIRED published", referral_id)
+            log.info("referral %s expired: EXPIRED published", referral_id)
         for notice in result.issued:
-            log.warning(
+            log.info(
                 "referral %s overdue (%s, level %d): notice to %s (%s)",
                 notice.referral_id, notice.stage, notice.level,
                 notice.recipient, notice.role,
