@@ -40,7 +40,6 @@ class FingerprintFormatError(ContractError):
     """The text is no fingerprint in any form the hub reads."""
 
 
-
 def candidates(text: str) -> list[int]:
     """The fingerprints ``text`` may stand for, as catalog values (wire order).
 
