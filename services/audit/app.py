@@ -48,7 +48,7 @@ from services.contracts.catalog import Catalog
 from services.contracts.errors import PuenteError
 from services.runtime import topic_admin as runtime_topics
 from services.runtime.consume import (
-    Backoff,
+    DEFAULT_STOP_SECONDS,
     BatchLoop,
     Consumer,
     LoopMetrics,
@@ -62,11 +62,8 @@ log = logging.getLogger(__name__)
 CLIENT_ID: Final = "puente-audit"
 # How often time-based checkpoints are considered while no batch arrives.
 _TICK_SECONDS: Final = 0.25
-# How long a stop waits for the batch in hand (FastStream's graceful timeout).
-_STOP_TIMEOUT: Final = 30.0
-# Pause after a failed batch before it is read again, doubling up to the maximum.
-_RETRY_SECONDS: Final = 1.0
-_MAX_RETRY_SECONDS: Final = 30.0
+# How long a stop waits for the batch, checkpoint or ledger write in hand.
+_STOP_TIMEOUT: Final = DEFAULT_STOP_SECONDS
 
 
 # The checkpoint topic anchors the ledger from outside: kept without time limit.
@@ -159,8 +156,6 @@ class AuditService:
             registry,
             client_id=CLIENT_ID,
             metrics=LoopMetrics(lag=self.metrics.lag, failures=self.metrics.failures),
-            backoff=Backoff(_RETRY_SECONDS, _MAX_RETRY_SECONDS),
-            stop_seconds=_STOP_TIMEOUT,
         )
         config = ApiConfig(
             settings.ledger_file,
