@@ -9,20 +9,18 @@ the referrals and their histories come out the same. Notices are not on the topi
 from __future__ import annotations
 
 import asyncio
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaError
 
 from services.contracts.catalog import Catalog
 from services.referrals.errors import ReferralsError
 from services.referrals.handlers import read_batch
 from services.referrals.store import BatchResult, Store
-from services.runtime.kafka import admin_config, consumer_config
+from services.runtime.rebuild import read_from_beginning
 from services.runtime.settings import KafkaSettings
 
 
@@ -56,69 +54,25 @@ async def rebuild(
 ) -> Rebuilt:
     """Read ``topic`` from its beginning into a fresh database at ``target``."""
     store = await asyncio.to_thread(_fresh, target)
-    consumer = AIOKafkaConsumer(
-        **consumer_config(kafka, None, f"puente-referrals-rebuild-{uuid.uuid4().hex[:6]}")
-    )
     done = Rebuilt()
+
+    def apply(records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        decoded = read_batch(catalog, records)
+        done.add(len(records), store.apply(decoded.transitions), decoded.unreadable)
+
     try:
-        assigned = await partitions(kafka, topic)
-        if not assigned:
-            return done  # nothing was ever delivered to the tracker
-        await consumer.start()
-        consumer.assign(assigned)
-        await consumer.seek_to_beginning(*assigned)
-        while True:
-            batch = await consumer.getmany(timeout_ms=1000)
-            for records in batch.values():
-                decoded = read_batch(catalog, records)
-                done.add(
-                    len(records), store.apply(decoded.transitions), decoded.unreadable
-                )
-            if not batch and await _caught_up(consumer, assigned):
-                return done
+        await read_from_beginning(kafka, [topic], "puente-referrals-rebuild", apply)
     except KafkaError as e:
         raise RebuildError(f"reading {topic} failed: {e}") from e
     finally:
-        await consumer.stop()
         store.close()
-
-
-async def partitions(kafka: KafkaSettings, topic: str) -> list[TopicPartition]:
-    """The partitions of ``topic`` (none if it does not exist), asked of the broker.
-
-    A consumer's metadata cache may not list a topic it never subscribed to (Apache
-    Kafka answers its first metadata request for no topic), so an admin client asks.
-    """
-    admin = AIOKafkaAdminClient(
-        **admin_config(kafka, f"puente-referrals-rebuild-{uuid.uuid4().hex[:6]}")
-    )
-    await admin.start()
-    try:
-        if topic not in await admin.list_topics():
-            return []
-        described = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    return sorted(
-        TopicPartition(d["topic"], p["partition"])
-        for d in described
-        if d["error_code"] == 0
-        for p in d["partitions"]
-    )
+    return done
 
 
 def _fresh(target: Path) -> Store:
     if target.exists():
         raise ReferralsError(f"{target} exists; a rebuild writes a fresh database")
     return Store.open(target)
-
-
-async def _caught_up(consumer: AIOKafkaConsumer, assigned: list[TopicPartition]) -> bool:
-    for tp in assigned:
-        high = consumer.highwater(tp)
-        if high is not None and await consumer.position(tp) < high:
-            return False
-    return True
 
 
 def differences(live: Store, rebuilt: Store) -> list[str]:
