@@ -31,7 +31,13 @@ from services.contracts.errors import PuenteError
 from services.demo import view
 from services.demo.driver import CLIENT_ID, DemoError, Driver, demo_topics
 from services.demo.settings import DemoSettings
-from services.demo.tally import Verdict, check, referral_counts, snapshot
+from services.demo.tally import (
+    Verdict,
+    check,
+    indicator_counts,
+    referral_counts,
+    snapshot,
+)
 from services.runtime import broker
 from services.runtime import topic_admin as runtime_topics
 from services.runtime.embedded import port_open
@@ -110,6 +116,7 @@ class Demo:
         self.router = _named(built, "router")
         self.audit = next((b for b in built if b.spec.name == "audit"), None)
         self.referrals = next((b for b in built if b.spec.name == "referrals"), None)
+        self.indicators = next((b for b in built if b.spec.name == "indicators"), None)
         if self.referrals is not None:
             tracker = self.referrals.settings
             tracker.check_seconds = settings.referral_check_seconds
@@ -220,6 +227,8 @@ class Demo:
         if self.referrals is not None:
             counts = referral_counts(self.referrals.registry, self.board.snapshot)
             self.board.referrals = counts
+        if self.indicators is not None:
+            self.board.indicators = indicator_counts(self.indicators.registry)
 
 
 class _Screen:

@@ -242,3 +242,23 @@ def referral_counts(registry: CollectorRegistry, snap: Snapshot) -> ReferralCoun
         notices=totals["puente_referrals_notices_total"],
         refused=router + totals["puente_referrals_transitions_refused_total"],
     )
+
+
+@dataclass(frozen=True)
+class IndicatorCounts:
+    """The indicators service's picture: events counted, totals it may publish."""
+
+    counted: int = 0
+    published: int = 0  # indicators whose current total passed disclosure control
+
+
+def indicator_counts(registry: CollectorRegistry) -> IndicatorCounts:
+    """Read the indicators service's series from its registry."""
+    counted, published = 0, 0
+    for family in registry.collect():
+        for sample in family.samples:
+            if sample.name == "puente_indicators_events_total":
+                counted += round(sample.value)
+            elif sample.name == "puente_indicator_total":
+                published += 1
+    return IndicatorCounts(counted=counted, published=published)

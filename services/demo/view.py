@@ -14,7 +14,13 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from services.demo.tally import Published, ReferralCounts, Snapshot, Verdict
+from services.demo.tally import (
+    IndicatorCounts,
+    Published,
+    ReferralCounts,
+    Snapshot,
+    Verdict,
+)
 from services.policy import VIEWS
 
 LATENCY_NOTE = "recorded_at -> delivery acknowledged"
@@ -41,6 +47,7 @@ class Board:
     elapsed: float = 0.0
     ledger_entries: int | None = None
     referrals: ReferralCounts | None = None
+    indicators: IndicatorCounts | None = None
 
 
 def live(board: Board) -> RenderableType:
@@ -66,6 +73,8 @@ def status(board: Board) -> Text:
         text.append(f" · audit ledger {board.ledger_entries}")
     if board.referrals is not None:
         text.append(f" · {referral_line(board.referrals)}")
+    if board.indicators is not None:
+        text.append(f" · {indicator_line(board.indicators)}")
     return text
 
 
@@ -74,6 +83,14 @@ def referral_line(counts: ReferralCounts) -> str:
     return (
         f"referrals open {counts.open}, overdue {counts.overdue} "
         f"({counts.notices} notices), refused {counts.refused}"
+    )
+
+
+def indicator_line(counts: IndicatorCounts) -> str:
+    """The indicators service's counts in one phrase."""
+    return (
+        f"indicators counted {counts.counted} events, "
+        f"{counts.published} totals publishable"
     )
 
 
@@ -197,6 +214,11 @@ def summary_lines(board: Board, ledger: Path | None) -> list[str]:
         lines.append(
             f"{referral_line(board.referrals)} "
             "(refused: forged or out-of-order transitions)"
+        )
+    if board.indicators is not None:
+        lines.append(
+            f"{indicator_line(board.indicators)} "
+            "(current period, after small-cell suppression)"
         )
     if ledger is not None:
         entries = "" if board.ledger_entries is None else f"{board.ledger_entries} "

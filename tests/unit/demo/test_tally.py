@@ -7,12 +7,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from services.demo.tally import (
+    IndicatorCounts,
     Published,
     Snapshot,
     check,
+    indicator_counts,
     quantile,
     referral_counts,
     snapshot,
@@ -167,3 +169,15 @@ def test_the_referral_counts_read_the_trackers_series_and_the_routers_refusals(
     )
     counts = referral_counts(registry, snap)
     assert (counts.open, counts.refused) == (2, 3)
+
+
+def test_the_indicator_counts_read_events_counted_and_totals_publishable() -> None:
+    registry = CollectorRegistry()
+    counted = Counter("puente_indicators_events", "counted", registry=registry)
+    counted.inc(42)
+    totals = Gauge("puente_indicator_total", "totals", ["indicator"], registry=registry)
+    totals.labels("returns").set(30)
+    totals.labels("borders").set(12)
+
+    assert indicator_counts(registry) == IndicatorCounts(counted=42, published=2)
+    assert indicator_counts(CollectorRegistry()) == IndicatorCounts()
