@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -24,7 +23,9 @@ from typing import Any, Final
 from services.indicators.catalogue import Catalogue, identifier
 from services.indicators.counting import contributions, derived_values
 from services.indicators.errors import StoreError
+from services.runtime.sqlite import open_state_db, writing
 
+_WHAT: Final = "indicators"
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS counts (
@@ -61,28 +62,17 @@ class Store:
     @classmethod
     def open(cls, path: Path, *, readonly: bool = False) -> Store:
         """Open (creating it owner-only unless ``readonly``) the database at ``path``."""
-        try:
-            if readonly:
-                if not path.exists():
-                    raise StoreError(f"no indicators database at {path}")
-                db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-            else:
-                db = _create(path)
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot open the indicators database {path}: {e}") from e
+        db = open_state_db(
+            path, readonly=readonly, what=_WHAT, error=StoreError, prepare=_prepare
+        )
         return cls(db, path)
 
     def close(self) -> None:
         """Close the connection."""
         self._db.close()
 
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[sqlite3.Connection]:
-        try:
-            with self._db:
-                yield self._db
-        except sqlite3.Error as e:
-            raise StoreError(f"indicators database write failed: {e}") from e
+    def _writing(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return writing(self._db, what=_WHAT, error=StoreError)
 
     def apply(
         self, catalogue: Catalogue, records: Sequence[tuple[str, Mapping[str, Any]]]
@@ -152,15 +142,5 @@ def _remember(db: sqlite3.Connection, referral: str, at: datetime) -> None:
     )
 
 
-def _create(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if not path.exists():
-        # Created owner-only before SQLite writes anything to it.
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    # One writer at a time, from worker threads; readers (CLI, gateway) open it too.
-    db = sqlite3.connect(path, timeout=10, check_same_thread=False)
-    db.execute("PRAGMA journal_mode = WAL")
-    db.execute("PRAGMA synchronous = FULL")
+def _prepare(db: sqlite3.Connection) -> None:
     db.executescript(_SCHEMA)
-    path.chmod(0o600)
-    return db

@@ -19,9 +19,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,12 +35,14 @@ from services.referrals.machine import (
     apply,
 )
 from services.runtime.pubsub import Prepared
+from services.runtime.sqlite import open_state_db, writing
 
 APPLIED: Final = "applied"
 # A party's role -> the column that names it.
 _ROLES: Final = {"sent": ("referring",), "received": ("receiving",)}
 REFUSED: Final = "refused"
 WAITING: Final = "waiting"
+_WHAT: Final = "tracker"
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS referrals (
     referral_id TEXT PRIMARY KEY,
@@ -210,17 +211,9 @@ class Store:
     @classmethod
     def open(cls, path: Path, *, readonly: bool = False) -> Store:
         """Open (creating it owner-only unless ``readonly``) the database at ``path``."""
-        try:
-            if readonly:
-                if not path.exists():
-                    raise TrackerStoreError(f"no tracker database at {path}")
-                db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-            else:
-                db = _create(path)
-        except sqlite3.Error as e:
-            raise TrackerStoreError(
-                f"cannot open the tracker database {path}: {e}"
-            ) from e
+        db = open_state_db(
+            path, readonly=readonly, what=_WHAT, error=TrackerStoreError, prepare=_prepare
+        )
         db.row_factory = sqlite3.Row
         return cls(db, path)
 
@@ -228,13 +221,8 @@ class Store:
         """Close the connection."""
         self._db.close()
 
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[sqlite3.Connection]:
-        try:
-            with self._db:
-                yield self._db
-        except sqlite3.Error as e:
-            raise TrackerStoreError(f"tracker database write failed: {e}") from e
+    def _writing(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return writing(self._db, what=_WHAT, error=TrackerStoreError)
 
     def apply(self, events: Sequence[Transition]) -> BatchResult:
         """Apply ``events`` in order, in one transaction; seen event ids are skipped."""
@@ -513,20 +501,9 @@ class Store:
         return [_transition(r[0]) for r in rows]
 
 
-def _create(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fresh = not path.exists()
-    if fresh:
-        # Created owner-only before SQLite writes anything to it.
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    # One writer at a time (the service serialises its turns), from worker threads.
-    db = sqlite3.connect(path, timeout=10, check_same_thread=False)
-    db.execute("PRAGMA journal_mode = WAL")
-    db.execute("PRAGMA synchronous = FULL")
+def _prepare(db: sqlite3.Connection) -> None:
     _migrate(db)
     db.executescript(_SCHEMA)
-    path.chmod(0o600)
-    return db
 
 
 def _prepared(rows: Iterable[sqlite3.Row]) -> list[Prepared]:
