@@ -3,43 +3,33 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final
+from typing import ClassVar, Final
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from services.contracts.catalog import Catalog
 from services.indicators.catalogue import CATALOGUE_FILE, Catalogue, load_catalogue
 from services.policy import Policy, load_policy
-from services.runtime.settings import HubSettings, KafkaSettings, TopicSettings
+from services.runtime.settings import RecipientServiceSettings
 
 # The service's identity in the access policy: it counts what the policy delivers to it.
 INDICATORS_ID: Final = "hub_indicators"
 
 
-class IndicatorsSettings(BaseSettings):
+class IndicatorsSettings(RecipientServiceSettings):
     """What the service reads, where it keeps its counts, where it listens."""
 
     model_config = SettingsConfigDict(env_prefix="PUENTE_INDICATORS_", extra="ignore")
+    STATE_DB: ClassVar[tuple[str, str]] = ("indicators", "counts.sqlite")
 
     port: int = Field(default=9104, ge=0, le=65535)
-    host: str = "127.0.0.1"
     recipient: str = INDICATORS_ID
     # Under the group prefix the ACLs grant the service's identity (hub_indicators.*).
     group_id: str = f"{INDICATORS_ID}.counter"
-    max_batch: int = Field(default=500, ge=1)
-    db_path: Path | None = None  # default: <state_dir>/indicators/counts.sqlite
     catalogue_path: Path | None = None  # default: <policy_dir>/indicators.toml
     # How often the current-period totals exported as gauges are worked out again.
     gauge_seconds: float = Field(default=60.0, gt=0)
-    hub: HubSettings = Field(default_factory=HubSettings)
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    topics: TopicSettings = Field(default_factory=TopicSettings)
-
-    @property
-    def db_file(self) -> Path:
-        """The counts database."""
-        return self.db_path or self.hub.state_dir / "indicators" / "counts.sqlite"
 
     @property
     def catalogue_file(self) -> Path:

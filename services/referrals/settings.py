@@ -3,46 +3,36 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final
+from typing import ClassVar, Final
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from services.contracts import topics
-from services.runtime.settings import HubSettings, KafkaSettings, TopicSettings
+from services.runtime.settings import RecipientServiceSettings
 
 # The tracker's identity in the access policy: it reads what the policy delivers to it.
 TRACKER_ID: Final = "hub_referrals"
 DEADLINES_FILE: Final = "referral_deadlines.toml"
 
 
-class ReferralsSettings(BaseSettings):
+class ReferralsSettings(RecipientServiceSettings):
     """What the tracker reads, where it keeps state, how often it checks deadlines."""
 
     model_config = SettingsConfigDict(env_prefix="PUENTE_REFERRALS_", extra="ignore")
+    STATE_DB: ClassVar[tuple[str, str]] = ("referrals", "tracker.sqlite")
 
     port: int = Field(default=9103, ge=0, le=65535)
-    host: str = "127.0.0.1"
     recipient: str = TRACKER_ID
     # Under the group prefix the ACLs grant the tracker's identity (hub_referrals.*).
     group_id: str = f"{TRACKER_ID}.tracker"
-    max_batch: int = Field(default=500, ge=1)
-    db_path: Path | None = None  # default: <state_dir>/referrals/tracker.sqlite
     deadlines_path: Path | None = None  # default: <policy_dir>/referral_deadlines.toml
     check_seconds: float = Field(default=60.0, gt=0)
-    hub: HubSettings = Field(default_factory=HubSettings)
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    topics: TopicSettings = Field(default_factory=TopicSettings)
 
     @property
     def topic(self) -> str:
         """The topic the policy delivers referral events to the tracker on."""
         return topics.outbound(self.recipient, "referral")
-
-    @property
-    def db_file(self) -> Path:
-        """The tracker's SQLite database."""
-        return self.db_path or self.hub.state_dir / "referrals" / "tracker.sqlite"
 
     @property
     def deadlines_file(self) -> Path:

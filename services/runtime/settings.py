@@ -8,7 +8,7 @@ Services compose these groups in their own ``Settings``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final, Literal
+from typing import ClassVar, Final, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -101,3 +101,25 @@ class HubSettings(BaseSettings):
     def _lowercase(cls, value: object) -> object:
         # "Production" in an env file means production, not a start-up failure.
         return value.strip().lower() if isinstance(value, str) else value
+
+
+class RecipientServiceSettings(BaseSettings):
+    """What a hub service that receives deliveries and keeps a state database shares.
+
+    A subclass sets its env prefix, port, recipient identity and consumer group, and
+    names its database file under ``<state_dir>`` in ``STATE_DB``.
+    """
+
+    STATE_DB: ClassVar[tuple[str, str]] = ("service", "state.sqlite")
+
+    host: str = "127.0.0.1"
+    max_batch: int = Field(default=500, ge=1)
+    db_path: Path | None = None  # default: <state_dir>/<STATE_DB>
+    hub: HubSettings = Field(default_factory=HubSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+
+    @property
+    def db_file(self) -> Path:
+        """The service's SQLite state database."""
+        return self.db_path or self.hub.state_dir.joinpath(*self.STATE_DB)
