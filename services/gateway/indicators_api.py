@@ -15,26 +15,20 @@ campaign runs the gateway without the indicators service, where they answer 503.
 # No `from __future__ import annotations`: FastAPI reads the local Reader alias
 # of the route signatures when they are defined.
 
-import asyncio
-import json
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.responses import Response
 
 from services.gateway.handlers import Gateway
 from services.gateway.problems import ProblemError, bad_request, not_found
-from services.gateway.tokens import Scope
+from services.gateway.service_link import ask, authenticated_reader, refusal_detail
 
 CSV: Final = "text/csv"
 HXL_CSV: Final = "hxl-csv"
-_bearer = HTTPBearer(auto_error=False, description="pte_<institution>_<64 hex digits>")
 
 
 class IndicatorsLink(BaseSettings):
@@ -77,14 +71,7 @@ def indicator_routes(
     """Add the indicator routes to the gateway's public app."""
     where = link or IndicatorsLink()
 
-    async def reader(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> str:
-        return gw.authenticate(
-            credentials.credentials if credentials else None, Scope.READ
-        )
-
-    Reader = Annotated[str, Depends(reader)]  # noqa: N806 - a type alias
+    Reader = Annotated[str, Depends(authenticated_reader(gw))]  # noqa: N806 - a type alias
 
     @app.get("/v1/indicators", tags=["indicators"], include_in_schema=False)
     async def list_indicators(caller: Reader) -> Response:
@@ -119,35 +106,16 @@ def indicator_routes(
 async def _forward(
     link: IndicatorsLink, path: str, query: dict[str, Any], wanted: str
 ) -> Response:
-    url = f"{link.url.rstrip('/')}{path}?{urllib.parse.urlencode(query)}"
-    status, body, media = await asyncio.to_thread(_fetch, url, link.timeout_seconds)
-    if status == 200:
-        return Response(body, media_type=CSV if wanted == HXL_CSV else media)
-    detail = _detail(body)
-    if status == 403:
+    answer = await ask(link.url, path, query, link.timeout_seconds)
+    if answer.status == 200:
+        return Response(
+            answer.body, media_type=CSV if wanted == HXL_CSV else answer.media
+        )
+    detail = refusal_detail(answer.body, "the indicators service refused the request")
+    if answer.status == 403:
         raise no_aggregate_grant(detail)
-    if status == 404:
+    if answer.status == 404:
         raise not_found(detail)
-    if status in {400, 422}:
+    if answer.status in {400, 422}:
         raise bad_request(detail)
     raise indicators_unavailable()
-
-
-def _fetch(url: str, timeout: float) -> tuple[int, bytes, str]:
-    request = urllib.request.Request(url, method="GET")  # noqa: S310 - our own service
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
-            media = answer.headers.get("content-type", "application/json")
-            return int(answer.status), answer.read(), str(media)
-    except urllib.error.HTTPError as e:
-        return int(e.code), e.read(), "application/json"
-    except (OSError, TimeoutError):
-        return 503, b"", "application/json"
-
-
-def _detail(body: bytes) -> str:
-    try:
-        detail = json.loads(body).get("detail")
-    except (ValueError, AttributeError):
-        return "the indicators service refused the request"
-    return detail if isinstance(detail, str) else "the request is not valid"

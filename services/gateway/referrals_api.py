@@ -18,28 +18,22 @@ The routes are left out of the gateway's OpenAPI document for now: its fuzz camp
 runs the gateway without the tracker, where they answer 503.
 """
 
-import asyncio
-import json
 import os
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, FastAPI, Path, Query
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.responses import Response
 
 from services.gateway.handlers import Gateway
 from services.gateway.problems import ProblemError, bad_request, not_found
-from services.gateway.tokens import Scope
+from services.gateway.service_link import ask, authenticated_reader, refusal_detail
 
 STATUSES: Final = (
     "SENT", "ACCEPTED", "REJECTED", "IN_SERVICE", "DONE", "REVOKED", "EXPIRED",
 )  # fmt: skip
-_bearer = HTTPBearer(auto_error=False, description="pte_<institution>_<64 hex digits>")
 
 
 def tracker_url() -> str:
@@ -81,14 +75,7 @@ def referral_routes(app: FastAPI, gw: Gateway, link: ReferralsLink | None = None
     """Add the referral routes to the gateway's public app."""
     where = link or ReferralsLink()
 
-    async def reader(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> str:
-        return gw.authenticate(
-            credentials.credentials if credentials else None, Scope.READ
-        )
-
-    Reader = Annotated[str, Depends(reader)]  # noqa: N806 - a type alias
+    Reader = Annotated[str, Depends(authenticated_reader(gw))]  # noqa: N806 - a type alias
 
     @app.get("/v1/referrals", tags=["referrals"], include_in_schema=False)
     async def list_referrals(
@@ -118,31 +105,12 @@ def referral_routes(app: FastAPI, gw: Gateway, link: ReferralsLink | None = None
 
 
 async def _forward(link: ReferralsLink, path: str, query: dict[str, Any]) -> Response:
-    url = f"{link.url.rstrip('/')}{path}?{urllib.parse.urlencode(query)}"
-    status, body = await asyncio.to_thread(_fetch, url, link.timeout_seconds)
-    if status == 200:
-        return Response(body, media_type="application/json")
-    if status == 404:
-        raise not_found(_detail(body))
-    if status in {400, 422}:
-        raise bad_request(_detail(body))
+    answer = await ask(link.url, path, query, link.timeout_seconds)
+    if answer.status == 200:
+        return Response(answer.body, media_type="application/json")
+    refused = "the referral tracker refused the request"
+    if answer.status == 404:
+        raise not_found(refusal_detail(answer.body, refused))
+    if answer.status in {400, 422}:
+        raise bad_request(refusal_detail(answer.body, refused))
     raise referrals_unavailable()
-
-
-def _fetch(url: str, timeout: float) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, method="GET")  # noqa: S310 - our own service
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
-            return int(answer.status), answer.read()
-    except urllib.error.HTTPError as e:
-        return int(e.code), e.read()
-    except (OSError, TimeoutError):
-        return 503, b""
-
-
-def _detail(body: bytes) -> str:
-    try:
-        detail = json.loads(body).get("detail")
-    except (ValueError, AttributeError):
-        return "the referral tracker refused the request"
-    return detail if isinstance(detail, str) else "the request is not valid"
