@@ -8,7 +8,6 @@ with their margins, small cells suppressed (and why).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from datetime import date, timedelta
 from enum import StrEnum
@@ -27,7 +26,13 @@ from services.indicators.rebuild import differences, rebuild
 from services.indicators.settings import IndicatorsSettings, load_catalogue_for
 from services.indicators.store import Store
 from services.indicators.tables import as_hxl_csv, as_json, publish
-from services.runtime import broker
+from services.runtime.state_cli import (
+    RebuildOutOption,
+    compare_rebuilt,
+    rebuild_target,
+    require_kafka,
+    state_database,
+)
 
 app = typer.Typer(help="Indicators: the catalogue and its disclosure-controlled tables.")
 out = Console(highlight=False, soft_wrap=True)
@@ -136,14 +141,9 @@ def _summary(indicator: Indicator) -> dict[str, object]:
 
 def database(path: Path | None, settings: IndicatorsSettings) -> Path:
     """The database to read: given, the service's, or the one `puente up` writes."""
-    if path is not None:
-        return path
-    found = settings.db_file
-    embedded = settings.hub.state_dir / broker.EMBEDDED_STATE / EMBEDDED_DB
-    if settings.db_path is None and not found.exists() and embedded.exists():
-        err.print(f"using the indicators database of `puente up`: {embedded}")
-        return embedded
-    return found
+    return state_database(
+        path, settings, embedded_name=EMBEDDED_DB, what="indicators", err=err
+    )
 
 
 @app.command("export")
@@ -217,30 +217,16 @@ def export_command(  # noqa: PLR0917 - one parameter per option
 
 
 @app.command("rebuild")
-def rebuild_command(
-    out_path: Annotated[
-        Path | None,
-        typer.Option(
-            "--out", help="Fresh database to write (default: beside the live one)"
-        ),
-    ] = None,
-    db: DbOption = None,
-) -> None:
+def rebuild_command(out_path: RebuildOutOption = None, db: DbOption = None) -> None:
     """Re-read the delivery topics from the beginning into a fresh database.
 
     Then compare it with the live database; exit 1 if any indicator differs. Stop the
     service and move the rebuilt file into place to replace the live counts.
     """
     settings = IndicatorsSettings()
-    if not settings.kafka.bootstrap_servers:
-        err.print(
-            "error: set PUENTE_KAFKA_BOOTSTRAP_SERVERS (the address `puente up` prints)"
-        )
-        raise typer.Exit(2)
+    require_kafka(settings, err)
     live = database(db, settings)
-    target = out_path or live.with_name(f"{live.stem}.rebuilt.sqlite")
-    if out_path is None:
-        target.unlink(missing_ok=True)
+    target = rebuild_target(live, out_path)
     try:
         catalog, policy, catalogue = load_catalogue_for(settings)
         delivered = policy.receive_rights.get(settings.recipient, frozenset())
@@ -254,17 +240,19 @@ def rebuild_command(
         f"rebuilt {target}: {done.records} record(s), {done.counted} counted, "
         f"{done.duplicates} read again, {done.unreadable} unreadable"
     )
-    if not live.exists():
+    differ = compare_rebuilt(
+        live, target, _open_readonly, lambda a, b: differences(a, b, catalogue)
+    )
+    if differ is None:
         return
-    with (
-        contextlib.closing(Store.open(live, readonly=True)) as a,
-        contextlib.closing(Store.open(target, readonly=True)) as b,
-    ):
-        differ = differences(a, b, catalogue)
     if differ:
         err.print(f"{len(differ)} indicator(s) differ from {live}: {', '.join(differ)}")
         raise typer.Exit(1)
     typer.echo(f"the rebuilt counts match {live}")
+
+
+def _open_readonly(path: Path) -> Store:
+    return Store.open(path, readonly=True)
 
 
 def _range(start: str | None, end: str | None) -> tuple[date, date]:

@@ -8,7 +8,6 @@ El Salvador's time zone.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +24,13 @@ from services.referrals.errors import NotTrackedError, ReferralsError
 from services.referrals.rebuild import differences, rebuild
 from services.referrals.settings import ReferralsSettings
 from services.referrals.store import Store, Tracked
-from services.runtime import broker
+from services.runtime.state_cli import (
+    RebuildOutOption,
+    compare_rebuilt,
+    rebuild_target,
+    require_kafka,
+    state_database,
+)
 
 app = typer.Typer(help="Referrals between institutions: state, history, deadlines.")
 out = Console(highlight=False)
@@ -40,15 +45,13 @@ JsonOption = Annotated[bool, typer.Option("--json", help="JSON lines instead of 
 
 def database(path: Path | None) -> Path:
     """The database to read: given, the service's, or the one `puente up` writes."""
-    if path is not None:
-        return path
-    settings = ReferralsSettings()
-    found = settings.db_file
-    embedded = settings.hub.state_dir / broker.EMBEDDED_STATE / EMBEDDED_DB
-    if settings.db_path is None and not found.exists() and embedded.exists():
-        err.print(f"using the tracker database of `puente up`: {embedded}")
-        return embedded
-    return found
+    return state_database(
+        path, ReferralsSettings(), embedded_name=EMBEDDED_DB, what="tracker", err=err
+    )
+
+
+def _open_readonly(path: Path) -> Store:
+    return Store.open(path, readonly=True)
 
 
 def _open(path: Path | None) -> Store:
@@ -249,30 +252,16 @@ def show(
 
 
 @app.command("rebuild")
-def rebuild_command(
-    out_path: Annotated[
-        Path | None,
-        typer.Option(
-            "--out", help="Fresh database to write (default: beside the live one)"
-        ),
-    ] = None,
-    db: DbOption = None,
-) -> None:
+def rebuild_command(out_path: RebuildOutOption = None, db: DbOption = None) -> None:
     """Re-read the tracker's topic from the beginning into a fresh database.
 
     Then compare it with the live database; exit 1 if any referral differs. Stop the
     service and move the rebuilt file into place to replace the live state.
     """
     settings = ReferralsSettings()
-    if not settings.kafka.bootstrap_servers:
-        err.print(
-            "error: set PUENTE_KAFKA_BOOTSTRAP_SERVERS (the address `puente up` prints)"
-        )
-        raise typer.Exit(2)
+    require_kafka(settings, err)
     live = database(db)
-    target = out_path or live.with_name(f"{live.stem}.rebuilt.sqlite")
-    if out_path is None:
-        target.unlink(missing_ok=True)
+    target = rebuild_target(live, out_path)
     try:
         done = asyncio.run(
             rebuild(settings.kafka, tracker_catalog(settings), settings.topic, target)
@@ -285,13 +274,9 @@ def rebuild_command(
         f"rebuilt {target}: {done.records} record(s), {done.applied} applied, "
         f"{done.refused} refused, {done.unreadable} unreadable"
     )
-    if not live.exists():
+    differ = compare_rebuilt(live, target, _open_readonly, differences)
+    if differ is None:
         return
-    with (
-        contextlib.closing(Store.open(live, readonly=True)) as a,
-        contextlib.closing(Store.open(target, readonly=True)) as b,
-    ):
-        differ = differences(a, b)
     if differ:
         err.print(
             f"{len(differ)} referral(s) differ from {live}: {', '.join(differ[:20])}"
