@@ -11,6 +11,7 @@ from services.contracts import codec
 from services.contracts.catalog import Catalog
 from services.contracts.errors import ContractError
 from services.contracts.ids import EVENT_TYPES
+from services.runtime.deliveries import decode_each
 
 log = logging.getLogger(__name__)
 
@@ -29,17 +30,8 @@ def read_batch(catalog: Catalog, records: Iterable[Any]) -> Decoded:
     The router writes these topics, so an unreadable record is a hub fault: it must
     not stop the counts, and it is logged with its position, never its content.
     """
-    out = Decoded()
-    for record in records:
-        try:
-            out.records.append(_event(catalog, record.value))
-        except ContractError as e:
-            out.unreadable += 1
-            log.warning(
-                "skipping unreadable record %s[%d]@%d: %s",
-                record.topic, record.partition, record.offset, type(e).__name__,
-            )  # fmt: skip
-    return out
+    events, unreadable = decode_each(records, lambda v: _event(catalog, v), log)
+    return Decoded(events, unreadable)
 
 
 def _event(catalog: Catalog, value: bytes | None) -> tuple[str, Mapping[str, Any]]:

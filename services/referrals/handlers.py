@@ -11,6 +11,7 @@ from services.contracts import codec
 from services.contracts.catalog import Catalog
 from services.contracts.errors import ContractError
 from services.referrals.machine import Transition, transition_of
+from services.runtime.deliveries import decode_each
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +31,13 @@ def read_batch(catalog: Catalog, records: Iterable[Any]) -> Decoded:
     institution's: it must not stop the tracker, and it is left behind with its
     position (topic, partition, offset) in the log, never its content.
     """
-    out = Decoded()
-    for record in records:
-        try:
-            out.transitions.append(transition_of(_referral(catalog, record.value)))
-        except (ContractError, KeyError, TypeError) as e:
-            out.unreadable += 1
-            log.warning(
-                "skipping unreadable record %s[%d]@%d: %s",
-                record.topic, record.partition, record.offset, type(e).__name__,
-            )  # fmt: skip
-    return out
+    transitions, unreadable = decode_each(
+        records,
+        lambda v: transition_of(_referral(catalog, v)),
+        log,
+        (ContractError, KeyError, TypeError),
+    )
+    return Decoded(transitions, unreadable)
 
 
 def _referral(catalog: Catalog, value: bytes | None) -> Any:
