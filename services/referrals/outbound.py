@@ -74,24 +74,12 @@ def notice_event_id(notice: OverdueNotice) -> str:
 
 def overdue_natural(notice: OverdueNotice, source: str, now: datetime) -> dict[str, Any]:
     """The notice as natural JSON: nothing personal, only the case's coordinates."""
-    r, at = notice.referral, format_timestamp(now)
+    r = notice.referral
+    purposes = ["POLICY_COORDINATION"] + (["CHILD_PROTECTION"] if r.is_minor else [])
     return {
-        "envelope": {
-            "event_id": notice_event_id(notice),
-            "event_type": OVERDUE,
-            "source_institution_id": source,
-            "source_system": SOURCE_SYSTEM,
-            "occurred_at": at,
-            "recorded_at": at,
-            "published_at": at,
-            # A referral's thread: its lifecycle events carry the same correlation.
-            "correlation_id": r.referral_id,
-            "subject_key_basis": "NONE",
-            "record_sensitivity": "STANDARD",
-            "legal_basis": "LEGAL_MANDATE",
-            "purposes": ["POLICY_COORDINATION"]
-            + (["CHILD_PROTECTION"] if r.is_minor else []),
-        },
+        "envelope": _hub_envelope(
+            notice_event_id(notice), OVERDUE, r, source, now, purposes
+        ),
         "payload": {
             "referral_id": r.referral_id,
             "deadline": _DEADLINES.get(notice.stage, "OTHER"),
@@ -176,22 +164,11 @@ def expiry_event_id(referral: Referral) -> str:
 
 def expired_natural(referral: Referral, source: str, now: datetime) -> dict[str, Any]:
     """The hub's EXPIRED event of ``referral`` as natural JSON."""
-    r, at = referral, format_timestamp(now)
+    r = referral
     return {
-        "envelope": {
-            "event_id": expiry_event_id(r),
-            "event_type": REFERRAL,
-            "source_institution_id": source,
-            "source_system": SOURCE_SYSTEM,
-            "occurred_at": at,
-            "recorded_at": at,
-            "published_at": at,
-            "correlation_id": r.referral_id,
-            "subject_key_basis": "NONE",
-            "record_sensitivity": "STANDARD",
-            "legal_basis": "LEGAL_MANDATE",
-            "purposes": ["POLICY_COORDINATION"],
-        },
+        "envelope": _hub_envelope(
+            expiry_event_id(r), REFERRAL, r, source, now, ["POLICY_COORDINATION"]
+        ),
         "payload": {
             "referral_id": r.referral_id,
             "lifecycle_event": "EXPIRED",
@@ -231,3 +208,30 @@ def prepare_expired(
         except ContractError as e:
             log.error("EXPIRED not encodable: %s", e)  # noqa: TRY400 - enough
     return out
+
+
+def _hub_envelope(  # noqa: PLR0917 - the envelope's own fields
+    event_id: str,
+    event_type: str,
+    referral: Referral,
+    source: str,
+    now: datetime,
+    purposes: list[str],
+) -> dict[str, Any]:
+    """The envelope of an event the hub publishes about ``referral`` at ``now``."""
+    at = format_timestamp(now)
+    return {
+        "event_id": event_id,
+        "event_type": event_type,
+        "source_institution_id": source,
+        "source_system": SOURCE_SYSTEM,
+        "occurred_at": at,
+        "recorded_at": at,
+        "published_at": at,
+        # A referral's thread: its lifecycle events carry the same correlation.
+        "correlation_id": referral.referral_id,
+        "subject_key_basis": "NONE",
+        "record_sensitivity": "STANDARD",
+        "legal_basis": "LEGAL_MANDATE",
+        "purposes": purposes,
+    }
