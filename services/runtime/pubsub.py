@@ -154,7 +154,7 @@ async def read(
             for records in batch.values():
                 for record in records:
                     yield decode_record(catalog, record)
-            if not batch and not follow and await _caught_up(consumer, assigned):
+            if not batch and not follow and await caught_up(consumer, assigned):
                 return
     except KafkaError as e:
         raise BrokerUnavailableError(f"reading {topic} failed: {e}") from e
@@ -162,7 +162,7 @@ async def read(
         await consumer.stop()
 
 
-async def _caught_up(consumer: AIOKafkaConsumer, assigned: list[TopicPartition]) -> bool:
+async def caught_up(consumer: AIOKafkaConsumer, assigned: list[TopicPartition]) -> bool:
     """Whether every partition's position has reached its known high-water mark."""
     for tp in assigned:
         high = consumer.highwater(tp)

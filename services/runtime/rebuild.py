@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.runtime.kafka import admin_config, consumer_config
+from services.runtime.pubsub import caught_up
 from services.runtime.settings import KafkaSettings
 
 # One partition's records of one fetch; the service decodes and applies them.
@@ -42,7 +43,7 @@ async def read_from_beginning(
             batch = await consumer.getmany(timeout_ms=1000)
             for records in batch.values():
                 apply(records)
-            if not batch and await _caught_up(consumer, assigned):
+            if not batch and await caught_up(consumer, assigned):
                 return
     finally:
         await consumer.stop()
@@ -70,11 +71,3 @@ async def partitions(
         if d["error_code"] == 0
         for p in d["partitions"]
     )
-
-
-async def _caught_up(consumer: AIOKafkaConsumer, assigned: list[TopicPartition]) -> bool:
-    for tp in assigned:
-        high = consumer.highwater(tp)
-        if high is not None and await consumer.position(tp) < high:
-            return False
-    return True
