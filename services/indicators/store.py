@@ -11,21 +11,18 @@ by its owner only.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any, Final
 
 from services.indicators.catalogue import Catalogue, identifier
 from services.indicators.counting import contributions, derived_values
 from services.indicators.errors import StoreError
-from services.runtime.sqlite import open_state_db, writing
+from services.runtime.sqlite import StateStore
 
-_WHAT: Final = "indicators"
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS counts (
@@ -52,27 +49,16 @@ class BatchResult:
     cells: int = 0  # +1s added to cells
 
 
-class Store:
+class Store(StateStore):
     """One indicators database; one writer (the service or a rebuild) at a time."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
-        self._db = connection
-        self.path = path
+    WHAT = "indicators"
+    ERROR = StoreError
 
-    @classmethod
-    def open(cls, path: Path, *, readonly: bool = False) -> Store:
-        """Open (creating it owner-only unless ``readonly``) the database at ``path``."""
-        db = open_state_db(
-            path, readonly=readonly, what=_WHAT, error=StoreError, prepare=_prepare
-        )
-        return cls(db, path)
-
-    def close(self) -> None:
-        """Close the connection."""
-        self._db.close()
-
-    def _writing(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return writing(self._db, what=_WHAT, error=StoreError)
+    @staticmethod
+    def prepare(db: sqlite3.Connection) -> None:
+        """Bring a freshly opened writable database to the service's schema."""
+        _prepare(db)
 
     def apply(
         self, catalogue: Catalogue, records: Sequence[tuple[str, Mapping[str, Any]]]

@@ -16,14 +16,12 @@ never personal data; it is created readable by its owner only.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Final
 
 from services.referrals.errors import TrackerStoreError
@@ -35,14 +33,13 @@ from services.referrals.machine import (
     apply,
 )
 from services.runtime.pubsub import Prepared
-from services.runtime.sqlite import open_state_db, writing
+from services.runtime.sqlite import StateStore
 
 APPLIED: Final = "applied"
 # A party's role -> the column that names it.
 _ROLES: Final = {"sent": ("referring",), "received": ("receiving",)}
 REFUSED: Final = "refused"
 WAITING: Final = "waiting"
-_WHAT: Final = "tracker"
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS referrals (
     referral_id TEXT PRIMARY KEY,
@@ -201,28 +198,17 @@ class BatchResult:
     refused: list[tuple[Transition, str]] = field(default_factory=list)
 
 
-class Store:
+class Store(StateStore):
     """One tracker database; one writer (the service or a rebuild) at a time."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
-        self._db = connection
-        self.path = path
+    WHAT = "tracker"
+    ERROR = TrackerStoreError
+    ROWS_BY_NAME = True
 
-    @classmethod
-    def open(cls, path: Path, *, readonly: bool = False) -> Store:
-        """Open (creating it owner-only unless ``readonly``) the database at ``path``."""
-        db = open_state_db(
-            path, readonly=readonly, what=_WHAT, error=TrackerStoreError, prepare=_prepare
-        )
-        db.row_factory = sqlite3.Row
-        return cls(db, path)
-
-    def close(self) -> None:
-        """Close the connection."""
-        self._db.close()
-
-    def _writing(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return writing(self._db, what=_WHAT, error=TrackerStoreError)
+    @staticmethod
+    def prepare(db: sqlite3.Connection) -> None:
+        """Bring a freshly opened writable database to the service's schema."""
+        _prepare(db)
 
     def apply(self, events: Sequence[Transition]) -> BatchResult:
         """Apply ``events`` in order, in one transaction; seen event ids are skipped."""

@@ -13,6 +13,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ClassVar, Self
 
 # Raises the service's own store error with an operator's message.
 ErrorType = Callable[[str], Exception]
@@ -58,3 +59,41 @@ def _create(path: Path, prepare: Prepare) -> sqlite3.Connection:
     prepare(db)
     path.chmod(0o600)
     return db
+
+
+class StateStore:
+    """A service's state database: one writer (the service or a rebuild) at a time.
+
+    A subclass names its database (``WHAT``, for messages), its store error
+    (``ERROR``), its schema (``prepare``) and whether rows read by column name.
+    """
+
+    WHAT: ClassVar[str] = "state"
+    ERROR: ClassVar[type[Exception]] = RuntimeError
+    ROWS_BY_NAME: ClassVar[bool] = False
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self._db = connection
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path, *, readonly: bool = False) -> Self:
+        """Open (creating it owner-only unless ``readonly``) the database at ``path``."""
+        db = open_state_db(
+            path, readonly=readonly, what=cls.WHAT, error=cls.ERROR, prepare=cls.prepare
+        )
+        if cls.ROWS_BY_NAME:
+            db.row_factory = sqlite3.Row
+        return cls(db, path)
+
+    @staticmethod
+    def prepare(db: sqlite3.Connection) -> None:
+        """Bring a freshly opened writable database to the service's schema."""
+        del db
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._db.close()
+
+    def _writing(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return writing(self._db, what=self.WHAT, error=self.ERROR)
