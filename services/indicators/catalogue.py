@@ -32,6 +32,7 @@ from services.policy.conditions import (
 from services.policy.errors import ConditionError
 from services.policy.files import read_policy_files
 from services.policy.loader import tree_of
+from services.policy.policy import field_value
 
 CATALOGUE_FILE: Final = "indicators.toml"
 Period = Literal["day", "week", "month"]
@@ -216,16 +217,6 @@ def identifier(datum: Mapping[str, Any], path: str) -> str | None:
     if isinstance(value, uuid.UUID):
         return str(value)
     return value if isinstance(value, str) else None
-
-
-def field_value(datum: Mapping[str, Any], path: str) -> Any:
-    """The value at a dotted path of a decoded record (None where absent)."""
-    value: Any = datum
-    for name in path.split("."):
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(name)
-    return value
 
 
 def load_catalogue(

@@ -20,9 +20,9 @@ from services.indicators.catalogue import (
     Catalogue,
     Indicator,
     Period,
-    field_value,
     identifier,
 )
+from services.policy.policy import field_value
 
 LOCAL: Final = ZoneInfo("America/El_Salvador")
 ACK_EVENTS: Final = frozenset({"ACCEPTED", "REJECTED"})

@@ -120,7 +120,7 @@ class Policy:
         for rule in self._by_type.get(event_type, ()):
             recipient = rule.recipient
             if recipient is None:
-                recipient = _field_value(datum, rule.recipient_field or "")
+                recipient = field_value(datum, rule.recipient_field or "")
                 known = isinstance(recipient, str) and recipient in self.institutions
                 if known and recipient not in rule.recipients:
                     continue
@@ -269,7 +269,8 @@ def _escalations(
     return found
 
 
-def _field_value(datum: Mapping[str, Any], path: str) -> Any:
+def field_value(datum: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path of a decoded record (None where absent)."""
     value: Any = datum
     for name in path.split("."):
         if not isinstance(value, Mapping):

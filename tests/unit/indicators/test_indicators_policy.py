@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from services.contracts.catalog import Catalog
-from services.indicators.catalogue import Catalogue, field_value, load_catalogue
+from services.indicators.catalogue import Catalogue, load_catalogue
 from services.policy import Policy
 from services.policy.loader import tree_of
+from services.policy.policy import field_value
 from services.runtime.settings import REPO_ROOT
 from tests.unit.policy.records import ids, record
 
