@@ -315,6 +315,9 @@ def _why_wrong(status: int | None, content_type: str, body: bytes) -> str | None
     return f"unexpected status {status}"
 
 
+RELAYED_PATHS: Final = "^/v1/(referrals|indicators)"
+
+
 def _schemathesis(gw: _Gateway, count: int, seed: int, recorder: _Recorder) -> None:
     """``count`` requests drawn from the OpenAPI document, positive and negative."""
     try:
@@ -326,7 +329,13 @@ def _schemathesis(gw: _Gateway, count: int, seed: int, recorder: _Recorder) -> N
         raise FuzzSetupError(
             "the gateway campaign needs schemathesis: pip install -e '.[dev]'"
         ) from e
-    schema = schemathesis.openapi.from_url(f"{gw.admin}/openapi.json")
+    # The referral and indicator reads relay to the tracker and the indicators
+    # service, which this campaign does not run: there they answer 503 by design
+    # (documented, with Retry-After), which the campaign would count as failures.
+    # tests/integration/test_openapi_schemathesis.py runs them against live services.
+    schema = schemathesis.openapi.from_url(f"{gw.admin}/openapi.json").exclude(
+        path_regex=RELAYED_PATHS
+    )
     modes = list(schemathesis.GenerationMode)
     cases = st.one_of(*(schema.as_strategy(generation_mode=m) for m in modes))
     labels = [*sorted(gw.tokens), "none"]

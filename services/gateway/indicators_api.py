@@ -8,17 +8,18 @@ does not cover the indicator or the breakdown. Only protected counts pass throug
 here; the gateway keeps no copy.
 
 JSON by default; HXL-tagged CSV with ``Accept: text/csv`` or ``format=hxl-csv``.
-The routes are left out of the gateway's OpenAPI document for now: its fuzz
-campaign runs the gateway without the indicators service, where they answer 503.
+The OpenAPI document (openapi_document.py) states both media types and a 503 with
+``Retry-After`` while the indicators service does not answer.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the local Reader alias
 # of the route signatures when they are defined.
 
 import urllib.parse
-from typing import Annotated, Any, Final
+from datetime import date
+from typing import Annotated, Any, Final, Literal
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.responses import Response
@@ -29,6 +30,14 @@ from services.gateway.service_link import ask, authenticated_reader, refusal_det
 
 CSV: Final = "text/csv"
 HXL_CSV: Final = "hxl-csv"
+# A day as YYYY-MM-DD only: FastAPI's own date parameters would also take numbers.
+DAY: Final[dict[str, Any]] = {
+    "pattern": r"^\d{4}-\d{2}-\d{2}$",
+    "json_schema_extra": {"format": "date"},
+    "description": "A day, YYYY-MM-DD (local time); whole periods are answered",
+}
+# Dimension ids, comma-separated; the service allows at most two per request.
+BY_PATTERN: Final = "^([a-z][a-z0-9_]{0,39}(,[a-z][a-z0-9_]{0,39})?)?$"
 
 
 class IndicatorsLink(BaseSettings):
@@ -73,34 +82,40 @@ def indicator_routes(
 
     Reader = Annotated[str, Depends(authenticated_reader(gw))]  # noqa: N806 - a type alias
 
-    @app.get("/v1/indicators", tags=["indicators"], include_in_schema=False)
+    @app.get("/v1/indicators", tags=["indicators"])
     async def list_indicators(caller: Reader) -> Response:
         """The indicators the caller's aggregate grants let it read."""
         return await _forward(where, "/v1/indicators", {"reader": caller}, "json")
 
-    @app.get(
-        "/v1/indicators/{indicator_id}", tags=["indicators"], include_in_schema=False
-    )
+    @app.get("/v1/indicators/{indicator_id}", tags=["indicators"])
     async def get_indicator(
-        indicator_id: str,
+        indicator_id: Annotated[str, Path(max_length=64)],
         caller: Reader,
         request: Request,
         *,
-        start: Annotated[str | None, Query(alias="from", max_length=10)] = None,
-        end: Annotated[str | None, Query(alias="to", max_length=10)] = None,
-        by: Annotated[str, Query(max_length=200)] = "",
-        fmt: Annotated[str | None, Query(alias="format", max_length=10)] = None,
+        start: Annotated[str | None, Query(alias="from", **DAY)] = None,
+        end: Annotated[str | None, Query(alias="to", **DAY)] = None,
+        by: Annotated[str, Query(pattern=BY_PATTERN)] = "",
+        fmt: Annotated[Literal["json", "hxl-csv"] | None, Query(alias="format")] = None,
         rounding: Annotated[int | None, Query(alias="round", ge=2, le=1000)] = None,
     ) -> Response:
         """One indicator's protected tables (whole periods; at most two dimensions)."""
         wanted = fmt or (HXL_CSV if CSV in request.headers.get("accept", "") else "json")
-        if wanted not in {"json", HXL_CSV}:
-            raise bad_request("format is json or hxl-csv")
-        optional = (("from", start), ("to", end), ("round", rounding))
+        optional = (("from", day(start)), ("to", day(end)), ("round", rounding))
         query: dict[str, Any] = {"reader": caller, "by": by, "format": wanted}
         query.update({k: v for k, v in optional if v is not None})
         path = "/v1/indicators/" + urllib.parse.quote(indicator_id, safe="")
         return await _forward(where, path, query, wanted)
+
+
+def day(text: str | None) -> str | None:
+    """``text`` if it is a calendar day; a 400 problem if it only looks like one."""
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError as e:
+        raise bad_request(f"{text!r} is not a day (YYYY-MM-DD)") from e
 
 
 async def _forward(

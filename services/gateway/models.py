@@ -275,3 +275,118 @@ class SchemaDocument(BaseModel):
     name: str
     namespace: str | None = None
     fields: list[dict[str, Any]]
+
+
+ReferralStatus = Literal[
+    "SENT", "ACCEPTED", "REJECTED", "IN_SERVICE", "DONE", "REVOKED", "EXPIRED"
+]  # fmt: skip
+
+
+class OverdueMark(BaseModel):
+    """The deadline an open referral has missed and how far it has escalated."""
+
+    deadline: str = Field(description="The missed deadline, e.g. ACKNOWLEDGE")
+    escalation_level: int = Field(ge=0)
+    due_at: str | None
+
+
+class ReferralSummary(BaseModel):
+    """A referral as its parties see it: no person's data, only the referral's state."""
+
+    referral_id: str
+    role: Literal["sent", "received"] = Field(description="The caller's side")
+    referring_institution_id: str
+    receiving_institution_id: str
+    status: ReferralStatus
+    urgency: str | None
+    service_group: str | None
+    created_at: str | None
+    received_at: str | None
+    updated_at: str | None
+    acknowledged_at: str | None
+    service_started_at: str | None
+    closed_at: str | None
+    overdue: OverdueMark | None = Field(description="Set while an open one is late")
+
+
+class ReferralPage(BaseModel):
+    """The caller's referrals, newest first."""
+
+    referrals: list[ReferralSummary]
+
+
+class ReferralStep(BaseModel):
+    """One applied transition of a referral."""
+
+    at: str
+    institution: str
+    lifecycle_event: str
+    status: ReferralStatus
+    previous_status: ReferralStatus | None
+
+
+class ReferralDetail(ReferralSummary):
+    """One referral with its history of applied transitions."""
+
+    history: list[ReferralStep]
+
+
+class IndicatorSummary(BaseModel):
+    """An indicator the caller's aggregate grants let it read."""
+
+    id: str
+    title: str
+    working_group: str
+    gcm_objective: int
+    period: str
+    by: list[str] = Field(description="The dimensions the caller may break it down by")
+
+
+class DisclosureControl(BaseModel):
+    """How the published counts were protected, and how many cells were withheld."""
+
+    model_config = ConfigDict(extra="allow")
+
+    threshold: int
+    primary: str
+    complementary: str
+    rounding: int | None
+    zero: str
+    suppressed_primary: int = Field(ge=0)
+    suppressed_complementary: int = Field(ge=0)
+
+
+class IndicatorCell(BaseModel):
+    """One cell: a value per dimension of ``by``, its count, and why it is withheld."""
+
+    model_config = ConfigDict(extra="allow")
+
+    count: int | None = Field(description="Null when suppressed")
+    suppressed: str | None = None
+
+
+class IndicatorPeriod(BaseModel):
+    """The cells of one whole period."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    period: str
+    start: str = Field(alias="from")
+    end: str = Field(alias="to")
+    provisional: bool
+    cells: list[IndicatorCell]
+
+
+class IndicatorTable(BaseModel):
+    """An indicator's protected tables over a range of whole periods."""
+
+    indicator: str
+    title: str
+    definition: str
+    working_group: str
+    gcm_objective: int
+    event_type: str
+    period: str
+    by: list[str]
+    disclosure_control: DisclosureControl
+    tables: list[IndicatorPeriod]

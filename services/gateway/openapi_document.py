@@ -22,8 +22,12 @@ from services.gateway.models import (
     BatchSummary,
     DeliveryPage,
     Health,
+    IndicatorSummary,
+    IndicatorTable,
     Problem,
     Receipt,
+    ReferralDetail,
+    ReferralPage,
     RejectionPage,
     SchemaDocument,
     component_schemas,
@@ -42,7 +46,7 @@ _WHY: Final[dict[int, str]] = {
     415: "The body is not declared as JSON",
     422: "The event does not match its schema",
     429: "The institution is over its request rate",
-    503: "The gateway cannot store or read right now; retry later",
+    503: "The gateway, or the hub service it asks, cannot answer now; retry later",
 }
 _RETRY_AFTER: Final = {
     "description": "Seconds to wait before retrying",
@@ -70,6 +74,14 @@ _BATCH: Final = (400, 401, 403, 413, 415, 422, 429, 503)
 _PULL: Final = (400, 401, 403, 404, 429, 503)
 _REJECTIONS: Final = (400, 401, 403, 429, 503)
 _SCHEMA: Final = (400, 401, 403, 404, 429)
+# The referral and indicator reads relay to a hub service: 503 while it is down.
+_RELAYED_LIST: Final = (400, 401, 403, 429, 503)
+_RELAYED_ONE: Final = (400, 401, 403, 404, 429, 503)
+_HXL_CSV: Final = {
+    "schema": {"type": "string"},
+    "example": "Period,From,To,Returns,Suppressed\n#date,#date+start,#date+end,"
+    "#affected+returned,#meta+suppressed\n",
+}
 
 
 def ref(model: str) -> dict[str, str]:
@@ -130,6 +142,29 @@ def _responses(path: str, method: str) -> dict[str, Any] | None:
         )
     if path == "/health":
         return {"200": _success("Health", "The gateway is up")}
+    return _relayed(path)
+
+
+def _relayed(path: str) -> dict[str, Any] | None:
+    """The answers of the reads relayed to the referral tracker or indicators service."""
+    if path == "/v1/referrals":
+        ok = _success("ReferralPage", "The caller's referrals, newest first")
+        return {"200": ok} | problem_responses(_RELAYED_LIST)
+    if path == "/v1/referrals/{referral_id}":
+        ok = _success("ReferralDetail", "The referral with its history")
+        return {"200": ok} | problem_responses(_RELAYED_ONE)
+    if path == "/v1/indicators":
+        ok = {
+            "description": "The indicators the caller's aggregate grants cover",
+            "content": {
+                JSON: {"schema": {"type": "array", "items": ref("IndicatorSummary")}}
+            },
+        }
+        return {"200": ok} | problem_responses(_RELAYED_LIST)
+    if path == "/v1/indicators/{indicator_id}":
+        ok = _success("IndicatorTable", "Protected tables; HXL CSV by Accept or format")
+        ok["content"]["text/csv"] = copy.deepcopy(_HXL_CSV)
+        return {"200": ok} | problem_responses(_RELAYED_ONE)
     return None
 
 
@@ -170,7 +205,10 @@ def complete(
     models = event_models(event_types.values())
     schemas.update(component_schemas(models.values()))
     answers = (Receipt, BatchSummary, DeliveryPage, RejectionPage, Health, Problem)
-    schemas.update(component_schemas((*answers, SchemaDocument), mode="serialization"))
+    relayed = (ReferralPage, ReferralDetail, IndicatorSummary, IndicatorTable)
+    schemas.update(
+        component_schemas((*answers, SchemaDocument, *relayed), mode="serialization")
+    )
     typed_envelopes(schemas, event_types)
     for path, operations in document.get("paths", {}).items():
         for method, operation in operations.items():

@@ -14,13 +14,14 @@ production they run in separate containers, and the gateway faces the internet),
 the tracker, which knows the policy's parties, decides what each one sees; the
 gateway only authenticates and forwards. Nothing is cached here.
 
-The routes are left out of the gateway's OpenAPI document for now: its fuzz campaign
-runs the gateway without the tracker, where they answer 503.
+The OpenAPI document (openapi_document.py) states their answers: the views as
+``ReferralPage`` and ``ReferralDetail`` and a 503 with ``Retry-After`` while the
+tracker does not answer.
 """
 
 import os
 import urllib.parse
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Path, Query
 from pydantic import Field
@@ -28,12 +29,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.responses import Response
 
 from services.gateway.handlers import Gateway
+from services.gateway.models import ReferralStatus
 from services.gateway.problems import ProblemError, bad_request, not_found
 from services.gateway.service_link import ask, authenticated_reader, refusal_detail
-
-STATUSES: Final = (
-    "SENT", "ACCEPTED", "REJECTED", "IN_SERVICE", "DONE", "REVOKED", "EXPIRED",
-)  # fmt: skip
 
 
 def tracker_url() -> str:
@@ -77,17 +75,15 @@ def referral_routes(app: FastAPI, gw: Gateway, link: ReferralsLink | None = None
 
     Reader = Annotated[str, Depends(authenticated_reader(gw))]  # noqa: N806 - a type alias
 
-    @app.get("/v1/referrals", tags=["referrals"], include_in_schema=False)
+    @app.get("/v1/referrals", tags=["referrals"])
     async def list_referrals(
         caller: Reader,
-        role: Annotated[str | None, Query(pattern="^(sent|received)$")] = None,
-        status: Annotated[str | None, Query(max_length=20)] = None,
+        role: Literal["sent", "received"] | None = None,
+        status: ReferralStatus | None = None,
         overdue: bool = False,
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     ) -> Response:
         """Referrals the caller made (sent) or is to serve (received), newest first."""
-        if status is not None and status not in STATUSES:
-            raise bad_request(f"status is one of {', '.join(STATUSES)}")
         query: dict[str, Any] = {"institution": caller, "limit": limit}
         optional = (("role", role), ("status", status))
         query.update({k: v for k, v in optional if v is not None})
@@ -95,7 +91,7 @@ def referral_routes(app: FastAPI, gw: Gateway, link: ReferralsLink | None = None
             query["overdue"] = "true"
         return await _forward(where, "/v1/referrals", query)
 
-    @app.get("/v1/referrals/{referral_id}", tags=["referrals"], include_in_schema=False)
+    @app.get("/v1/referrals/{referral_id}", tags=["referrals"])
     async def get_referral(
         referral_id: Annotated[str, Path(max_length=64)], caller: Reader
     ) -> Response:

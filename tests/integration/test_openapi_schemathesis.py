@@ -1,11 +1,15 @@
 """schemathesis, as a ministry developer would run it, finds nothing against the gateway.
 
 The gateway runs for real (HTTP on a free port, its SQLite outbox, the relay to the
-broker); schemathesis's own command line reads ``/openapi.json`` from the admin port
-and sends every check it has (``--checks all``) at the public port with a credential
-holding both scopes. Any failure it reports (an undocumented status, a response that
-does not match its schema, a schema-valid request refused, an invalid one accepted,
-a 405 without ``Allow``, ...) fails the test with schemathesis's own report.
+broker), with the referral tracker and the indicators service it relays reads to
+running on the same broker, so those operations answer from live services rather
+than their 503; schemathesis's own command line reads ``/openapi.json`` from the
+admin port and sends every check it has (``--checks all``) at the public port, once
+with a credential holding both scopes of a publishing institution, once at the
+relayed reads with the read credential of an institution holding aggregate grants.
+Any failure it reports (an undocumented status, a response that does not match its
+schema, a schema-valid request refused, an invalid one accepted, a 405 without
+``Allow``, ...) fails the test with schemathesis's own report.
 
 ``PUENTE_SCHEMATHESIS_EXAMPLES`` raises the examples per operation for a longer run
 (the default keeps the test near half a minute).
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -28,7 +33,11 @@ from services.contracts.catalog import Catalog
 from services.gateway.app import GatewayService
 from services.gateway.settings import GatewaySettings
 from services.gateway.tokens import Scope
+from services.indicators.app import IndicatorsService
+from services.indicators.settings import IndicatorsSettings
 from services.policy import load_policy
+from services.referrals.app import ReferralsService
+from services.referrals.settings import ReferralsSettings
 from services.runtime import topic_admin
 from services.runtime.embedded import free_port
 from services.runtime.settings import HubSettings, KafkaSettings, TopicSettings
@@ -36,13 +45,24 @@ from services.runtime.settings import HubSettings, KafkaSettings, TopicSettings
 pytestmark = pytest.mark.integration
 EXAMPLES = int(os.environ.get("PUENTE_SCHEMATHESIS_EXAMPLES", "6"))
 ST = Path(sys.executable).with_name("st")
+RELAYED = "^/v1/(referrals|indicators)"
+# The one constraint OpenAPI cannot state: a table's range (from..to) spans at most
+# 400 periods, a relation between two parameters, so a schema-valid request may
+# be a 400 there. Everything else schemathesis checks as it would anywhere.
+RANGE_CONFIG = """
+[[operations]]
+include-name = "GET /v1/indicators/{indicator_id}"
+checks.positive_data_acceptance.expected-statuses = ["2xx", 400, 401, 403, 404, 429]
+"""
+# An institution whose aggregate grants read indicators (deploy/policy).
+GRANTED = "bcr"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def gateway(
     session_kafka: KafkaSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[GatewayService]:
-    """A gateway on the session's broker, every hub topic created beforehand."""
+    """A gateway on the session's broker with the tracker and indicators it asks."""
     hub = HubSettings(state_dir=tmp_path_factory.mktemp("openapi-gateway"))
     catalog = Catalog.load(hub.schemas_dir)
     policy = load_policy(hub.policy_dir, catalog)
@@ -50,28 +70,63 @@ async def gateway(
         TopicSettings(), policy.publish_rights, policy.receive_rights
     )
     await topic_admin.create(session_kafka, wanted)
-    service = GatewayService(
-        GatewaySettings(
+    suffix = uuid.uuid4().hex[:8]
+    tracker = ReferralsService(
+        ReferralsSettings(
+            group_id=f"hub_referrals.openapi-{suffix}",
             port=free_port(),
-            admin_port=free_port(),
-            hub=hub,
+            check_seconds=3600,
+            hub=HubSettings(state_dir=tmp_path_factory.mktemp("openapi-tracker")),
             kafka=session_kafka,
-            rate_limit_per_s=0,
         ),
         CollectorRegistry(),
     )
+    indicators = IndicatorsService(
+        IndicatorsSettings(
+            group_id=f"hub_indicators.openapi-{suffix}",
+            port=free_port(),
+            hub=HubSettings(state_dir=tmp_path_factory.mktemp("openapi-indicators")),
+            kafka=session_kafka,
+        ),
+        CollectorRegistry(),
+    )
+    await tracker.start()
+    await indicators.start()
+    with pytest.MonkeyPatch.context() as env:
+        # The gateway reads where the two services answer when it builds its routes.
+        env.setenv(
+            "PUENTE_GATEWAY_REFERRALS_URL", f"http://127.0.0.1:{tracker.settings.port}"
+        )
+        env.setenv(
+            "PUENTE_GATEWAY_INDICATORS_URL",
+            f"http://127.0.0.1:{indicators.settings.port}",
+        )
+        service = GatewayService(
+            GatewaySettings(
+                port=free_port(),
+                admin_port=free_port(),
+                hub=hub,
+                kafka=session_kafka,
+                rate_limit_per_s=0,
+            ),
+            CollectorRegistry(),
+        )
     await service.start()
     yield service
     await service.stop()
+    await indicators.stop()
+    await tracker.stop()
 
 
 async def schemathesis(
-    service: GatewayService, token: str, *args: str
+    service: GatewayService, token: str, *args: str, config_file: Path | None = None
 ) -> tuple[int, str]:
     """Run schemathesis's command line against ``service``; its exit code and report."""
     settings = service.settings
+    config = ["--config-file", str(config_file)] if config_file else []
     process = await asyncio.create_subprocess_exec(
         str(ST),
+        *config,
         "run",
         f"http://127.0.0.1:{settings.admin_port}/openapi.json",
         "--url",
@@ -106,6 +161,48 @@ async def test_schemathesis_with_every_check_finds_no_failure_in_the_gateway(
         "30",
     )
 
+    assert_no_failure(code, report)
+
+
+@pytest.mark.timeout(300)
+async def test_schemathesis_finds_no_failure_in_the_reads_relayed_to_live_services(
+    gateway: GatewayService,
+) -> None:
+    _, token = gateway.gateway.tokens.create(GRANTED, {Scope.READ})
+    listed = await read_as(gateway, token, "/v1/indicators")
+    config = gateway.settings.hub.state_dir / "schemathesis.toml"
+    config.write_text(RANGE_CONFIG, encoding="utf-8")
+    code, report = await schemathesis(
+        gateway,
+        token,
+        "--include-path-regex",
+        RELAYED,
+        "--checks",
+        "all",
+        "--max-examples",
+        str(EXAMPLES * 2),
+        "--seed",
+        "19",
+        "--request-timeout",
+        "30",
+        config_file=config,
+    )
+
+    assert listed.status_code == 200, listed.text  # live, not the 503 of a dead link
+    assert listed.json(), "the granted institution reads at least one indicator"
+    assert_no_failure(code, report)
+
+
+async def read_as(service: GatewayService, token: str, path: str) -> httpx.Response:
+    """GET ``path`` from the gateway's public port with ``token``."""
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{service.settings.port}", timeout=30
+    ) as http:
+        return await http.get(path, headers={"Authorization": f"Bearer {token}"})
+
+
+def assert_no_failure(code: int, report: str) -> None:
+    """schemathesis exited 0 and its summary says its cases passed."""
     summary = [line for line in report.splitlines() if "generated" in line]
     assert code == 0, report[-6000:]
     assert summary, report[-2000:]
