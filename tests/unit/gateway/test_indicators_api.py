@@ -142,3 +142,16 @@ async def test_an_unreachable_service_is_a_503_problem(
         answer = await get(app, "bcr", "/v1/indicators/returns")
     assert answer.status_code == 503
     assert answer.json()["type"].endswith("indicators-unavailable")
+
+
+@pytest.mark.parametrize(
+    "query", ["to=0", "from=2026-02-30", "by=sex,age_group,department", "format=xml"]
+)
+async def test_a_query_the_document_forbids_is_a_400_never_asked_of_the_service(
+    gateway_app: FastAPI, query: str
+) -> None:
+    before = len(StandIn.seen)
+    answer = await get(gateway_app, "bcr", f"/v1/indicators/returns?{query}")
+    assert answer.status_code == 400
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert len(StandIn.seen) == before
