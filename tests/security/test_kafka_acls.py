@@ -74,6 +74,9 @@ def may_read(principal: str, topic: str) -> bool:
     if principal in rules:
         return rules[principal]
     reader = principal.removeprefix(SERVICES.gateway_reader_prefix)
+    # No gateway reader for the hub's own services: they read over Kafka only.
+    if reader != principal and is_hub_service(reader):
+        return False
     return kind in ("out", "rejected") and owner == reader
 
 

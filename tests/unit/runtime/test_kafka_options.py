@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 
+from services.runtime import kafka as kafka_module
 from services.runtime import topic_admin as runtime_topics
 from services.runtime.embedded import EmbeddedBroker, free_port
 from services.runtime.kafka import (
@@ -59,8 +60,12 @@ async def test_an_unreachable_broker_means_plain_producers_without_waiting() -> 
 
 
 async def test_the_embedded_broker_grants_no_producer_id_so_auto_producers_stay_plain(
-    embedded_broker: EmbeddedBroker, caplog: pytest.LogCaptureFixture
+    embedded_broker: EmbeddedBroker,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The answer is kept per process: earlier tests on the session's broker asked.
+    monkeypatch.setattr(kafka_module, "_granted", {})
     kafka = settings("auto", embedded_broker.bootstrap_servers)
     with caplog.at_level(logging.INFO):
         options = producer_config(kafka, "test-auto")
