@@ -90,12 +90,6 @@ class RouterMetrics:
             "Unexpected routing errors (record rejected as other)",
             registry=registry,
         )
-        self.stalled = Gauge(
-            "puente_router_stalled_partitions",
-            "Inbound partitions held at a refused record whose source has no "
-            "hub.rejected topic",
-            registry=registry,
-        )
         self.output_failures = Counter(
             "puente_router_output_failures",
             "Batches whose outputs the broker did not accept",

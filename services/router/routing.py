@@ -27,7 +27,6 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from services.contracts import topics
 from services.contracts.errors import PuenteError
 from services.contracts.ids import EVENT_TYPES
 from services.policy.model import WITHHELD_REASONS
@@ -42,7 +41,6 @@ from services.router.pipeline import (
     Rejected,
     conflicting_duplicate,
 )
-from services.router.stalls import RECHECK_SECONDS, Stalls, TopicCheck
 from services.runtime import batches
 from services.runtime.consume import Consumer, Offsets, next_offsets
 
@@ -52,11 +50,7 @@ log = logging.getLogger(__name__)
 SLICE = 32
 T = TypeVar("T")
 _Decided = tuple[
-    list[Output],
-    list[Accepted],
-    TallyCounter[tuple[str, ...]],
-    dict[str, bytes],
-    Sequence[Any],
+    list[Output], list[Accepted], TallyCounter[tuple[str, ...]], dict[str, bytes]
 ]
 
 
@@ -112,9 +106,6 @@ class BatchRouter:
         self._partitions = batches.Partitions(producer)
         self._latency: dict[str, Any] = {}  # latency histograms by event type
         self.stats = RouteStats()
-        self.topic_check = TopicCheck(producer)
-        self.stalls = Stalls(metrics.stalled)
-        self._watcher: asyncio.Task[None] | None = None
         self.transactional = False
         # The generation whose transaction failed: its later parcels must not commit
         # offsets beyond the aborted records (-1: none).
@@ -128,7 +119,6 @@ class BatchRouter:
         """
         self.producer = producer
         self._partitions = batches.Partitions(producer)
-        self.topic_check.producer = producer
         self.transactional = True
         self.committer.transactional = True
 
@@ -143,28 +133,16 @@ class BatchRouter:
             self._sender = asyncio.create_task(
                 self._send_in_order(), name="router-sender"
             )
-        if self._watcher is None:
-            self._watcher = asyncio.create_task(self._watch(), name="router-stalls")
 
     async def close(self) -> None:
         """Stop routing; commit what is in the air; stop sending."""
         self.stopping = True
         await self.committer.close()
-        for task in (self._sender, self._watcher):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._sender = self._watcher = None
-
-    async def _watch(self) -> None:
-        """Resume held-back partitions once their rejection topic exists."""
-        while True:
-            await asyncio.sleep(RECHECK_SECONDS)
-            try:
-                await self.stalls.recheck(self.committer.consumer, self.topic_check)
-            except Exception as e:  # noqa: BLE001 - a dead watcher would never resume
-                log.warning("held-back partitions not rechecked (%s)", type(e).__name__)
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+            self._sender = None
 
     async def process(self, records: Sequence[Any], consumer: Consumer) -> Offsets:
         """The batch loop's work: route ``records``; nothing to commit yet.
@@ -201,10 +179,10 @@ class BatchRouter:
             records = committer.admit(records, consumer)
         generation = committer.generation
         now = datetime.now(UTC)
-        decided = await self._decide(records, now, generation, consumer)
+        decided = await self._decide(records, now, generation)
         if decided is None or self.stopping:
             return  # a rewind or a stop while deciding: these records are read again
-        outputs, routed, tally, held, records = decided
+        outputs, routed, tally, held = decided
         offsets = next_offsets(records)
         sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         sent.add_done_callback(_observe)
@@ -223,7 +201,7 @@ class BatchRouter:
         await committer.submit(Flight(generation, [sent], offsets, held, acked))
 
     async def _decide(
-        self, records: Sequence[Any], now: datetime, generation: int, consumer: Any
+        self, records: Sequence[Any], now: datetime, generation: int
     ) -> _Decided | None:
         """Every output of ``records``, deciding a slice at a time.
 
@@ -238,13 +216,8 @@ class BatchRouter:
         for chunk in _slices(records):
             inspected.extend(self.pipeline.inspect(_inbound(r), now) for r in chunk)
             await asyncio.sleep(0)
-        blocked = await self._unanswerable(inspected)
         if generation != self.committer.generation:
             return None
-        if blocked:
-            self._hold_back(blocked, consumer)
-            inspected = [i for i in inspected if not _behind(i.record, blocked)]
-            records = [r for r in records if not _behind(r, blocked)]
         ids = [a.event_id for a in inspected if isinstance(a, Accepted)]
         seen = self.store.lookup(ids)
         seen.update(self.committer.in_flight(ids))
@@ -270,35 +243,7 @@ class BatchRouter:
         # An event the hub failed to route is not remembered: sent again, it is
         # routed again.
         self.committer.release(accepted.keys() - held.keys())
-        return outputs, routed, tally, held, records
-
-    async def _unanswerable(
-        self, inspected: Sequence[Accepted | Rejected]
-    ) -> dict[TopicPartition, tuple[int, str]]:
-        """Per partition, the first refused record whose rejection topic is missing.
-
-        Sent anyway, its refusal would wait for the topic, fail the batch and stop
-        every partition's routing, again on each retry.
-        """
-        wanted = {topics.rejected(i.source) for i in inspected if isinstance(i, Rejected)}
-        if not wanted:
-            return {}
-        missing = await self.topic_check.missing(wanted)
-        blocked: dict[TopicPartition, tuple[int, str]] = {}
-        for item in inspected:
-            if isinstance(item, Rejected) and topics.rejected(item.source) in missing:
-                tp = TopicPartition(item.record.topic, item.record.partition)
-                if tp not in blocked:
-                    blocked[tp] = (item.record.offset, topics.rejected(item.source))
-        return blocked
-
-    def _hold_back(
-        self, blocked: dict[TopicPartition, tuple[int, str]], consumer: Any
-    ) -> None:
-        """Leave each blocked partition paused at its record, uncommitted."""
-        for tp, (offset, topic) in blocked.items():
-            self.committer.hold_back(tp, offset)
-            self.stalls.hold(consumer, tp, offset, topic)
+        return outputs, routed, tally, held
 
     def _deduplicate(
         self, item: Accepted, seen: dict[str, bytes], tally: TallyCounter[tuple[str, ...]]
@@ -515,12 +460,6 @@ class BatchRouter:
 def _slices(items: Sequence[T]) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), SLICE):
         yield items[start : start + SLICE]
-
-
-def _behind(record: Any, blocked: dict[TopicPartition, tuple[int, str]]) -> bool:
-    """Whether ``record`` lies at or after where its partition is held back."""
-    held = blocked.get(TopicPartition(record.topic, record.partition))
-    return held is not None and record.offset >= held[0]
 
 
 def _inbound(record: Any) -> Inbound:
