@@ -145,10 +145,27 @@ def _responses(path: str, method: str) -> dict[str, Any] | None:
     return _relayed(path)
 
 
+def _link(target: str, parameter: str, pointer: str) -> dict[str, Any]:
+    """An OpenAPI link from a list to one item: its id feeds ``target``'s parameter.
+
+    Tools that follow links (schemathesis's stateful phase, client generators) then
+    read real items instead of guessing ids.
+    """
+    escaped = target.replace("~", "~0").replace("/", "~1")
+    return {
+        "item": {
+            "operationRef": f"#/paths/{escaped}/get",
+            "parameters": {parameter: f"$response.body#/{pointer}"},
+        }
+    }
+
+
 def _relayed(path: str) -> dict[str, Any] | None:
     """The answers of the reads relayed to the referral tracker or indicators service."""
     if path == "/v1/referrals":
         ok = _success("ReferralPage", "The caller's referrals, newest first")
+        one = "/v1/referrals/{referral_id}"
+        ok["links"] = _link(one, "referral_id", "referrals/0/referral_id")
         return {"200": ok} | problem_responses(_RELAYED_LIST)
     if path == "/v1/referrals/{referral_id}":
         ok = _success("ReferralDetail", "The referral with its history")
@@ -159,6 +176,7 @@ def _relayed(path: str) -> dict[str, Any] | None:
             "content": {
                 JSON: {"schema": {"type": "array", "items": ref("IndicatorSummary")}}
             },
+            "links": _link("/v1/indicators/{indicator_id}", "indicator_id", "0/id"),
         }
         return {"200": ok} | problem_responses(_RELAYED_LIST)
     if path == "/v1/indicators/{indicator_id}":

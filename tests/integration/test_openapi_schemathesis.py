@@ -204,6 +204,7 @@ async def read_as(service: GatewayService, token: str, path: str) -> httpx.Respo
 def assert_no_failure(code: int, report: str) -> None:
     """schemathesis exited 0 and its summary says its cases passed."""
     summary = [line for line in report.splitlines() if "generated" in line]
+    print(report[-1500:])  # the figures, shown with pytest -rP
     assert code == 0, report[-6000:]
     assert summary, report[-2000:]
     assert "passed" in summary[-1], summary

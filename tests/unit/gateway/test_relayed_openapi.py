@@ -48,6 +48,9 @@ async def test_the_indicator_reads_are_documented_as_json_or_hxl_csv(
     assert "'format': 'date'" in str(query["from"]["schema"])
     assert "pattern" in str(query["by"]["schema"])
     assert "hxl-csv" in str(query["format"]["schema"])
+    link = listing["responses"]["200"]["links"]["item"]
+    assert link["parameters"] == {"indicator_id": "$response.body#/0/id"}
+    assert link["operationRef"] == "#/paths/~1v1~1indicators~1{indicator_id}/get"
     assert listing["responses"]["200"]["content"]["application/json"]["schema"] == {
         "type": "array",
         "items": {"$ref": "#/components/schemas/IndicatorSummary"},
