@@ -1,7 +1,7 @@
 """The hash chain of the disclosure ledger, pure: canonical bytes, links, columns.
 
 **Canonical bytes of an entry.** The UTF-8 bytes of the RFC 8785 (JSON
-Canonicalization Scheme) serialisation of the entry's *natural JSON* (DESIGN §7)
+Canonicalization Scheme) serialisation of the entry's *natural JSON* (docs/contracts.md)
 as decoded with its writer schema (``audit_entry`` v1), every field present:
 
 - ``audit_id`` and ``event_id`` as lowercase hyphenated UUID strings;

@@ -1,4 +1,4 @@
-"""Natural JSON <-> Avro datum (DESIGN §7), compiled once per schema.
+"""Natural JSON <-> Avro datum (docs/contracts.md), compiled once per schema.
 
 Natural JSON: records as objects, optional fields may be omitted, union values
 written plainly, ``timestamp-millis`` as RFC 3339 with an offset, ``date`` as

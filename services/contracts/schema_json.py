@@ -2,7 +2,8 @@
 
 `schemas/shared/vN.avsc` defines named types once; event schemas refer to them by
 name. `inline` turns such a schema into a self-contained one where every named type
-is defined at its first use and referenced by its full name afterwards (DESIGN §7).
+is defined at its first use and referenced by its full name afterwards
+(docs/contracts.md).
 """
 
 from __future__ import annotations

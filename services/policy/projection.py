@@ -1,6 +1,6 @@
 """Projection of a record to a view: kept paths, projected schema, compiled builder.
 
-Views (DESIGN §4, domain.md §4.5) keep fields by their ``sensitivity`` tag; a field is
+Views (docs/sensitivity.md) keep fields by their ``sensitivity`` tag; a field is
 kept iff its own tag is allowed and its parent is kept. A rule may grant extra paths
 (the whole subtree, plus its ancestors as containers) or remove paths (removal wins).
 ``PSEUDO`` also drops exact age and district, cuts timestamps to the day, and masks
@@ -45,9 +45,10 @@ VIEW_TAGS: Final[Mapping[str, frozenset[str]]] = {
     "PSEUDO": frozenset({"INTERNAL", "QUASI_IDENTIFIER"}),
 }
 REKEYED_VIEWS: Final = frozenset({"PSEUDO_S", "PSEUDO"})
-# domain.md §4.5: PSEUDO drops exact age and the 262-unit district on top of the tags.
+# PSEUDO drops exact age and the 262-unit district on top of the tags
+# (docs/sensitivity.md).
 PSEUDO_DROPPED_FIELDS: Final = frozenset({"age_years", "district_code"})
-# The hub derives service_group from service_category (domain.md §4.5, referral row);
+# The hub derives service_group from service_category (docs/sensitivity.md, referral);
 # every protection-related category collapses into SPECIALISED_PROTECTION.
 SERVICE_GROUPS: Final[Mapping[str, str]] = {
     "HEALTH_MEDICAL": "HEALTH",
@@ -492,7 +493,7 @@ class _Rewrites:
 class _InstitutionMask:
     """Derives ``service_group``; in PSEUDO, hides institutions that reveal a need.
 
-    A referral *to ISDEMU* reveals gender-based violence (domain.md §4.5): PSEUDO
+    A referral *to ISDEMU* reveals gender-based violence (docs/sensitivity.md): PSEUDO
     shows ``masked`` for institutions flagged sensitive wherever they appear, and
     for whoever serves a specialised-protection referral (and publishes about it).
     """

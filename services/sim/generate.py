@@ -1,7 +1,8 @@
 """Simulated ministries: realistic natural-JSON events, deterministic per seed (pure).
 
 Every function takes a `random.Random` and the current time and returns events as
-natural JSON (DESIGN §7) that `codec_for(catalog.get(event_type)).to_datum` accepts:
+natural JSON (docs/contracts.md) that `codec_for(catalog.get(event_type)).to_datum`
+accepts:
 timestamps RFC 3339 with ``Z``, dates ``YYYY-MM-DD``, uuids as strings, enum
 symbols, optional values null. Each envelope has an ``event_id`` drawn from the
 rng, the publisher as ``source_institution_id``, ``occurred_at <= recorded_at <=

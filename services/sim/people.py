@@ -1,6 +1,6 @@
 """Synthetic people and the record parts every event type shares (pure, no I/O).
 
-Builds natural-JSON fragments (DESIGN §7): `PersonProfile`, `PersonIdentity`,
+Builds natural-JSON fragments (docs/contracts.md): `PersonProfile`, `PersonIdentity`,
 `LocationSV`, `ConsentRecord` and the `EventEnvelope`.
 """
 

@@ -1,6 +1,6 @@
 """Reference codes and synthetic identities the simulated ministries draw from.
 
-Codes follow shared/reference/domain.md: departments as ISO 3166-2:SV, municipalities
+Codes follow the official lists: departments as ISO 3166-2:SV, municipalities
 as the 2-digit department code + Hacienda CAT-013 (2024) code (§2.8), border and
 reception points by registry id (§2.9). Names, document numbers and phone numbers
 are synthetic and built so they cannot belong to a real person: DUIs start with
@@ -90,7 +90,7 @@ DESTINATIONS: Final = Weighted(
 
 @dataclass(frozen=True, slots=True)
 class CrossingPoint:
-    """An official border point (domain.md §2.9)."""
+    """An official border point."""
 
     id: str
     mode: str

@@ -1,6 +1,6 @@
 """Referral lifecycles between institutions (pure).
 
-Statuses follow Primero (domain.md §2.6): CREATED puts a referral in SENT; the
+Statuses follow Primero/CPIMS+: CREATED puts a referral in SENT; the
 receiving institution accepts or rejects it, may schedule an appointment, starts
 the service and completes it; the referring institution may revoke it. EXPIRED is
 the hub's to emit, so the simulator never sends it: referrals it leaves at SENT past

@@ -1,6 +1,6 @@
 """Return arrivals at GAMI and the land posts: charters, buses, individuals (pure).
 
-Mix after domain.md §2.1-2.2 and IOM returnee statistics: mostly adult men returned
+Mix after IOM returnee statistics: mostly adult men returned
 from the US, some women and families, few children travelling alone; about three
 in four cite economic reasons; medical attention is mandatory for children aged
 0-3, pregnant women, older persons, persons with disabilities and the injured.
