@@ -8,11 +8,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from services.contracts import topics as hub_topics
-from services.runtime import topic_admin
-from services.runtime.kafka import admin_config, consumer_config, producer_config
+from services.runtime import rebuild, topic_admin
+from services.runtime.kafka import consumer_config, producer_config
 from services.runtime.settings import KafkaSettings
 
 # Seconds partitions_of() waits for a topic missing from the metadata (one created
@@ -108,28 +107,16 @@ async def partitions_of(
     A consumer's cached metadata does not know a topic created after it started (and
     on Apache Kafka not even one created before: its first metadata request names no
     topic), so the partitions come from an admin client's fresh metadata request.
-    Topics are described only once listed: describing an unknown topic could create
-    it on a broker that auto-creates topics.
+    Topics are described only once listed (`runtime.rebuild.partitions`): describing
+    an unknown topic could create it on a broker that auto-creates topics.
     """
     wanted = list(dict.fromkeys(topics))
-    admin = AIOKafkaAdminClient(**admin_config(kafka, "test-collector-admin"))
-    await admin.start()
-    try:
-        deadline = time.monotonic() + TOPIC_PATIENCE
-        existing = set(await admin.list_topics())
-        while not existing.issuperset(wanted) and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-            existing = set(await admin.list_topics())
-        present = [t for t in wanted if t in existing]
-        described = await admin.describe_topics(present) if present else []
-    finally:
-        await admin.close()
-    return sorted(
-        TopicPartition(d["topic"], p["partition"])
-        for d in described
-        if d["error_code"] == 0
-        for p in d["partitions"]
-    )
+    deadline = time.monotonic() + TOPIC_PATIENCE
+    while True:
+        found = await rebuild.partitions(kafka, wanted, "test-collector-admin")
+        if {tp.topic for tp in found} >= set(wanted) or time.monotonic() >= deadline:
+            return found
+        await asyncio.sleep(0.2)
 
 
 async def create_inbound(kafka: KafkaSettings, wanted: dict[str, int]) -> None:
