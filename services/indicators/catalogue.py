@@ -4,7 +4,9 @@ Every name is checked when the catalogue loads, against the schemas (event types
 field paths in every schema version, filter expressions), the institutions
 (working groups, readers) and the aggregate grants (a reader must hold a grant for
 the indicator's event type; a ``restricted`` breakdown needs every field it reads
-in the reader's grant ``by``). A mistake is reported with the indicator or
+in the reader's grant ``by``) and across indicators: no two indicators of one
+event type may be linked tables that give away each other's hidden cells (see
+`services.indicators.linkage`). A mistake is reported with the indicator or
 dimension it is in, so an operator can fix the file.
 """
 
@@ -23,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from services.contracts.catalog import Catalog
 from services.contracts.ids import EVENT_TYPES
 from services.indicators.errors import CatalogueError, UnknownIndicatorError
+from services.indicators.linkage import check_links
 from services.policy import Policy
 from services.policy.conditions import (
     Condition,
@@ -62,6 +65,7 @@ class _DimensionSpec(_Spec):
     missing: str = "UNKNOWN"
     codes: dict[str, str] = {}
     derived: str | None = None
+    determines: dict[str, list[str]] = {}
 
 
 class _IndicatorSpec(_Spec):
@@ -98,6 +102,8 @@ class Dimension:
     missing: str = "UNKNOWN"
     codes: Mapping[str, str] = field(default_factory=dict)
     derived: str | None = None
+    # event type -> fields the dimension's value gives away (see linkage.py)
+    determines: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def value(self, event_type: str, datum: Mapping[str, Any]) -> str:
         """The dimension's value for one delivered record (a derived one: missing)."""
@@ -244,6 +250,7 @@ def load_catalogue(
         indicators[item.id] = checker.indicator(item, dimensions, spec.defaults)
     if not indicators:
         raise CatalogueError(f"{CATALOGUE_FILE}: names no indicator")
+    check_links(list(indicators.values()))
     return Catalogue(indicators, dimensions, path)
 
 
@@ -321,6 +328,7 @@ class _Checker:
             )
         for event_type, path in spec.fields.items():
             self._field(where, event_type, path)
+        self._determines(where, spec)
         return Dimension(
             id=ident,
             label=spec.label,
@@ -330,7 +338,18 @@ class _Checker:
             missing=spec.missing,
             codes=dict(spec.codes),
             derived=spec.derived,
+            determines={k: tuple(v) for k, v in spec.determines.items()},
         )
+
+    def _determines(self, where: str, spec: _DimensionSpec) -> None:
+        for event_type, paths in spec.determines.items():
+            if event_type not in spec.fields:
+                raise CatalogueError(
+                    f"{where}: determines names {event_type}, for which the dimension "
+                    "reads no field (add it to fields or remove it from determines)"
+                )
+            for path in paths:
+                self._field(f"{where}: determines", event_type, path)
 
     def indicator(
         self,

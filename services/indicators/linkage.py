@@ -1,0 +1,293 @@
+"""Linked tables: two indicators of one event type must not give each other away.
+
+Suppression protects each indicator's lattice on its own. Two indicators of the
+same event type whose populations overlap are tied by more equations than their
+own margins when the events one counts can be picked out through the other's
+breakdowns (a "children returned" indicator beside "returns by age group"): a cell
+one hides is then published by the other, or follows from its cells.
+
+The pair is safe when one of them, A, has in every cell of its lattice events the
+other, B, leaves out, free to take any count: a linear relation between the two
+indicators' published cells then cannot involve A's cells at all (those free
+counts appear in A's cells only), so it is one of B's own margin equations, which
+B's suppression already covers. The loader takes A's cells to hold such events
+when B's filter has a top-level conjunct (``&&``) that reads only fields A neither
+breaks down by nor filters on: changing those fields turns an event of A into one
+B leaves out without moving it to another cell of A. A dimension reads its field,
+the fields it ``determines`` (declared in the catalogue: ``age_group`` gives away
+``is_minor``) and, for a derived one, the fields its value is worked out from.
+
+The pair is also safe when the two filters are provably disjoint: top-level
+conjuncts on one field such as ``f == 'a'`` in one and ``f == 'b'`` or
+``f != 'a'`` in the other. Anything the analysis does not understand (projections,
+functions) counts as reading every field of its filter, which can only refuse more.
+The analysis assumes a conjunct can be false for some value of its fields; a
+condition that holds for every record is not detected.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import jmespath
+
+from services.indicators.errors import CatalogueError
+
+if TYPE_CHECKING:
+    from services.indicators.catalogue import Dimension, Indicator
+
+# The file the loader reads (catalogue.CATALOGUE_FILE; that module imports this one).
+_FILE: Final = "indicators.toml"
+# What a derived dimension's value is worked out from, beyond its own field.
+DERIVED_READS: Final[Mapping[str, frozenset[str]]] = {
+    "time_to_acknowledgement": frozenset({"payload.referral_id", "envelope.occurred_at"}),
+}
+_Key = tuple[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Constraint:
+    """What one top-level conjunct says about one field.
+
+    ``kind`` is ``in`` (the field equals one of ``values``), ``not_in`` (it
+    equals none of them), ``truthy`` or ``falsy``.
+    """
+
+    path: str
+    kind: str
+    values: frozenset[_Key] = frozenset()
+
+
+def dimension_reads(dimension: Dimension, event_type: str) -> frozenset[str]:
+    """The fields ``dimension``'s value for ``event_type`` depends on or gives away."""
+    out = {dimension.fields[event_type], *dimension.determines.get(event_type, ())}
+    if dimension.derived is not None:
+        out |= DERIVED_READS.get(dimension.derived, frozenset())
+    return frozenset(out)
+
+
+def breakdown_reads(indicator: Indicator) -> dict[str, str]:
+    """Every field the indicator's breakdowns read, with the dimension reading it."""
+    out: dict[str, str] = {}
+    for dim in indicator.dimensions:
+        for path in sorted(dimension_reads(dim, indicator.event_type)):
+            out.setdefault(path, dim.id)
+    return out
+
+
+def check_links(indicators: Sequence[Indicator]) -> None:
+    """Refuse any pair of indicators that could give away each other's hidden cells."""
+    for a, b in itertools.combinations(indicators, 2):
+        if a.event_type == b.event_type and linked(a, b):
+            raise CatalogueError(_message(a, b))
+
+
+def linked(a: Indicator, b: Indicator) -> bool:
+    """Whether the pair's published cells may be tied by more than their margins."""
+    if a.filter_text is None and b.filter_text is None:
+        return True
+    if _disjoint(a, b):
+        return False
+    return not (_leaves_out_freely(a, b) or _leaves_out_freely(b, a))
+
+
+def _leaves_out_freely(a: Indicator, b: Indicator) -> bool:
+    """Whether every cell of ``a`` can hold events ``b``'s filter leaves out."""
+    if b.filter_text is None:
+        return False
+    taken = set(breakdown_reads(a)) | _filter_fields(a)
+    return any(not _overlaps(paths, taken) for paths in _conjunct_fields(b))
+
+
+def _overlaps(paths: Iterable[str], others: Iterable[str]) -> bool:
+    # A record field read whole overlaps the fields inside it, and the reverse.
+    others = list(others)
+    return any(
+        p == q or p.startswith(q + ".") or q.startswith(p + ".")
+        for p in paths
+        for q in others
+    )
+
+
+def _filter_fields(indicator: Indicator) -> set[str]:
+    return set(indicator.filter.fields) if indicator.filter is not None else set()
+
+
+def _conjuncts(indicator: Indicator) -> list[Mapping[str, Any]]:
+    if indicator.filter_text is None:
+        return []
+    return _split(jmespath.compile(indicator.filter_text).parsed, "and_expression")
+
+
+def _split(node: Mapping[str, Any], kind: str) -> list[Mapping[str, Any]]:
+    if node["type"] != kind:
+        return [node]
+    return [part for child in node["children"] for part in _split(child, kind)]
+
+
+def _conjunct_fields(indicator: Indicator) -> list[frozenset[str]]:
+    """The fields each top-level conjunct reads (all the filter's when unclear)."""
+    whole = frozenset(_filter_fields(indicator))
+    out = []
+    for node in _conjuncts(indicator):
+        paths = _paths(node)
+        out.append(whole if paths is None else paths)
+    return out
+
+
+def _paths(node: Mapping[str, Any]) -> frozenset[str] | None:
+    """The record fields ``node`` reads, or None where the walk cannot tell."""
+    path = _path(node)
+    if path is not None:
+        return frozenset({path})
+    kind = node["type"]
+    if kind == "literal":
+        return frozenset()
+    if kind not in _COMBINING:
+        return None
+    out: set[str] = set()
+    for child in node.get("children", []):
+        inner = _paths(child)
+        if inner is None:
+            return None
+        out |= inner
+    return frozenset(out)
+
+
+_COMBINING: Final = frozenset(
+    {
+        "comparator",
+        "and_expression",
+        "or_expression",
+        "not_expression",
+        "function_expression",
+        "multi_select_list",
+    }
+)
+
+
+def _path(node: Mapping[str, Any]) -> str | None:
+    """``a.b.c`` for a plain chain of fields from the record root, else None."""
+    if node["type"] == "field":
+        return str(node["value"])
+    if node["type"] == "subexpression":
+        parts = [_path(child) for child in node["children"]]
+        if all(p is not None and "." not in p for p in parts[1:]) and parts[0]:
+            return ".".join(str(p) for p in parts)
+    return None
+
+
+def _key(value: Any) -> _Key:
+    """A literal as JMESPath compares it (true is not 1; 1 equals 1.0)."""
+    if value is None:
+        return ("null", None)
+    if isinstance(value, bool):
+        return ("boolean", value)
+    if isinstance(value, int | float):
+        return ("number", float(value))
+    if isinstance(value, str):
+        return ("string", value)
+    return ("json", json.dumps(value, sort_keys=True))
+
+
+def _falsy(key: _Key) -> bool:
+    return key in {("null", None), ("boolean", False), ("string", "")} or key in {
+        ("json", "[]"),
+        ("json", "{}"),
+    }
+
+
+def _constraint(node: Mapping[str, Any]) -> _Constraint | None:
+    """What a conjunct of a simple form says about one field, else None."""
+    kind = node["type"]
+    path = _path(node)
+    if path is not None:
+        return _Constraint(path, "truthy")
+    if kind == "not_expression" and (inner := _path(node["children"][0])) is not None:
+        return _Constraint(inner, "falsy")
+    if kind == "comparator" and node["value"] in ("eq", "ne"):
+        left, right = node["children"]
+        if right["type"] != "literal":
+            left, right = right, left
+        path = _path(left)
+        if path is None or right["type"] != "literal":
+            return None
+        kind_of = "in" if node["value"] == "eq" else "not_in"
+        return _Constraint(path, kind_of, frozenset({_key(right["value"])}))
+    if kind == "or_expression":
+        parts = [_constraint(p) for p in _split(node, "or_expression")]
+        if all(p is not None and p.kind == "in" for p in parts):
+            paths = {p.path for p in parts if p is not None}
+            if len(paths) == 1:
+                values = frozenset(v for p in parts if p is not None for v in p.values)
+                return _Constraint(paths.pop(), "in", values)
+    return None
+
+
+def _constraints(indicator: Indicator) -> list[_Constraint]:
+    found = (_constraint(node) for node in _conjuncts(indicator))
+    return [c for c in found if c is not None]
+
+
+def _disjoint(a: Indicator, b: Indicator) -> bool:
+    """Whether no record can pass both filters (a sound, simple test)."""
+    return any(
+        x.path == y.path and (_excludes(x, y) or _excludes(y, x))
+        for x in _constraints(a)
+        for y in _constraints(b)
+    )
+
+
+def _excludes(x: _Constraint, y: _Constraint) -> bool:
+    if x.kind == "in" and y.kind == "in":
+        return not (x.values & y.values)
+    if x.kind == "in" and y.kind == "not_in":
+        return x.values <= y.values
+    if x.kind == "in" and y.kind == "falsy":
+        return not any(_falsy(v) for v in x.values)
+    if x.kind == "in" and y.kind == "truthy":
+        return all(_falsy(v) for v in x.values)
+    return x.kind == "truthy" and y.kind == "falsy"
+
+
+def _message(a: Indicator, b: Indicator) -> str:
+    # Name the filtered indicator as the one to fold into the other.
+    inner, outer = (a, b) if b.filter_text is None else (b, a)
+    where = f"{_FILE}: indicators {a.id!r} and {b.id!r} ({a.event_type})"
+    if inner.filter_text is None:
+        return (
+            f"{where} both count every event: a cell one hides can be worked out "
+            "from the other's cells; give one of them all the breakdowns"
+        )
+    reads = ", ".join(_explain(path, outer) for path in _covered(inner, outer))
+    return (
+        f"{where} are linked tables: the filter of {inner.id!r} reads only "
+        f"{reads}, so its events can be picked out of {outer.id!r}'s cells and a "
+        "cell one of them hides can be worked out from the other's; make "
+        f"{inner.id!r} a breakdown of {outer.id!r} (drop it and let readers break "
+        f"{outer.id!r} down), or break {outer.id!r} down by no field the filter of "
+        f"{inner.id!r} reads (give that filter a condition on a field {outer.id!r} "
+        "neither breaks down by nor filters on), or make the two filters exclusive "
+        "(f == 'a' in one, f != 'a' in the other)"
+    )
+
+
+def _covered(inner: Indicator, outer: Indicator) -> list[str]:
+    taken = set(breakdown_reads(outer)) | _filter_fields(outer)
+    paths = sorted(_filter_fields(inner))
+    return [p for p in paths if _overlaps([p], taken)] or paths
+
+
+def _explain(path: str, outer: Indicator) -> str:
+    reads = breakdown_reads(outer)
+    for field_path, dim_id in reads.items():
+        if _overlaps([path], [field_path]):
+            dim = outer.dimension(dim_id)
+            if field_path == dim.fields[outer.event_type]:
+                return f"{path} ({outer.id!r} breaks down by {dim_id})"
+            return f"{path} ({outer.id!r} breaks down by {dim_id}, which determines it)"
+    return f"{path} ({outer.id!r} filters on it too)"
