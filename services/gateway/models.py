@@ -377,8 +377,19 @@ class IndicatorPeriod(BaseModel):
     cells: list[IndicatorCell]
 
 
+class IndicatorPending(BaseModel):
+    """A period of the range not released yet (its tables are not published)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    period: str
+    start: str = Field(alias="from")
+    end: str = Field(alias="to")
+    release_on: str = Field(description="The first day it may be released")
+
+
 class IndicatorTable(BaseModel):
-    """An indicator's protected tables over a range of whole periods."""
+    """An indicator's protected tables over a range of whole, released periods."""
 
     indicator: str
     title: str
@@ -389,4 +400,8 @@ class IndicatorTable(BaseModel):
     period: str
     by: list[str]
     disclosure_control: DisclosureControl
+    released_through: str | None = Field(
+        description="The last day released: later periods are listed under pending"
+    )
+    pending: list[IndicatorPending]
     tables: list[IndicatorPeriod]

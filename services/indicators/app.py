@@ -14,9 +14,10 @@ reader whose aggregate grant allows the breakdown asked for.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any, Final
 
 from fastapi import FastAPI, Query
@@ -26,6 +27,7 @@ from prometheus_client import CollectorRegistry
 from services.contracts import topics
 from services.contracts.catalog import Catalog
 from services.indicators.catalogue import Catalogue
+from services.indicators.counting import LOCAL, closed_through
 from services.indicators.errors import (
     IndicatorsError,
     NotAllowedError,
@@ -103,6 +105,8 @@ class IndicatorsService:
         tables_api(app, self)
         self.ops = OpsServer(app, settings.port, settings.host)
         self._turn = asyncio.Lock()  # one database writer
+        self._stopping = asyncio.Event()
+        self._release_task: asyncio.Task[None] | None = None
         self._running = False
         self.counted = 0
 
@@ -134,6 +138,8 @@ class IndicatorsService:
         await self.ops.start()
         await self.loop.start(self.subscription)
         self._running = True
+        self._stopping.clear()
+        self._release_task = asyncio.create_task(self._releasing())
         log.info(
             "indicators counting %s into %s",
             ", ".join(self.topics),
@@ -151,6 +157,7 @@ class IndicatorsService:
         self.counted += result.counted
         self.metrics.counted.inc(result.counted)
         self.metrics.duplicates.inc(result.duplicates)
+        self.metrics.corrections.inc(result.corrections)
         self.metrics.unreadable.inc(decoded.unreadable + result.unreadable)
         return result
 
@@ -171,15 +178,67 @@ class IndicatorsService:
         async with self._turn:
             if self.store is None:
                 raise StoreError("the indicators database is not open (not started)")
-            counts = await asyncio.to_thread(self.store.day_counts, indicator.id)
+            counts = await asyncio.to_thread(
+                self.store.counts, indicator.id, self.settings.release_after_days
+            )
         return publish(
             indicator, counts, first, last, by,
-            reader=reader, rounding=rounding, today=local_today(), cache=self.cache,
+            reader=reader, rounding=rounding, cache=self.cache,
         )  # fmt: skip
+
+    async def release_due(self, now: datetime | None = None) -> list[str]:
+        """Release every period due by ``now`` once the topics are read up to it.
+
+        A period is due ``release_after_days`` whole days after it ends. It is
+        released only when every delivery appended before that day began has been
+        counted, so a backlog (a restart, a rebuild, a slow spell) never freezes a
+        period that is still arriving. Returns the indicators released.
+        """
+        store = self.store
+        if store is None:
+            return []
+        today = (now or datetime.now(LOCAL)).astimezone(LOCAL).date()
+        after = self.settings.release_after_days
+        marks = await asyncio.to_thread(store.released_through)
+        due = {}
+        for indicator in self.catalogue.indicators.values():
+            through = closed_through(indicator.period, today, after)
+            old = marks.get(indicator.id)
+            if old is None or through > old:
+                due[indicator.id] = through
+        if not due:
+            return []
+        began = datetime.combine(today, datetime.min.time(), LOCAL)
+        if not await self.loop.read_through(int(began.timestamp() * 1000)):
+            return []
+        async with self._turn:
+            if self.store is None:
+                return []
+            done = await asyncio.to_thread(
+                self.store.release, due, now or datetime.now(LOCAL)
+            )
+        for ident in done:
+            log.info("indicator %s released through %s", ident, due[ident])
+        return done
+
+    async def _releasing(self) -> None:
+        while self._running:
+            try:
+                await self.release_due()
+            except IndicatorsError as e:
+                log.warning("periods not released this time: %s", e)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._stopping.wait(), self.settings.release_seconds
+                )
 
     async def stop(self) -> None:
         """Finish the batch in hand, then close everything."""
         self._running = False
+        self._stopping.set()
+        if self._release_task is not None:
+            await self._release_task
+            self._release_task = None
         await self.loop.stop()
         await self.ops.stop()  # no scrape or table request reads a closing database
         async with self._turn:

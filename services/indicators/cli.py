@@ -182,8 +182,20 @@ def export_command(  # noqa: PLR0917 - one parameter per option
     output: Annotated[
         Path | None, typer.Option("--out", help="Write to this file instead of stdout")
     ] = None,
+    provisional: Annotated[
+        bool,
+        typer.Option(
+            "--provisional",
+            help="Also periods not released yet, from the live counts (operators only:"
+            " never hand these to a reader)",
+        ),
+    ] = False,
 ) -> None:
-    """Print (or write) an indicator's protected tables as JSON or HXL CSV."""
+    """Print (or write) an indicator's protected tables as JSON or HXL CSV.
+
+    Only released periods, as the gateway serves them; the others are listed under
+    "pending" with the day they may be released.
+    """
     settings = IndicatorsSettings()
     indicator = _indicator(ident)
     dims = [d for item in by or [] for d in item.split(",") if d]
@@ -191,13 +203,14 @@ def export_command(  # noqa: PLR0917 - one parameter per option
         first, last = _range(start, end)
         store = Store.open(database(db, settings), readonly=True)
         try:
-            counts = store.day_counts(indicator.id)
+            counts = store.counts(
+                indicator.id, settings.release_after_days, live=provisional
+            )
         finally:
             store.close()
         publication = publish(
-            indicator, counts, first, last, dims,
-            reader=reader, rounding=rounding, today=local_today(),
-        )  # fmt: skip
+            indicator, counts, first, last, dims, reader=reader, rounding=rounding
+        )
     except (PuenteError, ValueError) as e:
         err.print(f"error: {e}")
         raise typer.Exit(1) from e
@@ -216,12 +229,55 @@ def export_command(  # noqa: PLR0917 - one parameter per option
         typer.echo(text, nl=False)
 
 
+@app.command("releases")
+def releases_command(db: DbOption = None, as_json_: JsonOption = False) -> None:
+    """Each indicator: the last day released, and late changes since.
+
+    A period is released (its tables frozen and published) the configured number of
+    days after it ends (PUENTE_INDICATORS_RELEASE_AFTER_DAYS), once the service has
+    counted every delivery up to then. Late events change only the live counts.
+    """
+    settings = IndicatorsSettings()
+    catalogue = _catalogue()
+    try:
+        store = Store.open(database(db, settings), readonly=True)
+        try:
+            marks, late = store.released_through(), store.late_events()
+        finally:
+            store.close()
+    except PuenteError as e:
+        err.print(f"error: {e}")
+        raise typer.Exit(1) from e
+    rows = [
+        {
+            "id": ident,
+            "period": i.period,
+            "released_through": marks[ident].isoformat() if ident in marks else None,
+            "late": late.get(ident, 0),
+        }
+        for ident, i in catalogue.indicators.items()
+    ]
+    if as_json_:
+        out.print(json.dumps(rows, indent=2), markup=False)
+        return
+    table = Table("id", "period", "released through", "late changes")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            str(row["period"]),
+            str(row["released_through"] or "not yet"),
+            str(row["late"]),
+        )
+    out.print(table)
+
+
 @app.command("rebuild")
 def rebuild_command(out_path: RebuildOutOption = None, db: DbOption = None) -> None:
     """Re-read the delivery topics from the beginning into a fresh database.
 
-    Then compare it with the live database; exit 1 if any indicator differs. Stop the
-    service and move the rebuilt file into place to replace the live counts.
+    Then compare it with the live database; exit 1 if any indicator differs. The
+    releases (what was published) are taken over from the live database when it is
+    there. Stop the service and move the rebuilt file into place to replace it.
     """
     settings = IndicatorsSettings()
     require_kafka(settings, err)
@@ -231,7 +287,12 @@ def rebuild_command(out_path: RebuildOutOption = None, db: DbOption = None) -> N
         catalog, policy, catalogue = load_catalogue_for(settings)
         delivered = policy.receive_rights.get(settings.recipient, frozenset())
         names = [topics.outbound(settings.recipient, t) for t in sorted(delivered)]
-        done = asyncio.run(rebuild(settings.kafka, catalog, catalogue, names, target))
+        done = asyncio.run(
+            rebuild(
+                settings.kafka, catalog, catalogue, names, target,
+                releases_from=live if live.exists() else None,
+            )
+        )  # fmt: skip
     except PuenteError as e:
         err.print(f"error: {e}")
         raise typer.Exit(1) from e

@@ -90,6 +90,22 @@ def periods_between(start: date, end: date, period: Period) -> list[tuple[date, 
     return out
 
 
+def closes_on(last: date, release_after: int) -> date:
+    """The day a period ending on ``last`` may be released (from its local midnight)."""
+    return last + timedelta(days=1 + release_after)
+
+
+def closed_through(period: Period, today: date, release_after: int) -> date:
+    """The last day of the latest period that may be released on ``today``.
+
+    A period may be released ``release_after`` whole days after it ends, so events
+    recorded late (a registration typed in the next morning) are in its table.
+    """
+    latest = today - timedelta(days=1 + release_after)
+    first, last = period_bounds(latest, period)
+    return last if last == latest else first - timedelta(days=1)
+
+
 def ack_band(sent: datetime, answered: datetime) -> str:
     """The time-to-acknowledgement band of an answer given ``answered - sent``."""
     hours = (answered - sent).total_seconds() / 3600

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -39,6 +39,11 @@ class ProcessMetrics:
         self.duplicates = Counter(
             "puente_indicators_duplicates",
             "Events read again (redeliveries), counted once.",
+            registry=registry,
+        )
+        self.corrections = Counter(
+            "puente_indicators_corrections",
+            "Events that supersede an earlier one (its cells lose their one).",
             registry=registry,
         )
         self.unreadable = Counter(
@@ -75,6 +80,8 @@ class IndicatorCollector(Collector):
         self.every_seconds = every_seconds
         self.cache: Cache = {}
         self._samples: list[tuple[list[str], int]] = []
+        self._late: dict[str, int] = {}
+        self._through: dict[str, float] = {}
         self._at: float | None = None
 
     def collect(self) -> Iterator[Metric]:
@@ -90,10 +97,45 @@ class IndicatorCollector(Collector):
         now = time.monotonic()
         if self._at is None or now - self._at >= self.every_seconds:
             self._samples = self._totals()
+            self._releases()
             self._at = now
         for labels, value in self._samples:
             family.add_metric(labels, value)
         yield family
+        late = GaugeMetricFamily(
+            "puente_indicator_late_events",
+            "Changes to days already released (late events, corrections): in the "
+            "live counts, not in any published table.",
+            labels=["indicator"],
+        )
+        through = GaugeMetricFamily(
+            "puente_indicator_released_through_seconds",
+            "End of the last day each indicator's tables are released for (Unix time).",
+            labels=["indicator"],
+        )
+        for ident in self.catalogue.indicators:
+            late.add_metric([ident], self._late.get(ident, 0))
+            if ident in self._through:
+                through.add_metric([ident], self._through[ident])
+        yield late
+        yield through
+
+    def _releases(self) -> None:
+        store = self.store()
+        if store is None:
+            return
+        try:
+            self._late = store.late_events()
+            marks = store.released_through()
+        except StoreError as e:
+            log.warning("indicator releases not read: %s", e)
+            return
+        self._through = {
+            ident: datetime.combine(
+                day + timedelta(days=1), datetime.min.time(), LOCAL
+            ).timestamp()
+            for ident, day in marks.items()
+        }
 
     def _totals(self) -> list[tuple[list[str], int]]:
         store = self.store()
@@ -103,13 +145,15 @@ class IndicatorCollector(Collector):
         out: list[tuple[list[str], int]] = []
         for indicator in self.catalogue.indicators.values():
             try:
-                counts = store.day_counts(indicator.id)
+                # The current period, not released yet: from the live counts
+                # (operators' gauges, never a reader's table), protected likewise.
+                counts = store.counts(indicator.id, 0, live=True)
             except StoreError as e:
                 log.warning("indicator totals not read: %s", e)
                 return out
-            table = publish(
-                indicator, counts, today, today, (), today=today, cache=self.cache
-            ).tables[0]
+            table = publish(indicator, counts, today, today, (), cache=self.cache).tables[
+                0
+            ]
             total = table.cells[0].count if table.cells else 0
             if total is not None:
                 labels = [indicator.id, indicator.working_group, indicator.period]

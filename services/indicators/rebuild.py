@@ -46,8 +46,14 @@ async def rebuild(
     catalogue: Catalogue,
     topics: Sequence[str],
     target: Path,
+    *,
+    releases_from: Path | None = None,
 ) -> Rebuilt:
-    """Read ``topics`` from their beginning into a fresh database at ``target``."""
+    """Read ``topics`` from their beginning into a fresh database at ``target``.
+
+    ``releases_from``: a database whose releases the new one takes over. A release
+    is what was published; the topics cannot tell which events came in after it.
+    """
     store = await asyncio.to_thread(_fresh, target)
     done = Rebuilt()
 
@@ -61,11 +67,22 @@ async def rebuild(
 
     try:
         await read_from_beginning(kafka, topics, "puente-indicators-rebuild", apply)
+        # After the counts: with releases in place, every event read would be late.
+        if releases_from is not None:
+            await asyncio.to_thread(_adopt, store, releases_from)
     except KafkaError as e:
         raise RebuildError(f"reading {', '.join(topics)} failed: {e}") from e
     finally:
         store.close()
     return done
+
+
+def _adopt(store: Store, source: Path) -> None:
+    other = Store.open(source, readonly=True)
+    try:
+        store.adopt_releases(other)
+    finally:
+        other.close()
 
 
 def _fresh(target: Path) -> Store:
@@ -75,9 +92,10 @@ def _fresh(target: Path) -> Store:
 
 
 def differences(live: Store, rebuilt: Store, catalogue: Catalogue) -> list[str]:
-    """The indicators whose counts differ between two databases."""
+    """The indicators whose counts (live or released) differ between two databases."""
     return [
         ident
         for ident in catalogue.indicators
         if live.day_counts(ident) != rebuilt.day_counts(ident)
+        or live.released_counts(ident) != rebuilt.released_counts(ident)
     ]

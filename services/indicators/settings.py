@@ -30,6 +30,11 @@ class IndicatorsSettings(RecipientServiceSettings):
     catalogue_path: Path | None = None  # default: <policy_dir>/indicators.toml
     # How often the current-period totals exported as gauges are worked out again.
     gauge_seconds: float = Field(default=60.0, gt=0)
+    # Whole days after a period ends before its tables are released (and frozen):
+    # records typed in late still get into the published numbers.
+    release_after_days: int = Field(default=3, ge=0, le=366)
+    # How often the service looks for periods due for release.
+    release_seconds: float = Field(default=60.0, gt=0)
 
     @property
     def catalogue_file(self) -> Path:

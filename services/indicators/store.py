@@ -1,27 +1,41 @@
-"""The indicators' SQLite database: counts per indicator, day and cell.
+"""The indicators' SQLite database: counts per indicator, day and cell; releases.
 
 One batch of delivered records is one transaction, written before the consumer
 commits its offsets. Every event id counted is kept in ``events``: a record read
 again (redelivery, a crash between the write and the commit, a rebuild over a
-live database) finds its id there and adds nothing, so counts are exact. The
-database holds indicator ids, days, dimension values, counts, per-recipient event
-and referral ids and hour-cut times: never personal data. It is created readable
-by its owner only.
+live database) finds its id there and adds nothing, so counts are exact.
+
+A correction (``envelope.supersedes_event_id``) replaces the event it names: the
+cells that event added (kept in ``contributions``) lose their one, and an event
+already superseded when it arrives adds nothing, so the counts do not depend on
+the order the two arrive in.
+
+A release freezes an indicator's counts up to a day (``releases``, ``released``):
+published tables are cut from the frozen copy only, so two requests at different
+times show the same numbers. Events that arrive for a released day still enter the
+live counts and are counted in ``late``, never in a published table.
+
+The database holds indicator ids, days, dimension values, counts, per-recipient
+event and referral ids and hour-cut times: never personal data. It is created
+readable by its owner only.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from services.indicators.catalogue import Catalogue, identifier
 from services.indicators.counting import contributions, derived_values
 from services.indicators.errors import StoreError
+from services.indicators.tables import Counts
 from services.runtime.sqlite import StateStore
+
+_T = TypeVar("_T")
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY);
@@ -36,7 +50,36 @@ CREATE TABLE IF NOT EXISTS referral_sent (
     referral_id TEXT PRIMARY KEY,
     sent_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS contributions (
+    event_id TEXT NOT NULL,
+    indicator TEXT NOT NULL,
+    day TEXT NOT NULL,
+    cell TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS contributions_of_event ON contributions (event_id);
+CREATE TABLE IF NOT EXISTS superseded (event_id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS releases (
+    indicator TEXT NOT NULL,
+    through TEXT NOT NULL,
+    released_at TEXT NOT NULL,
+    PRIMARY KEY (indicator, through)
+);
+CREATE TABLE IF NOT EXISTS released (
+    indicator TEXT NOT NULL,
+    day TEXT NOT NULL,
+    cell TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (indicator, day, cell)
+);
+CREATE TABLE IF NOT EXISTS late (
+    indicator TEXT NOT NULL,
+    day TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (indicator, day)
+);
 """
+# The tables a rebuild takes over from the live database: what was published.
+RELEASE_TABLES: Final = ("releases", "released", "late")
 
 
 @dataclass
@@ -47,6 +90,8 @@ class BatchResult:
     duplicates: int = 0  # event ids counted before
     unreadable: int = 0  # records with no event id
     cells: int = 0  # +1s added to cells
+    corrections: int = 0  # events that supersede another
+    late: int = 0  # changes to cells of days already released
 
 
 class Store(StateStore):
@@ -66,52 +111,196 @@ class Store(StateStore):
         """Count ``records`` (event type, decoded datum) in one transaction."""
         result = BatchResult()
         with self._writing() as db:
+            batch = _Batch(db, catalogue, _watermarks(db), result)
             for event_type, datum in records:
-                event_id = identifier(datum, "envelope.event_id")
-                if event_id is None:
-                    result.unreadable += 1
-                    continue
-                cursor = db.execute(
-                    "INSERT OR IGNORE INTO events (event_id) VALUES (?)", (event_id,)
-                )
-                if cursor.rowcount == 0:
-                    result.duplicates += 1
-                    continue
-                result.counted += 1
-                derived = derived_values(
-                    event_type,
-                    datum,
-                    lambda r: _sent_at(db, r),
-                    lambda r, at: _remember(db, r, at),
-                )
-                for c in contributions(catalogue, event_type, datum, derived):
-                    db.execute(
-                        "INSERT INTO counts (indicator, day, cell, n) VALUES (?, ?, ?, 1)"
-                        " ON CONFLICT (indicator, day, cell) DO UPDATE SET n = n + 1",
-                        (c.indicator, c.day.isoformat(), json.dumps(list(c.cell))),
-                    )
-                    result.cells += 1
+                batch.count(event_type, datum)
         return result
 
-    def day_counts(self, indicator: str) -> dict[tuple[date, tuple[str, ...]], int]:
-        """Every (day, cell) count of ``indicator``."""
-        try:
-            rows = self._db.execute(
-                "SELECT day, cell, n FROM counts WHERE indicator = ?", (indicator,)
+    def release(self, through: Mapping[str, date], at: datetime) -> list[str]:
+        """Freeze each indicator's counts up to its day; the indicators released.
+
+        An indicator already released through that day (or later) is left as it is.
+        """
+        done = []
+        with self._writing() as db:
+            marks = _watermarks(db)
+            for indicator, last in sorted(through.items()):
+                old = marks.get(indicator)
+                if old is not None and last <= old:
+                    continue
+                db.execute(
+                    "INSERT INTO releases (indicator, through, released_at)"
+                    " VALUES (?, ?, ?)",
+                    (indicator, last.isoformat(), at.isoformat()),
+                )
+                db.execute(
+                    "INSERT INTO released (indicator, day, cell, n)"
+                    " SELECT indicator, day, cell, n FROM counts"
+                    " WHERE indicator = ? AND day > ? AND day <= ? AND n > 0",
+                    (indicator, old.isoformat() if old else "", last.isoformat()),
+                )
+                done.append(indicator)
+        return done
+
+    def counts(self, indicator: str, release_after: int, *, live: bool = False) -> Counts:
+        """What ``indicator``'s tables are cut from (with the live counts: operators)."""
+        return Counts(
+            released=self.released_counts(indicator),
+            through=self.released_through().get(indicator),
+            release_after=release_after,
+            live=self.day_counts(indicator) if live else None,
+        )
+
+    def released_through(self) -> dict[str, date]:
+        """The day each released indicator is frozen up to."""
+        return self._read(_watermarks)
+
+    def released_counts(self, indicator: str) -> dict[tuple[date, tuple[str, ...]], int]:
+        """Every (day, cell) count of ``indicator`` as released."""
+        return self._cells("released", indicator)
+
+    def late_events(self) -> dict[str, int]:
+        """Per indicator, changes to released days since their release."""
+        rows = self._read(
+            lambda db: db.execute(
+                "SELECT indicator, SUM(n) FROM late GROUP BY indicator"
             ).fetchall()
-        except sqlite3.Error as e:
-            raise StoreError(f"indicators database read failed: {e}") from e
+        )
+        return {str(i): int(n) for i, n in rows}
+
+    def adopt_releases(self, other: Store) -> None:
+        """Take ``other``'s releases (a rebuild keeps what was published)."""
+        with self._writing() as db:
+            for table in RELEASE_TABLES:
+                rows = other.rows_of(table)
+                db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed names
+                if rows:
+                    marks = ", ".join("?" * len(rows[0]))
+                    db.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)  # noqa: S608
+
+    def rows_of(self, table: str) -> list[tuple[Any, ...]]:
+        """Every row of one of the release tables, as stored."""
+        if table not in RELEASE_TABLES:
+            raise StoreError(f"not a release table: {table}")
+        query = f"SELECT * FROM {table}"  # noqa: S608 - one of three fixed names
+        return self._read(lambda db: [tuple(r) for r in db.execute(query).fetchall()])
+
+    def day_counts(self, indicator: str) -> dict[tuple[date, tuple[str, ...]], int]:
+        """Every (day, cell) count of ``indicator``, as counted so far (live)."""
+        return self._cells("counts", indicator)
+
+    def events(self) -> int:
+        """How many distinct events were counted."""
+        return int(
+            self._read(lambda db: db.execute("SELECT COUNT(*) FROM events").fetchone())[0]
+        )
+
+    def _cells(
+        self, table: str, indicator: str
+    ) -> dict[tuple[date, tuple[str, ...]], int]:
+        rows = self._read(
+            lambda db: db.execute(
+                f"SELECT day, cell, n FROM {table} WHERE indicator = ? AND n > 0",  # noqa: S608 - fixed names
+                (indicator,),
+            ).fetchall()
+        )
         return {
             (date.fromisoformat(day), tuple(json.loads(cell))): int(n)
             for day, cell, n in rows
         }
 
-    def events(self) -> int:
-        """How many distinct events were counted."""
+    def _read(self, query: Callable[[sqlite3.Connection], _T]) -> _T:
         try:
-            return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+            return query(self._db)
         except sqlite3.Error as e:
             raise StoreError(f"indicators database read failed: {e}") from e
+
+
+@dataclass
+class _Batch:
+    """One batch's writes: counts, corrections and late changes, one transaction."""
+
+    db: sqlite3.Connection
+    catalogue: Catalogue
+    marks: Mapping[str, date]
+    result: BatchResult
+
+    def count(self, event_type: str, datum: Mapping[str, Any]) -> None:
+        """Count one record (nothing when its event id was counted before)."""
+        event_id = identifier(datum, "envelope.event_id")
+        if event_id is None:
+            self.result.unreadable += 1
+            return
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO events (event_id) VALUES (?)", (event_id,)
+        )
+        if cursor.rowcount == 0:
+            self.result.duplicates += 1
+            return
+        self.result.counted += 1
+        target = identifier(datum, "envelope.supersedes_event_id")
+        if target is not None and target != event_id:
+            self.result.corrections += 1
+            self._supersede(target)
+        if self._is_superseded(event_id):
+            return  # its correction came first: it adds nothing
+        derived = derived_values(
+            event_type,
+            datum,
+            lambda r: _sent_at(self.db, r),
+            lambda r, at: _remember(self.db, r, at),
+        )
+        for c in contributions(self.catalogue, event_type, datum, derived):
+            cell = json.dumps(list(c.cell))
+            self._add(c.indicator, c.day, cell, 1)
+            self.db.execute(
+                "INSERT INTO contributions (event_id, indicator, day, cell)"
+                " VALUES (?, ?, ?, ?)",
+                (event_id, c.indicator, c.day.isoformat(), cell),
+            )
+            self.result.cells += 1
+
+    def _supersede(self, target: str) -> None:
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO superseded (event_id) VALUES (?)", (target,)
+        )
+        if cursor.rowcount == 0:
+            return  # superseded before (two corrections of one event)
+        rows = self.db.execute(
+            "SELECT indicator, day, cell FROM contributions WHERE event_id = ?",
+            (target,),
+        ).fetchall()
+        for indicator, day, cell in rows:
+            self._add(indicator, date.fromisoformat(day), cell, -1)
+        self.db.execute("DELETE FROM contributions WHERE event_id = ?", (target,))
+
+    def _is_superseded(self, event_id: str) -> bool:
+        found = self.db.execute(
+            "SELECT 1 FROM superseded WHERE event_id = ?", (event_id,)
+        ).fetchone()
+        return found is not None
+
+    def _add(self, indicator: str, day: date, cell: str, change: int) -> None:
+        self.db.execute(
+            "INSERT INTO counts (indicator, day, cell, n) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (indicator, day, cell) DO UPDATE SET n = n + excluded.n",
+            (indicator, day.isoformat(), cell, change),
+        )
+        mark = self.marks.get(indicator)
+        if mark is not None and day <= mark:
+            self.result.late += 1
+            self.db.execute(
+                "INSERT INTO late (indicator, day, n) VALUES (?, ?, 1)"
+                " ON CONFLICT (indicator, day) DO UPDATE SET n = n + 1",
+                (indicator, day.isoformat()),
+            )
+
+
+def _watermarks(db: sqlite3.Connection) -> dict[str, date]:
+    rows = db.execute(
+        "SELECT indicator, MAX(through) FROM releases GROUP BY indicator"
+    ).fetchall()
+    return {str(i): date.fromisoformat(t) for i, t in rows}
 
 
 def _sent_at(db: sqlite3.Connection, referral: str) -> datetime | None:

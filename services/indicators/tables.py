@@ -7,6 +7,12 @@ arbitrary range would be a further table linked to the published ones. Each tabl
 holds the crossed cells and their margins (``ALL``), cut from the period's lattice
 protected once (disclosure.py); a suppressed cell has no count and says why.
 Cells not listed are zero.
+
+Only released periods are published (store.py freezes an indicator's counts up
+to a day some days after each period ends): a period still filling would show a
+reader, from two requests at different times, exactly which cells the events in
+between fell in. A period not released yet is listed with the day it may be.
+Operators may see those periods from the live counts, marked provisional.
 """
 
 from __future__ import annotations
@@ -20,7 +26,12 @@ from datetime import date
 from typing import Any, Final
 
 from services.indicators.catalogue import Indicator
-from services.indicators.counting import period_cells, period_label, periods_between
+from services.indicators.counting import (
+    closes_on,
+    period_cells,
+    period_label,
+    periods_between,
+)
 from services.indicators.disclosure import (
     MAX_CROSSED,
     CellKey,
@@ -59,6 +70,30 @@ class PeriodTable:
 
 
 @dataclass(frozen=True, slots=True)
+class Pending:
+    """A period of the range not released yet, and the first day it may be."""
+
+    period: str
+    first: date
+    last: date
+    release_on: date
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """What a publication is cut from: the released counts, and the live ones.
+
+    ``live`` is for operators only (gauges, ``export --provisional``): periods not
+    released yet are then shown from it, marked provisional.
+    """
+
+    released: DayCounts
+    through: date | None
+    release_after: int
+    live: DayCounts | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Publication:
     """Everything one request publishes."""
 
@@ -66,6 +101,8 @@ class Publication:
     by: tuple[str, ...]
     tables: tuple[PeriodTable, ...]
     rounding: int | None = None
+    released_through: date | None = None
+    pending: tuple[Pending, ...] = ()
 
     def suppressed(self, reason: Reason) -> int:
         """How many published cells were suppressed for ``reason``."""
@@ -96,14 +133,13 @@ def check_by(indicator: Indicator, by: Sequence[str], reader: str | None) -> Non
 
 def publish(
     indicator: Indicator,
-    day_counts: DayCounts,
+    counts: Counts,
     first: date,
     last: date,
     by: Sequence[str] = (),
     *,
     reader: str | None = None,
     rounding: int | None = None,
-    today: date | None = None,
     cache: Cache | None = None,
 ) -> Publication:
     """The protected tables of ``indicator`` for the periods meeting [first, last]."""
@@ -116,22 +152,28 @@ def publish(
             f"{len(periods)} {indicator.period} periods asked for; at most {MAX_PERIODS}"
         )
     index = tuple(indicator.dimension_ids.index(d) for d in by)
-    tables = []
+    tables, pending = [], []
     for start, end in periods:
-        finest = period_cells(indicator, day_counts, start, end)
-        lattice = protected(
-            indicator, period_label(start, indicator.period), finest, cache
-        )
-        tables.append(
-            PeriodTable(
-                period=period_label(start, indicator.period),
-                first=start,
-                last=end,
-                provisional=today is not None and end >= today,
-                cells=tuple(_cells(lattice, index, rounding)),
+        label = period_label(start, indicator.period)
+        released = counts.through is not None and end <= counts.through
+        source = counts.released if released else counts.live
+        if source is None:
+            pending.append(
+                Pending(label, start, end, closes_on(end, counts.release_after))
             )
-        )
-    return Publication(indicator, tuple(by), tuple(tables), rounding)
+            continue
+        finest = period_cells(indicator, source, start, end)
+        lattice = protected(indicator, label, finest, cache)
+        cells = tuple(_cells(lattice, index, rounding))
+        tables.append(PeriodTable(label, start, end, not released, cells))
+    return Publication(
+        indicator,
+        tuple(by),
+        tuple(tables),
+        rounding,
+        counts.through,
+        tuple(pending),
+    )
 
 
 def protected(
@@ -200,6 +242,20 @@ def as_json(publication: Publication) -> dict[str, Any]:
             "suppressed_primary": publication.suppressed("primary"),
             "suppressed_complementary": publication.suppressed("complementary"),
         },
+        "released_through": (
+            None
+            if publication.released_through is None
+            else publication.released_through.isoformat()
+        ),
+        "pending": [
+            {
+                "period": p.period,
+                "from": p.first.isoformat(),
+                "to": p.last.isoformat(),
+                "release_on": p.release_on.isoformat(),
+            }
+            for p in publication.pending
+        ],
         "tables": [
             {
                 "period": t.period,

@@ -222,6 +222,10 @@ class BatchLoop:
         self.error: BaseException | None = None  # that batch's error
         self.failures = 0  # consecutive failed batches
         self._lag: dict[tuple[str, int], int] = {}
+        # Per partition, since start: the offset after the last record done, and
+        # the newest record timestamp done (what `read_through` answers from).
+        self._done: dict[TopicPartition, int] = {}
+        self._newest: dict[TopicPartition, int] = {}
 
     async def start(self, subscription: Subscription) -> None:
         """Subscribe as ``subscription`` says and start consuming."""
@@ -229,6 +233,8 @@ class BatchLoop:
         self.failed.clear()
         self.error, self.failures = None, 0
         self._lag.clear()
+        self._done.clear()
+        self._newest.clear()
         broker = KafkaBroker(
             **broker_options(self.kafka, self.client_id),
             consumer_only=True,  # services produce through their own producers
@@ -269,6 +275,44 @@ class BatchLoop:
         consumer = getattr(self._subscriber, "consumer", None)
         return len(consumer.assignment()) if consumer is not None else 0
 
+    async def read_through(self, at_ms: int) -> bool:
+        """Whether every record appended before ``at_ms`` is done and committed.
+
+        True when every partition the loop holds has either a record done whose
+        timestamp is ``at_ms`` or later (records are appended in time order), or its
+        committed offset at the high-water mark of the last fetch. False while the
+        loop holds nothing or a high-water mark is not known yet. A service uses it
+        to act only on a past it has wholly read (the indicators release a period).
+        """
+        consumer: Any = getattr(self._subscriber, "consumer", None)
+        held = consumer.assignment() if consumer is not None else set()
+        if not held:
+            return False
+        for tp in held:
+            if self._newest.get(tp, -1) >= at_ms:
+                continue
+            high = consumer.highwater(tp)
+            if high is None:
+                return False
+            done = self._done.get(tp)
+            if done is None:
+                try:
+                    done = await consumer.committed(tp) or 0
+                except KafkaError:
+                    return False
+            if done < high:
+                return False
+        return True
+
+    def _note_done(self, records: Sequence[Any]) -> None:
+        for tp, offset in next_offsets(records).items():
+            self._done[tp] = max(self._done.get(tp, 0), offset)
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            stamp = getattr(record, "timestamp", None)
+            if isinstance(stamp, int) and stamp > self._newest.get(tp, -1):
+                self._newest[tp] = stamp
+
     async def halted_within(self, seconds: float) -> bool:
         """Wait ``seconds``, or less if the loop is stopping; whether it is."""
         with contextlib.suppress(TimeoutError):
@@ -307,6 +351,7 @@ class BatchLoop:
             await self._fail(records, consumer, e)
             raise
         self.failures = 0
+        self._note_done(records)
         self._update_lag(consumer, records)
         if self.metrics.seconds is not None:
             self.metrics.seconds.observe(time.perf_counter() - started)

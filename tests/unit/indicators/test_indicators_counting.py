@@ -35,7 +35,7 @@ from services.indicators.disclosure import (
 from services.indicators.errors import QueryError
 from services.indicators.metrics import IndicatorCollector
 from services.indicators.store import Store
-from services.indicators.tables import as_hxl_csv, as_json, publish
+from services.indicators.tables import Counts, DayCounts, as_hxl_csv, as_json, publish
 from services.policy import Policy
 from tests.unit.indicators.conftest import POLICY_DIR
 
@@ -195,6 +195,11 @@ def test_primary_suppression_hides_small_cells_and_their_complements() -> None:
     assert result.published(((), ())) == 60
 
 
+def released(counts: DayCounts, through: date = date(2026, 12, 31)) -> Counts:
+    """``counts`` as released through ``through``."""
+    return Counts(released=counts, through=through, release_after=3)
+
+
 def test_a_table_states_what_was_suppressed_and_why(catalogue: Catalogue) -> None:
     indicator = catalogue.get("returns")
     tally = Tally(catalogue)
@@ -203,7 +208,7 @@ def test_a_table_states_what_was_suppressed_and_why(catalogue: Catalogue) -> Non
     tally.add("return_arrival", arrival("a0", department="SV-AH"))
     publication = publish(
         indicator,
-        tally.day_counts("returns"),
+        released(tally.day_counts("returns")),
         date(2026, 11, 1),
         date(2026, 11, 30),
         ["department"],
@@ -224,7 +229,7 @@ def test_a_reader_may_not_break_down_by_what_its_grant_lacks(
     with pytest.raises(QueryError, match="counterpart_country"):
         publish(
             indicator,
-            {},
+            released({}),
             NOON.date(),
             NOON.date(),
             ["counterpart_country"],
@@ -232,7 +237,7 @@ def test_a_reader_may_not_break_down_by_what_its_grant_lacks(
         )
     publish(
         indicator,
-        {},
+        released({}),
         NOON.date(),
         NOON.date(),
         ["counterpart_country"],
@@ -240,7 +245,11 @@ def test_a_reader_may_not_break_down_by_what_its_grant_lacks(
     )
     with pytest.raises(QueryError, match="at most 2"):
         publish(
-            indicator, {}, NOON.date(), NOON.date(), ["sex", "age_group", "programme"]
+            indicator,
+            released({}),
+            NOON.date(),
+            NOON.date(),
+            ["sex", "age_group", "programme"],
         )
 
 
@@ -255,7 +264,7 @@ def test_the_hxl_csv_parses_with_libhxl_and_its_tags_are_valid(
         tally.add("return_arrival", arrival(f"h{i}", sex=sex, age=age))
     publication = publish(
         indicator,
-        tally.day_counts("returns"),
+        released(tally.day_counts("returns")),
         date(2026, 11, 1),
         date(2026, 11, 30),
         ["sex", "age_group"],
