@@ -275,7 +275,7 @@ class BatchLoop:
         consumer = getattr(self._subscriber, "consumer", None)
         return len(consumer.assignment()) if consumer is not None else 0
 
-    async def read_through(self, at_ms: int) -> bool:
+    async def read_through(self, at_ms: int, consumer: Any = None) -> bool:
         """Whether every record appended before ``at_ms`` is done and committed.
 
         True when every partition the loop holds has either a record done whose
@@ -283,8 +283,10 @@ class BatchLoop:
         committed offset at the high-water mark of the last fetch. False while the
         loop holds nothing or a high-water mark is not known yet. A service uses it
         to act only on a past it has wholly read (the indicators release a period).
+        ``consumer``: the loop's own unless given.
         """
-        consumer: Any = getattr(self._subscriber, "consumer", None)
+        if consumer is None:
+            consumer = getattr(self._subscriber, "consumer", None)
         held = consumer.assignment() if consumer is not None else set()
         if not held:
             return False

@@ -34,6 +34,7 @@ class Record:
     topic: str
     partition: int
     offset: int
+    timestamp: int | None = None
 
 
 def records(tp: TopicPartition, first: int, last: int) -> list[Record]:
@@ -48,7 +49,11 @@ class FakeConsumer:
     seeks: list[tuple[TopicPartition, int]] = field(default_factory=list)
     held: set[TopicPartition] = field(default_factory=lambda: {A, B})
     high: dict[TopicPartition, int] = field(default_factory=dict)
+    committed_at: dict[TopicPartition, int] = field(default_factory=dict)
     refuse_commits: bool = False
+
+    async def committed(self, partition: TopicPartition) -> int | None:
+        return self.committed_at.get(partition)
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.held)
@@ -323,3 +328,25 @@ async def test_a_failed_follow_up_is_a_failed_batch_read_again() -> None:
     assert consumer.commits == [{A: 7}]
     assert consumer.seeks == [(A, 4)]
     assert loop.failures == 1
+
+
+async def test_the_past_is_read_through_only_when_every_partition_is_done_up_to_it() -> (
+    None
+):
+    loop = batch_loop(Work())
+    consumer = FakeConsumer(high={A: 5, B: 3}, committed_at={B: 2})
+    await loop.consume(records(A, 0, 4), consumer)
+    # A is done to its high-water mark; B's committed offset is one short of it.
+    assert not await loop.read_through(1_000, consumer)
+    consumer.committed_at[B] = 3
+    assert await loop.read_through(1_000, consumer)
+    # New records on A, not read yet: the past is no longer wholly read...
+    consumer.high[A] = 9
+    assert not await loop.read_through(1_000, consumer)
+    # ...unless a record done on A is newer than the moment asked about.
+    await loop.consume([Record(A.topic, A.partition, 5, timestamp=2_000)], consumer)
+    assert await loop.read_through(1_000, consumer)
+    assert not await loop.read_through(3_000, consumer)
+    # Holding nothing (a rebalance) knows nothing.
+    consumer.held = set()
+    assert not await loop.read_through(1_000, consumer)
