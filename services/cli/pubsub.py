@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import typer
 from rich.console import Console
@@ -19,6 +20,8 @@ from services.runtime import pubsub
 from services.runtime.settings import HubSettings, KafkaSettings
 
 err = Console(stderr=True, highlight=False)
+# Exit status of a publish that ended before every acknowledgement arrived.
+PUBLISH_INCOMPLETE: Final = 3
 
 
 def load_json(source: str) -> list[Any]:
@@ -59,8 +62,24 @@ def publish(
     as_: Annotated[
         str, typer.Option("--as", help="Publishing institution id, e.g. dgme")
     ],
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout",
+            metavar="SECONDS",
+            min=0.1,
+            help="Give up when the broker answers nothing for this long "
+            "(to connect, then for each next acknowledgement)",
+        ),
+    ] = pubsub.PUBLISH_TIMEOUT_S,
 ) -> None:
-    """Validate natural-JSON events; publish to hub.in.<institution>.<event_type>."""
+    """Validate natural-JSON events; publish to hub.in.<institution>.<event_type>.
+
+    Prints the id of each event the broker acknowledged. Exits 3 when the broker
+    stops answering for --timeout seconds: the message says how many events were
+    acknowledged; publishing them all again is safe (the hub de-duplicates by
+    event id).
+    """
     source = check_institution_id(as_)
     catalog = Catalog.load(HubSettings().schemas_dir)
     events = load_json(file)
@@ -72,14 +91,35 @@ def publish(
             err.print(f"error: event {index}: {e}")
             raise typer.Exit(1) from e
     kafka = kafka_settings()
-    with Progress(console=err, transient=True, disable=len(prepared) < 200) as bar:
-        task = bar.add_task("publishing", total=len(prepared))
-        asyncio.run(
-            pubsub.send_all(kafka, prepared, lambda n: bar.update(task, completed=n))
-        )
+    quiet_kafka_client()
+    try:
+        with Progress(console=err, transient=True, disable=len(prepared) < 200) as bar:
+            task = bar.add_task("publishing", total=len(prepared))
+            asyncio.run(
+                pubsub.send_all(
+                    kafka,
+                    prepared,
+                    lambda n: bar.update(task, completed=n),
+                    wait_s=timeout,
+                )
+            )
+    except pubsub.PublishIncompleteError as e:
+        for stored in e.acknowledged:
+            typer.echo(stored.event_id)
+        err.print(f"error: {e}", soft_wrap=True)
+        raise typer.Exit(PUBLISH_INCOMPLETE) from e
     for event in prepared:
         typer.echo(event.event_id)
     err.print(f"published {len(prepared)} event(s) to {prepared[0].topic}")
+
+
+def quiet_kafka_client() -> None:
+    """Keep aiokafka's retry messages off the terminal.
+
+    It logs every failed reconnect at ERROR, many lines a second while a broker is
+    away; the command ends with one line that says what happened instead.
+    """
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 def tail(

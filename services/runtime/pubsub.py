@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -17,11 +19,35 @@ from services.contracts.natural import codec_for
 from services.runtime.kafka import consumer_config, producer_config
 from services.runtime.settings import KafkaSettings
 
+log = logging.getLogger(__name__)
+
+# Default seconds ``send_all`` waits for the broker to start and for each next ack.
+PUBLISH_TIMEOUT_S: Final = 30.0
+# Seconds a failed publish waits for its producer to close (normally milliseconds).
+ABANDON_S: Final = 2.0
+
 
 class BrokerUnavailableError(PuenteError):
     """The Kafka cluster could not be reached or refused a request (retriable)."""
 
     retriable = True
+
+
+class PublishIncompleteError(BrokerUnavailableError):
+    """The broker acknowledged only some events; the others may or may not be stored.
+
+    Publishing every event again is safe: the router routes an event id once.
+    """
+
+    def __init__(self, what: str, acknowledged: Sequence[Prepared], total: int) -> None:
+        self.acknowledged = tuple(acknowledged)
+        self.total = total
+        left = total - len(self.acknowledged)
+        super().__init__(
+            f"{what}: {len(self.acknowledged)} of {total} event(s) acknowledged; "
+            f"the other {left} may or may not be stored. Publishing all {total} again "
+            "is safe: the hub de-duplicates by event id"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,25 +98,118 @@ async def send_all(
     kafka: KafkaSettings,
     events: Sequence[Prepared],
     progress: Callable[[int], None] | None = None,
+    *,
+    wait_s: float = PUBLISH_TIMEOUT_S,
 ) -> None:
-    """Send every event without awaiting each, then wait for all acknowledgements."""
+    """Send every event without awaiting each, then wait for all acknowledgements.
+
+    The broker has ``wait_s`` seconds to answer the start and then to acknowledge
+    each next event. An idempotent producer never gives an event up (it retries until
+    a broker takes it), so without this bound a publish would wait out a whole outage.
+    Raises `PublishIncompleteError` (naming the acknowledged events) when the broker
+    does not answer in time or fails.
+    """
     producer = AIOKafkaProducer(**producer_config(kafka, "puente-cli"))
     try:
-        await producer.start()
-        pending = []
-        for event in events:
-            future = await producer.send(
-                event.topic, event.value, key=event.key, headers=event.headers
-            )
-            pending.append(future)
-        for done, future in enumerate(pending, 1):
-            await future
-            if progress:
-                progress(done)
+        await _start(producer, wait_s)
+    except BaseException:
+        await _abandon(producer)
+        raise
+    acks = _Acks(events)
+    try:
+        await acks.wait_all(producer, wait_s, progress)
+    except BaseException:
+        await _abandon(producer)
+        raise
+    await producer.stop()
+
+
+async def _start(producer: AIOKafkaProducer, wait_s: float) -> None:
+    """Start ``producer``; nothing is sent yet, so a failure stores nothing."""
+    try:
+        async with asyncio.timeout(wait_s):
+            await producer.start()
+    except TimeoutError as e:
+        raise BrokerUnavailableError(
+            f"the broker did not answer within {wait_s:g} s; nothing was published"
+        ) from e
     except KafkaError as e:
-        raise BrokerUnavailableError(f"publishing failed: {e}") from e
-    finally:
-        await producer.stop()
+        raise BrokerUnavailableError(f"cannot publish: {e}; nothing was published") from e
+
+
+class _Acks:
+    """The acknowledgements of one publish, counted as they arrive."""
+
+    def __init__(self, events: Sequence[Prepared]) -> None:
+        self.events = events
+        self.pending: list[asyncio.Future[Any]] = []
+
+    async def wait_all(
+        self,
+        producer: AIOKafkaProducer,
+        wait_s: float,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        """Send every event, then wait for each acknowledgement in turn."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(wait_s) as bound:
+                for event in self.events:
+                    self.pending.append(
+                        await producer.send(
+                            event.topic, event.value, key=event.key, headers=event.headers
+                        )
+                    )
+                for done, future in enumerate(self.pending, 1):
+                    # Shielded: cancelling the wait must not cancel the event's delivery
+                    # future, whose outcome is counted below.
+                    await asyncio.shield(future)
+                    bound.reschedule(loop.time() + wait_s)
+                    if progress:
+                        progress(done)
+        except TimeoutError as e:
+            raise self.incomplete(f"no acknowledgement within {wait_s:g} s") from e
+        except KafkaError as e:
+            raise self.incomplete(f"the broker failed ({type(e).__name__})") from e
+
+    def acknowledged(self) -> list[Prepared]:
+        """The events the broker has acknowledged so far, in the order given."""
+        return [
+            event
+            for event, future in zip(self.events, self.pending, strict=False)
+            if future.done() and not future.cancelled() and future.exception() is None
+        ]
+
+    def incomplete(self, what: str) -> PublishIncompleteError:
+        """The error for a publish that ends before every acknowledgement."""
+        for future in self.pending:
+            # Their outcome is counted above and no longer awaited.
+            future.add_done_callback(_outcome_seen)
+        return PublishIncompleteError(what, self.acknowledged(), len(self.events))
+
+
+def _outcome_seen(future: asyncio.Future[Any]) -> None:
+    # Marks a failed delivery's exception as retrieved, so asyncio does not log it.
+    if not future.cancelled():
+        future.exception()
+
+
+async def _abandon(producer: AIOKafkaProducer) -> None:
+    """Close ``producer`` without waiting for events in the air to be delivered.
+
+    ``stop()`` alone flushes first, and an idempotent producer's flush lasts as long
+    as the broker is away; the caller has said that those events may not be stored.
+    aiokafka has no call that drops pending batches, so its sender task is ended
+    first (then ``stop()`` finds nothing left to flush with and only closes).
+    """
+    sender = producer._sender
+    try:
+        async with asyncio.timeout(ABANDON_S):
+            if sender is not None:
+                await sender.close()
+            await producer.stop()
+    except TimeoutError:
+        log.warning("the producer did not close within %g s", ABANDON_S)
 
 
 @dataclass(frozen=True, slots=True)
