@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -166,6 +167,8 @@ def test_export_prints_protected_tables_from_the_database(
         for i in range(9)
     ]
     store.apply(catalogue, records)
+    # Only released periods are exported (test_indicators_releases.py).
+    store.release({"returns": date(2026, 11, 30)}, datetime.now(UTC))
     store.close()
     args = ["indicators", "export", "returns", "--db", str(db), "--by", "sex"]
     args += ["--from", "2026-11-01", "--to", "2026-11-30"]
@@ -179,3 +182,217 @@ def test_export_prints_protected_tables_from_the_database(
     assert as_csv.stdout.splitlines()[1].startswith("#date,#date+start,#date+end")
     refused = runner.invoke(root, [*args, "--as", "mtps"])
     assert refused.exit_code == 1
+
+
+# ---------------------------------------------------------------- linked indicators
+
+DIMENSIONS = SHIPPED[: SHIPPED.index("\n[[indicator]]\n") + 1]
+
+
+def indicator(ident: str, dimensions: list[str], filter_text: str | None = None) -> str:
+    """One return_arrival indicator block for a small test catalogue."""
+    lines = [
+        "[[indicator]]",
+        f'id = "{ident}"',
+        f'title = "{ident}"',
+        f'definition = "{ident}"',
+        'working_group = "protection"',
+        "gcm_objective = 7",
+        'event_type = "return_arrival"',
+        f"dimensions = {dimensions!r}".replace("'", '"'),
+        'readers = ["io_oim"]',
+        f'hxl = "#affected+{ident.replace("_", "")}"',
+    ]
+    if filter_text is not None:
+        lines.insert(7, f"filter = {filter_text!r}".replace("\\'", "'"))
+    return "\n".join(lines) + "\n"
+
+
+def load_small(
+    catalog: Catalog, policy: Policy, tmp_path: Path, *blocks: str, head: str = ""
+) -> None:
+    path = tmp_path / "indicators.toml"
+    path.write_text((head or DIMENSIONS) + "\n".join(blocks), encoding="utf-8")
+    load_catalogue(POLICY_DIR, catalog, policy, path)
+
+
+ALL_RETURNS = indicator("all_returns", ["sex", "age_group", "conveyance"])
+
+
+@pytest.mark.parametrize(
+    ("sub", "fields"),
+    [
+        (  # a breakdown value of the other
+            indicator("charter_returns", ["sex"], "payload.conveyance == 'OTHER'"),
+            "payload.conveyance ('all_returns' breaks down by conveyance)",
+        ),
+        (  # a field the other's age group gives away (determines)
+            indicator("children_returned", ["sex"], "payload.person_profile.is_minor"),
+            "payload.person_profile.is_minor ('all_returns' breaks down by age_group, "
+            "which determines it)",
+        ),
+        (  # several values of two breakdowns
+            indicator(
+                "young_land_returns",
+                ["sex"],
+                "payload.person_profile.age_group == 'AGE_18_29' && "
+                "(payload.conveyance == 'GROUND_CONVOY_BUS' || "
+                "payload.conveyance == 'INDIVIDUAL_LAND')",
+            ),
+            "payload.conveyance ('all_returns' breaks down by conveyance), "
+            "payload.person_profile.age_group ('all_returns' breaks down by age_group)",
+        ),
+    ],
+)
+def test_an_indicator_whose_filter_picks_cells_of_another_is_refused(
+    catalog: Catalog, policy: Policy, tmp_path: Path, sub: str, fields: str
+) -> None:
+    with pytest.raises(CatalogueError) as refused:
+        load_small(catalog, policy, tmp_path, ALL_RETURNS, sub)
+    message = str(refused.value)
+    sub_id = sub.split('id = "')[1].split('"', maxsplit=1)[0]
+    assert f"indicators 'all_returns' and {sub_id!r} (return_arrival)" in message
+    assert f"the filter of {sub_id!r} reads only {fields}" in message
+    assert f"make {sub_id!r} a breakdown of 'all_returns'" in message
+
+
+def test_without_its_determines_declaration_a_filter_on_is_minor_would_pass(
+    catalog: Catalog, policy: Policy, tmp_path: Path
+) -> None:
+    children = indicator("children_returned", ["sex"], "payload.person_profile.is_minor")
+    declared = (
+        "[dimensions.age_group.determines]\n"
+        'return_arrival = ["payload.person_profile.is_minor"]\n'
+    )
+    assert declared in DIMENSIONS
+    head = DIMENSIONS.replace(declared, "[dimensions.age_group.determines]\n")
+    load_small(catalog, policy, tmp_path, ALL_RETURNS, children, head=head)
+    with pytest.raises(CatalogueError, match="determines it"):
+        load_small(catalog, policy, tmp_path, ALL_RETURNS, children)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("payload.conveyance == 'OTHER'", "payload.conveyance != 'OTHER'"),
+        ("payload.conveyance == 'OTHER'", "'COMMERCIAL_FLIGHT' == payload.conveyance"),
+        (
+            "payload.conveyance == 'OTHER' || payload.conveyance == 'UNKNOWN'",
+            "payload.person_profile.is_minor && payload.conveyance == 'INDIVIDUAL_LAND'",
+        ),
+        # JMESPath's ! binds tighter than the dot: !(a.b) negates the field
+        ("payload.medical_attention_required", "!(payload.medical_attention_required)"),
+    ],
+)
+def test_indicators_with_exclusive_filters_on_a_shared_breakdown_load(
+    catalog: Catalog, policy: Policy, tmp_path: Path, first: str, second: str
+) -> None:
+    load_small(
+        catalog,
+        policy,
+        tmp_path,
+        indicator("first", ["sex", "conveyance"], first),
+        indicator("second", ["age_group", "conveyance"], second),
+    )
+
+
+def test_filters_that_merely_differ_on_a_shared_breakdown_are_refused(
+    catalog: Catalog, policy: Policy, tmp_path: Path
+) -> None:
+    with pytest.raises(CatalogueError, match="'first' and 'second'"):
+        load_small(
+            catalog,
+            policy,
+            tmp_path,
+            indicator("first", ["conveyance"], "payload.conveyance != 'OTHER'"),
+            indicator("second", ["sex"], "payload.conveyance != 'UNKNOWN'"),
+        )
+
+
+@pytest.mark.parametrize(
+    "sub",
+    [
+        indicator("long_stays", ["sex"], "payload.time_abroad == 'OVER_5_YEARS'"),
+        indicator(
+            "unaccompanied",
+            ["sex", "age_group"],
+            "payload.person_profile.is_minor && "
+            "payload.accompaniment == 'CHILD_UNACCOMPANIED'",
+        ),
+        indicator(
+            "medical_by_conveyance",
+            ["conveyance", "age_group"],
+            "payload.medical_attention_required",
+        ),
+    ],
+)
+def test_an_indicator_filtering_on_a_field_the_other_does_not_break_down_by_loads(
+    catalog: Catalog, policy: Policy, tmp_path: Path, sub: str
+) -> None:
+    load_small(catalog, policy, tmp_path, ALL_RETURNS, sub)
+
+
+def test_a_filter_narrowing_another_filter_by_its_breakdown_is_refused(
+    catalog: Catalog, policy: Policy, tmp_path: Path
+) -> None:
+    # Both read time_abroad, which neither breaks down by: the second's events are
+    # still the first's OTHER cell.
+    with pytest.raises(CatalogueError, match="'long_stays' and 'long_stays_by_charter'"):
+        load_small(
+            catalog,
+            policy,
+            tmp_path,
+            indicator(
+                "long_stays", ["conveyance"], "payload.time_abroad == 'OVER_5_YEARS'"
+            ),
+            indicator(
+                "long_stays_by_charter",
+                ["sex"],
+                "payload.time_abroad == 'OVER_5_YEARS' && payload.conveyance == 'OTHER'",
+            ),
+        )
+
+
+def test_a_filter_whose_free_field_sits_in_an_or_is_refused(
+    catalog: Catalog, policy: Policy, tmp_path: Path
+) -> None:
+    # Every OTHER-conveyance return passes the filter whatever its medical flag.
+    with pytest.raises(CatalogueError, match="'all_returns' and 'other_or_medical'"):
+        load_small(
+            catalog,
+            policy,
+            tmp_path,
+            ALL_RETURNS,
+            indicator(
+                "other_or_medical",
+                ["conveyance"],
+                "payload.conveyance == 'OTHER' || payload.medical_attention_required",
+            ),
+        )
+
+
+@pytest.mark.parametrize(
+    ("determines", "message"),
+    [
+        (
+            'border_crossing = ["payload.traveller_profile.is_minor"]',
+            "dimension 'conveyance': determines names border_crossing, for which the "
+            "dimension reads no field",
+        ),
+        (
+            'return_arrival = ["payload.person_profile.is_minr"]',
+            "dimension 'conveyance': determines: payload.person_profile.is_minr is not "
+            "a field of return_arrival",
+        ),
+    ],
+)
+def test_a_determines_mistake_is_reported_with_its_dimension(
+    catalog: Catalog, policy: Policy, tmp_path: Path, determines: str, message: str
+) -> None:
+    old = '[dimensions.conveyance.fields]\nreturn_arrival = "payload.conveyance"\n'
+    head = DIMENSIONS.replace(
+        old, f"{old}[dimensions.conveyance.determines]\n{determines}\n"
+    )
+    assert head != DIMENSIONS
+    with pytest.raises(CatalogueError, match=re.escape(message)):
+        load_small(catalog, policy, tmp_path, ALL_RETURNS, head=head)
