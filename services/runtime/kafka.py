@@ -36,33 +36,48 @@ log = logging.getLogger(__name__)
 PROBE_TIMEOUT_S: Final = 5.0
 # The broker's answer per (bootstrap servers, protocol, principal): granted or not.
 _granted: dict[tuple[str, str, str | None], bool] = {}
-# Set inside the probe's task: aiokafka logs a refused producer id as an error, and
-# for the probe a refusal is an answer, not a fault.
-_probing: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "puente_kafka_probing", default=False
+
+
+class _Question:
+    """One open question for a producer id; closed when its block ends."""
+
+    def __init__(self) -> None:
+        self.open = True
+
+
+# Set inside the asking task: aiokafka logs a refused producer id as an error, and
+# for the asker a refusal is an answer, not a fault. An object, not a flag: tasks
+# started inside the block (a producer's sender task) copy the context and outlive
+# the block, and must log again once the question is closed.
+_asking: contextvars.ContextVar[_Question | None] = contextvars.ContextVar(
+    "puente_kafka_asking", default=None
 )
 
 
-class _QuietProbe(logging.Filter):
+class _QuietQuestion(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not _probing.get()
+        question = _asking.get()
+        return question is None or not question.open
 
 
-logging.getLogger("aiokafka.producer.sender").addFilter(_QuietProbe())
+logging.getLogger("aiokafka.producer.sender").addFilter(_QuietQuestion())
 
 
 @contextlib.contextmanager
 def asking_for_producer_id() -> Iterator[None]:
     """Around a producer's start that asks the broker whether it grants producer ids.
 
-    aiokafka logs a refusal as an error; inside this block (this task only) it is
-    not logged, because the caller treats the refusal as the broker's answer.
+    aiokafka logs a refusal as an error; inside this block (this task, and tasks it
+    starts, until the block ends) it is not logged, because the caller treats the
+    refusal as the broker's answer.
     """
-    token = _probing.set(True)
+    question = _Question()
+    token = _asking.set(question)
     try:
         yield
     finally:
-        _probing.reset(token)
+        question.open = False
+        _asking.reset(token)
 
 
 def bootstrap(settings: KafkaSettings) -> str:
