@@ -18,6 +18,7 @@ from services.contracts.topics import parse as parse_topic
 from services.policy import load_policy
 from services.router.committer import Committer
 from services.router.dedupe import DedupeStore
+from services.router.held import RejectionTopics
 from services.router.metrics import RouterMetrics
 from services.router.pipeline import Limits, Pipeline
 from services.router.routing import BatchRouter
@@ -79,6 +80,7 @@ class RouterService:
             metrics=self.metrics,
             institutions=frozenset(self.policy.institutions),
             group=settings.group_id,
+            rejection_topics=RejectionTopics(self._create_rejection_topic),
         )
         self.loop = BatchLoop(
             "router",
@@ -152,6 +154,20 @@ class RouterService:
         self.producer = producer
         self.router.use_transactions(producer)
         log.info("routing exactly-once in Kafka transactions as %s", tid)
+
+    async def _create_rejection_topic(self, name: str) -> bool:
+        """Create rejection topic ``name`` as the router, unless it exists.
+
+        Raises where the broker refuses: production grants the router no CREATE, and
+        the partition waiting for it is held until an admin creates it.
+        """
+        topics = self.settings.topics
+        return await runtime_topics.create_topic(
+            self.settings.kafka,
+            name,
+            topics.rejected_partitions,
+            topics.replication_factor,
+        )
 
     def assigned(self) -> int:
         """How many inbound partitions this router holds right now."""

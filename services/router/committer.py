@@ -193,6 +193,19 @@ class Committer:
             if consumer is not None and tp in assigned:
                 consumer.seek(tp, offset)
 
+    @property
+    def consumer(self) -> Any:
+        """The consumer of the batches admitted so far (None before the first)."""
+        return self._consumer
+
+    def hold_back(self, tp: TopicPartition, offset: int) -> None:
+        """Expect ``tp`` to go on at ``offset``: records fetched beyond it are stale.
+
+        The router holds a partition there (`services.router.held`); a batch fetched
+        before the hold is dropped and the partition sought back once more.
+        """
+        self._expected[tp] = offset
+
     def holds(self, partitions: Iterable[TopicPartition]) -> bool:
         """Whether the consumer still holds every one of ``partitions``."""
         consumer = self._consumer

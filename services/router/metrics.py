@@ -90,6 +90,13 @@ class RouterMetrics:
             "Unexpected routing errors (record rejected as other)",
             registry=registry,
         )
+        self.partitions_held = Gauge(
+            "puente_router_partitions_held",
+            "Inbound partitions held at a refused record whose rejection topic is "
+            "missing and may not be created by the router",
+            ["topic"],
+            registry=registry,
+        )
         self.output_failures = Counter(
             "puente_router_output_failures",
             "Batches whose outputs the broker did not accept",

@@ -27,11 +27,13 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from services.contracts import topics
 from services.contracts.errors import PuenteError
 from services.contracts.ids import EVENT_TYPES
 from services.policy.model import WITHHELD_REASONS
 from services.router.committer import Committer, Flight
 from services.router.dedupe import DedupeStore
+from services.router.held import TICK_SECONDS, HeldPartitions, RejectionTopics
 from services.router.metrics import RouterMetrics, bounded
 from services.router.pipeline import (
     Accepted,
@@ -50,8 +52,14 @@ log = logging.getLogger(__name__)
 SLICE = 32
 T = TypeVar("T")
 _Decided = tuple[
-    list[Output], list[Accepted], TallyCounter[tuple[str, ...]], dict[str, bytes]
+    list[Output],
+    list[Accepted],
+    TallyCounter[tuple[str, ...]],
+    dict[str, bytes],
+    Sequence[Any],
 ]
+# Per inbound partition: where it is held, and the rejection topic it waits for.
+_Blocked = dict[TopicPartition, tuple[int, str]]
 
 
 class OutputsDroppedError(PuenteError):
@@ -88,7 +96,13 @@ class BatchRouter:
         institutions: Collection[str],
         group: str,
         depth: int = 4,
+        rejection_topics: RejectionTopics | None = None,
     ) -> None:
+        """Route with ``pipeline``, remember in ``store``, send with ``producer``.
+
+        ``rejection_topics`` checks (and creates) the topics refusals go to before
+        they are sent; without it every one is taken to exist.
+        """
         self.pipeline = pipeline
         self.store = store
         self.producer = producer
@@ -106,6 +120,9 @@ class BatchRouter:
         self._partitions = batches.Partitions(producer)
         self._latency: dict[str, Any] = {}  # latency histograms by event type
         self.stats = RouteStats()
+        self.rejection_topics = rejection_topics
+        self.held = HeldPartitions(metrics.partitions_held)
+        self._watcher: asyncio.Task[None] | None = None
         self.transactional = False
         # The generation whose transaction failed: its later parcels must not commit
         # offsets beyond the aborted records (-1: none).
@@ -125,6 +142,8 @@ class BatchRouter:
     async def warm(self, topics: Collection[str]) -> None:
         """Learn the output topics' partitions before the first batch needs them."""
         await self._partitions.warm(topics)
+        if self.rejection_topics is not None:
+            self.rejection_topics.exist(topics)
 
     def start(self) -> None:
         """Start sending and committing (inside the running loop)."""
@@ -133,16 +152,30 @@ class BatchRouter:
             self._sender = asyncio.create_task(
                 self._send_in_order(), name="router-sender"
             )
+        if self._watcher is None and self.rejection_topics is not None:
+            self._watcher = asyncio.create_task(
+                self._watch(self.rejection_topics), name="router-held"
+            )
 
     async def close(self) -> None:
         """Stop routing; commit what is in the air; stop sending."""
         self.stopping = True
         await self.committer.close()
-        if self._sender is not None:
-            self._sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sender
-            self._sender = None
+        for task in (self._sender, self._watcher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._sender = self._watcher = None
+
+    async def _watch(self, rejection_topics: RejectionTopics) -> None:
+        """Resume held partitions once their rejection topic exists."""
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            try:
+                await self.held.recheck(self.committer.consumer, rejection_topics)
+            except Exception as e:  # noqa: BLE001 - a dead watcher would never resume
+                log.warning("held partitions not rechecked (%s)", type(e).__name__)
 
     async def process(self, records: Sequence[Any], consumer: Consumer) -> Offsets:
         """The batch loop's work: route ``records``; nothing to commit yet.
@@ -179,10 +212,10 @@ class BatchRouter:
             records = committer.admit(records, consumer)
         generation = committer.generation
         now = datetime.now(UTC)
-        decided = await self._decide(records, now, generation)
+        decided = await self._decide(records, now, generation, consumer)
         if decided is None or self.stopping:
             return  # a rewind or a stop while deciding: these records are read again
-        outputs, routed, tally, held = decided
+        outputs, routed, tally, held, records = decided
         offsets = next_offsets(records)
         sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         sent.add_done_callback(_observe)
@@ -201,7 +234,7 @@ class BatchRouter:
         await committer.submit(Flight(generation, [sent], offsets, held, acked))
 
     async def _decide(
-        self, records: Sequence[Any], now: datetime, generation: int
+        self, records: Sequence[Any], now: datetime, generation: int, consumer: Any
     ) -> _Decided | None:
         """Every output of ``records``, deciding a slice at a time.
 
@@ -210,14 +243,21 @@ class BatchRouter:
         out a socket buffer per batch and its acks came several batches late,
         stalling the router on its flights. None if a rewind came before the
         records were checked against the de-duplication memory; a later one makes
-        the batch's flight stale, and it is dropped as any other.
+        the batch's flight stale, and it is dropped as any other. Also returns the
+        records routed: a partition held at a refusal (`services.router.held`) loses
+        its records from there on.
         """
         inspected: list[Accepted | Rejected] = []
         for chunk in _slices(records):
             inspected.extend(self.pipeline.inspect(_inbound(r), now) for r in chunk)
             await asyncio.sleep(0)
+        blocked = await self._unanswerable(inspected)
         if generation != self.committer.generation:
             return None
+        if blocked:
+            self._hold(blocked, consumer)
+            inspected = [i for i in inspected if not _behind(i.record, blocked)]
+            records = [r for r in records if not _behind(r, blocked)]
         ids = [a.event_id for a in inspected if isinstance(a, Accepted)]
         seen = self.store.lookup(ids)
         seen.update(self.committer.in_flight(ids))
@@ -243,7 +283,40 @@ class BatchRouter:
         # An event the hub failed to route is not remembered: sent again, it is
         # routed again.
         self.committer.release(accepted.keys() - held.keys())
-        return outputs, routed, tally, held
+        return outputs, routed, tally, held, records
+
+    async def _unanswerable(self, inspected: Sequence[Accepted | Rejected]) -> _Blocked:
+        """Per partition, the first refused record whose rejection topic is missing.
+
+        Sent anyway, its refusal would wait for the topic, fail the batch and stop
+        every partition's routing, again on each retry.
+        """
+        checker = self.rejection_topics
+        if checker is None:
+            return {}
+        wanted = {
+            name
+            for i in inspected
+            if isinstance(i, Rejected)
+            and not checker.known(name := topics.rejected(i.source))
+        }
+        if not wanted:
+            return {}
+        missing = await checker.missing(wanted)
+        blocked: _Blocked = {}
+        for item in inspected:
+            if isinstance(item, Rejected) and topics.rejected(item.source) in missing:
+                tp = TopicPartition(item.record.topic, item.record.partition)
+                if tp not in blocked:
+                    blocked[tp] = (item.record.offset, topics.rejected(item.source))
+        return blocked
+
+    def _hold(self, blocked: _Blocked, consumer: Any) -> None:
+        """Leave each blocked partition paused at its record, uncommitted."""
+        why = self.rejection_topics.why if self.rejection_topics is not None else {}
+        for tp, (offset, topic) in blocked.items():
+            self.committer.hold_back(tp, offset)
+            self.held.hold(consumer, tp, offset, topic, why.get(topic, "missing"))
 
     def _deduplicate(
         self, item: Accepted, seen: dict[str, bytes], tally: TallyCounter[tuple[str, ...]]
@@ -460,6 +533,12 @@ class BatchRouter:
 def _slices(items: Sequence[T]) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), SLICE):
         yield items[start : start + SLICE]
+
+
+def _behind(record: Any, blocked: _Blocked) -> bool:
+    """Whether ``record`` lies at or after where its partition is held."""
+    held = blocked.get(TopicPartition(record.topic, record.partition))
+    return held is not None and record.offset >= held[0]
 
 
 def _inbound(record: Any) -> Inbound:

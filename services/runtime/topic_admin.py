@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Final
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from services.contracts import topics
 from services.contracts.errors import PuenteError
@@ -34,6 +34,10 @@ class TopicBootstrapError(PuenteError):
     """Topics could not be created; the broker may be unreachable (retriable)."""
 
     retriable = True
+
+
+class TopicCreationRefusedError(TopicBootstrapError):
+    """The broker answered a topic creation with an error (no CREATE right, say)."""
 
 
 def plan(settings: TopicSettings, publish: Rights, receive: Rights) -> dict[str, int]:
@@ -93,3 +97,37 @@ async def _create_each(admin: AIOKafkaAdminClient, missing: list[NewTopic]) -> N
         except TopicAlreadyExistsError:
             log.info("some topics appeared concurrently; continuing")
     log.info("created %d topics", len(missing))
+
+
+async def create_topic(
+    kafka: KafkaSettings, name: str, partitions: int, replication: int = 1
+) -> bool:
+    """Create topic ``name`` unless it exists; whether this call created it.
+
+    Unlike `create`, the broker's answer is checked: `TopicCreationRefusedError` names
+    its refusal (a principal without CREATE, as production services are), and
+    `TopicBootstrapError` an unreachable broker.
+    """
+    admin = AIOKafkaAdminClient(**admin_config(kafka, "puente-topic-admin"))
+    try:
+        await admin.start()
+        if name in await admin.list_topics():
+            return False
+        topic = NewTopic(name, num_partitions=partitions, replication_factor=replication)
+        answer = await admin.create_topics([topic])
+    except KafkaError as e:
+        raise TopicBootstrapError(
+            f"cannot create topic {name} on {kafka.bootstrap_servers}: {type(e).__name__}"
+        ) from e
+    finally:
+        await admin.close()
+    for _, code, *_ in answer.topic_errors:
+        if code == TopicAlreadyExistsError.errno:  # created meanwhile by someone else
+            return False
+        if code:
+            refusal = for_code(code).__name__
+            raise TopicCreationRefusedError(
+                f"the broker refused to create topic {name}: {refusal}"
+            )
+    log.info("created topic %s", name)
+    return True
