@@ -26,7 +26,7 @@ from services.router.settings import RouterSettings
 from services.runtime import topic_admin as runtime_topics
 from services.runtime.consume import BatchLoop, LoopMetrics, Subscription
 from services.runtime.hub_key_store import HubKeySettings, subject_keys
-from services.runtime.kafka import producer_config
+from services.runtime.kafka import asking_for_producer_id, producer_config
 from services.runtime.ops import OpsServer, ops_app
 from services.runtime.service import tune_gc
 
@@ -126,7 +126,10 @@ class RouterService:
             )
         )
         try:
-            await producer.start()
+            # A broker without transactions refuses the producer id: that is its
+            # answer, which aiokafka would log as an error.
+            with asking_for_producer_id():
+                await producer.start()
         except Exception as e:  # any refusal means: no transactions here
             await producer.stop()
             if mode == "on":
@@ -137,17 +140,18 @@ class RouterService:
                 ) from e
             # A refused grant is a set-up error worth a warning; an embedded broker
             # without transactions is expected.
-            level = (
-                logging.WARNING
-                if isinstance(e, TransactionalIdAuthorizationFailed)
-                else logging.INFO
-            )
-            log.log(
-                level,
-                "routing at-least-once with event-id de-duplication: the broker "
-                "grants no transactions (%s)",
-                type(e).__name__,
-            )
+            if isinstance(e, TransactionalIdAuthorizationFailed):
+                log.warning(
+                    "the broker refused transactional id %s (no WRITE grant on it); "
+                    "exactly-once off, at-least-once with event-id de-duplication",
+                    tid,
+                )
+            else:
+                log.info(
+                    "transactions not available on this broker; exactly-once off, "
+                    "at-least-once with event-id de-duplication (%s)",
+                    type(e).__name__,
+                )
             await self.producer.start()
             return
         await self.producer.stop()  # never started; the transactional one replaces it
