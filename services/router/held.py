@@ -116,7 +116,6 @@ class HeldPartitions:
 
     def __init__(self, gauge: Gauge) -> None:
         self._gauge = gauge
-        self._labelled: set[str] = set()
         self.waiting: dict[TopicPartition, str] = {}
 
     def hold(
@@ -164,7 +163,6 @@ class HeldPartitions:
         self._count()
 
     def _count(self) -> None:
-        counts = Counter(tp.topic for tp in self.waiting)
-        self._labelled.update(counts)
-        for topic in self._labelled:
-            self._gauge.labels(topic).set(counts.get(topic, 0))
+        # One series, always exported: a label per topic would appear only once a
+        # partition is held, and alert rules could not tell "none" from "not running".
+        self._gauge.set(len(self.waiting))

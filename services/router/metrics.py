@@ -93,8 +93,7 @@ class RouterMetrics:
         self.partitions_held = Gauge(
             "puente_router_partitions_held",
             "Inbound partitions held at a refused record whose rejection topic is "
-            "missing and may not be created by the router",
-            ["topic"],
+            "missing and may not be created by the router (the ERROR log names them)",
             registry=registry,
         )
         self.output_failures = Counter(

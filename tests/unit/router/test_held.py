@@ -142,7 +142,7 @@ async def test_a_held_partition_is_paused_at_the_record_counted_and_logged_once(
     held.hold(consumer, GHOST, 7, REJECTED, "refused")  # read again after a rebalance
     assert consumer.positions[GHOST] == 7
     assert consumer.paused == {GHOST}
-    assert registry.get_sample_value(HELD, {"topic": GHOST.topic}) == 1.0
+    assert registry.get_sample_value(HELD) == 1.0
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1
     assert f"{GHOST.topic}[0] held at offset 7" in errors[0]
@@ -161,7 +161,7 @@ async def test_a_held_partition_resumes_once_its_rejection_topic_exists() -> Non
     clock.now += 10
     await held.recheck(consumer, topics)
     assert consumer.paused == set()
-    assert registry.get_sample_value(HELD, {"topic": GHOST.topic}) == 0.0
+    assert registry.get_sample_value(HELD) == 0.0
 
 
 async def test_a_held_partition_moved_to_another_router_is_no_longer_counted() -> None:
@@ -170,7 +170,7 @@ async def test_a_held_partition_moved_to_another_router_is_no_longer_counted() -
     held.hold(consumer, GHOST, 7, REJECTED, "refused")
     consumer.held.clear()
     await held.recheck(consumer, _checker(Broker(refuse=True), Clock()))
-    assert registry.get_sample_value(HELD, {"topic": GHOST.topic}) == 0.0
+    assert registry.get_sample_value(HELD) == 0.0
 
 
 def _consumed(tp: TopicPartition, offset: int, value: bytes) -> Any:
@@ -224,7 +224,7 @@ async def test_a_refused_creation_holds_only_the_strangers_partition(
     assert parcel.offsets == {MEMBER: 3}
     assert consumer.positions == {GHOST: 5}
     assert consumer.paused == {GHOST}
-    assert registry.get_sample_value(HELD, {"topic": GHOST.topic}) == 1.0
+    assert registry.get_sample_value(HELD) == 1.0
 
 
 async def test_a_batch_fetched_before_the_hold_is_dropped_and_sought_back(
@@ -254,4 +254,4 @@ async def test_a_missing_topic_the_router_may_create_holds_nothing(
     assert parcel.offsets == {MEMBER: 3, GHOST: 8}
     assert broker.topics == {REJECTED}
     assert consumer.paused == set()
-    assert registry.get_sample_value(HELD, {"topic": GHOST.topic}) is None
+    assert registry.get_sample_value(HELD) == 0.0
