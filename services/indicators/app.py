@@ -107,6 +107,7 @@ class IndicatorsService:
         self._turn = asyncio.Lock()  # one database writer
         self._stopping = asyncio.Event()
         self._release_task: asyncio.Task[None] | None = None
+        self._due_since: int | None = None  # when periods were first found due (ms)
         self._running = False
         self.counted = 0
 
@@ -187,17 +188,19 @@ class IndicatorsService:
         )  # fmt: skip
 
     async def release_due(self, now: datetime | None = None) -> list[str]:
-        """Release every period due by ``now`` once the topics are read up to it.
+        """Release every period due by ``now`` once the topics are read up to then.
 
-        A period is due ``release_after_days`` whole days after it ends. It is
-        released only when every delivery appended before that day began has been
-        counted, so a backlog (a restart, a rebuild, a slow spell) never freezes a
-        period that is still arriving. Returns the indicators released.
+        A period is due ``release_after_days`` whole days after it ends. The first
+        call that finds periods due notes the moment; they are released once every
+        delivery appended before that moment is counted (at once when the service
+        is caught up), so a backlog (a restart, a slow spell) never freezes a period
+        whose events are still waiting to be read. Returns the indicators released.
         """
         store = self.store
         if store is None:
             return []
-        today = (now or datetime.now(LOCAL)).astimezone(LOCAL).date()
+        now = now or datetime.now(LOCAL)
+        today = now.astimezone(LOCAL).date()
         after = self.settings.release_after_days
         marks = await asyncio.to_thread(store.released_through)
         due = {}
@@ -208,29 +211,31 @@ class IndicatorsService:
                 due[indicator.id] = through
         if not due:
             return []
-        began = datetime.combine(today, datetime.min.time(), LOCAL)
-        if not await self.loop.read_through(int(began.timestamp() * 1000)):
+        if self._due_since is None:
+            self._due_since = int(now.timestamp() * 1000)
+        if not await self.loop.read_through(self._due_since):
             return []
         async with self._turn:
             if self.store is None:
                 return []
-            done = await asyncio.to_thread(
-                self.store.release, due, now or datetime.now(LOCAL)
-            )
+            done = await asyncio.to_thread(self.store.release, due, now)
+        self._due_since = None
         for ident in done:
             log.info("indicator %s released through %s", ident, due[ident])
         return done
 
     async def _releasing(self) -> None:
-        while self._running:
+        # First a pause: at start the loop has read nothing yet.
+        while not await self._stopped_within(self.settings.release_seconds):
             try:
                 await self.release_due()
             except IndicatorsError as e:
                 log.warning("periods not released this time: %s", e)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._stopping.wait(), self.settings.release_seconds
-                )
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        return self._stopping.is_set()
 
     async def stop(self) -> None:
         """Finish the batch in hand, then close everything."""

@@ -51,6 +51,8 @@ Offsets = dict[TopicPartition, int]
 # How long a stop waits for the batch in hand before FastStream cancels its handler
 # (the work itself is shielded and still ends).
 DEFAULT_STOP_SECONDS: Final = 30.0
+# How long `read_through` waits for a partition's position (one being reset waits).
+POSITION_WAIT: Final = 5.0
 
 
 class Consumer(Protocol):
@@ -222,10 +224,10 @@ class BatchLoop:
         self.error: BaseException | None = None  # that batch's error
         self.failures = 0  # consecutive failed batches
         self._lag: dict[tuple[str, int], int] = {}
-        # Per partition, since start: the offset after the last record done, and
-        # the newest record timestamp done (what `read_through` answers from).
-        self._done: dict[TopicPartition, int] = {}
+        # Per partition, since start: the newest record timestamp done, and how
+        # many batches are in hand (what `read_through` answers from).
         self._newest: dict[TopicPartition, int] = {}
+        self._in_hand = 0
 
     async def start(self, subscription: Subscription) -> None:
         """Subscribe as ``subscription`` says and start consuming."""
@@ -233,7 +235,6 @@ class BatchLoop:
         self.failed.clear()
         self.error, self.failures = None, 0
         self._lag.clear()
-        self._done.clear()
         self._newest.clear()
         broker = KafkaBroker(
             **broker_options(self.kafka, self.client_id),
@@ -276,14 +277,15 @@ class BatchLoop:
         return len(consumer.assignment()) if consumer is not None else 0
 
     async def read_through(self, at_ms: int, consumer: Any = None) -> bool:
-        """Whether every record appended before ``at_ms`` is done and committed.
+        """Whether every record appended before ``at_ms`` is done.
 
         True when every partition the loop holds has either a record done whose
-        timestamp is ``at_ms`` or later (records are appended in time order), or its
-        committed offset at the high-water mark of the last fetch. False while the
-        loop holds nothing or a high-water mark is not known yet. A service uses it
-        to act only on a past it has wholly read (the indicators release a period).
-        ``consumer``: the loop's own unless given.
+        timestamp is ``at_ms`` or later (records are appended in time order), or,
+        with no batch in hand, its position at the high-water mark of the last
+        fetch (the position, not the offsets done: it also steps over transaction
+        markers). False while the loop holds nothing or a high-water mark is not
+        known yet. A service uses it to act only on a past it has wholly read (the
+        indicators release a period). ``consumer``: the loop's own unless given.
         """
         if consumer is None:
             consumer = getattr(self._subscriber, "consumer", None)
@@ -294,21 +296,21 @@ class BatchLoop:
             if self._newest.get(tp, -1) >= at_ms:
                 continue
             high = consumer.highwater(tp)
-            if high is None:
+            if high is None or self._in_hand:
                 return False
-            done = self._done.get(tp)
-            if done is None:
-                try:
-                    done = await consumer.committed(tp) or 0
-                except KafkaError:
-                    return False
-            if done < high:
+            try:
+                position = await asyncio.wait_for(consumer.position(tp), POSITION_WAIT)
+            except (KafkaError, TimeoutError):
+                return False
+            if position < high:
                 return False
         return True
 
+    def _out_of_hand(self, task: asyncio.Future[None]) -> None:
+        del task
+        self._in_hand -= 1
+
     def _note_done(self, records: Sequence[Any]) -> None:
-        for tp, offset in next_offsets(records).items():
-            self._done[tp] = max(self._done.get(tp, 0), offset)
         for record in records:
             tp = TopicPartition(record.topic, record.partition)
             stamp = getattr(record, "timestamp", None)
@@ -334,8 +336,10 @@ class BatchLoop:
         Shielded: a stop that outwaits the graceful timeout cancels the handler, but
         the work in hand still ends before the service closes its stores.
         """
+        self._in_hand += 1
         work = asyncio.ensure_future(self._batch(records, consumer))
         work.add_done_callback(_retrieve)
+        work.add_done_callback(self._out_of_hand)
         try:
             await asyncio.shield(work)
         except Exception:

@@ -49,11 +49,11 @@ class FakeConsumer:
     seeks: list[tuple[TopicPartition, int]] = field(default_factory=list)
     held: set[TopicPartition] = field(default_factory=lambda: {A, B})
     high: dict[TopicPartition, int] = field(default_factory=dict)
-    committed_at: dict[TopicPartition, int] = field(default_factory=dict)
+    positions: dict[TopicPartition, int] = field(default_factory=dict)
     refuse_commits: bool = False
 
-    async def committed(self, partition: TopicPartition) -> int | None:
-        return self.committed_at.get(partition)
+    async def position(self, partition: TopicPartition) -> int:
+        return self.positions.get(partition, 0)
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.held)
@@ -333,20 +333,31 @@ async def test_a_failed_follow_up_is_a_failed_batch_read_again() -> None:
 async def test_the_past_is_read_through_only_when_every_partition_is_done_up_to_it() -> (
     None
 ):
-    loop = batch_loop(Work())
-    consumer = FakeConsumer(high={A: 5, B: 3}, committed_at={B: 2})
+    work = Work()
+    loop = batch_loop(work)
+    consumer = FakeConsumer(high={A: 6, B: 3}, positions={A: 6, B: 2})
     await loop.consume(records(A, 0, 4), consumer)
-    # A is done to its high-water mark; B's committed offset is one short of it.
+    # A's position is at its high-water mark (past a transaction marker at 5); B's
+    # is one short of it.
     assert not await loop.read_through(1_000, consumer)
-    consumer.committed_at[B] = 3
+    consumer.positions[B] = 3
     assert await loop.read_through(1_000, consumer)
     # New records on A, not read yet: the past is no longer wholly read...
     consumer.high[A] = 9
     assert not await loop.read_through(1_000, consumer)
     # ...unless a record done on A is newer than the moment asked about.
-    await loop.consume([Record(A.topic, A.partition, 5, timestamp=2_000)], consumer)
+    await loop.consume([Record(A.topic, A.partition, 6, timestamp=2_000)], consumer)
     assert await loop.read_through(1_000, consumer)
     assert not await loop.read_through(3_000, consumer)
+    # While a batch is in hand, a position says nothing about what is done.
+    consumer.positions[A] = 9
+    assert await loop.read_through(3_000, consumer)
+    work.gate = asyncio.Event()
+    in_hand = asyncio.ensure_future(loop.consume(records(A, 9, 9), consumer))
+    await asyncio.sleep(0)
+    assert not await loop.read_through(3_000, consumer)
+    work.gate.set()
+    await in_hand
     # Holding nothing (a rebalance) knows nothing.
     consumer.held = set()
     assert not await loop.read_through(1_000, consumer)
