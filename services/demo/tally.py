@@ -246,10 +246,12 @@ def referral_counts(registry: CollectorRegistry, snap: Snapshot) -> ReferralCoun
 
 @dataclass(frozen=True)
 class IndicatorCounts:
-    """The indicators service's picture: events counted, totals it may publish."""
+    """The indicators service's picture: events counted, totals past the threshold."""
 
     counted: int = 0
-    published: int = 0  # indicators whose current total passed disclosure control
+    # Indicators whose current (provisional) total passes disclosure control; it is
+    # published once its period is released.
+    published: int = 0
 
 
 def indicator_counts(registry: CollectorRegistry) -> IndicatorCounts:

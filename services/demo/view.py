@@ -90,7 +90,7 @@ def indicator_line(counts: IndicatorCounts) -> str:
     """The indicators service's counts in one phrase."""
     return (
         f"indicators counted {counts.counted} events, "
-        f"{counts.published} totals publishable"
+        f"{counts.published} current totals above the threshold (published once released)"
     )
 
 
