@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
@@ -30,7 +30,7 @@ from services.audit import queries
 from services.audit.credentials import Credential, CredentialStore, Role
 from services.audit.keys import SigningKeyError
 from services.audit.ledger import Ledger, LedgerError
-from services.audit.querylog import Asked, now, record
+from services.audit.querylog import Asker, logged
 from services.audit.rotation import Rotation
 from services.audit.trust import witness_anchors
 from services.audit.verify import Anchor, Report, TopicEntries, topic_problems, verify
@@ -38,7 +38,6 @@ from services.contracts.errors import ContractError, PuenteError
 from services.runtime.ops import HealthCheck, ops_app
 
 _T = TypeVar("_T")
-_MAX_KEY: Final = 200  # a logged query key is cut here (the API refuses longer ones)
 
 
 class KeyInfo(BaseModel):
@@ -312,25 +311,8 @@ def _logged(
     answer: Callable[[], _T],
 ) -> _T:
     """``answer()``, with the question logged first as it ended (status code)."""
-    outcome = 200
-    try:
-        return answer()
-    except AccessDeniedError:
-        outcome = 403
-        raise
-    except ContractError:
-        outcome = 400
-        raise
-    except PuenteError:
-        outcome = 503
-        raise
-    finally:
-        # Written before the answer leaves: a question that cannot be logged fails.
-        asked = Asked(
-            now(), who.id, who.role.value, who.institution, query,
-            key[:_MAX_KEY] if key else None, outcome,
-        )  # fmt: skip
-        record(ledger_path, asked)
+    asker = Asker(who.id, who.role.value, who.institution)
+    return logged(ledger_path, asker, query, key, answer, refused=(AccessDeniedError,))
 
 
 def _bad_request(_request: Request, exc: Exception) -> JSONResponse:

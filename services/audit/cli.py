@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import getpass
 import json
+import os
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Final, TypeVar
 
 import typer
 from pydantic import BaseModel
@@ -18,6 +21,7 @@ from services.audit import outside, queries, querylog
 from services.audit.api import VerifyResult, reading, verify_ledger
 from services.audit.credentials import CredentialStore, Role
 from services.audit.keys import public_pem
+from services.audit.ledger import Ledger
 from services.audit.queries import QueryError
 from services.audit.rotation import Rotation
 from services.audit.settings import AuditSettings
@@ -30,6 +34,8 @@ from services.runtime.settings import KafkaSettings
 
 _SHOWN_PROBLEMS: Final = 20
 
+
+_T = TypeVar("_T")
 
 app = typer.Typer(
     cls=PuenteGroup,
@@ -63,6 +69,28 @@ def _ledger(path: Path | None) -> Path:
         err.print(f"using the ledger of `puente up` on the embedded broker: {embedded}")
         return embedded
     return found
+
+
+def _asked(path: Path, query: str, key: str | None, answer: Callable[[Ledger], _T]) -> _T:
+    """``answer`` over the ledger at ``path``, logged in its query log like the API's.
+
+    An operator's question is oversight's business as much as an institution's: it
+    is logged (as ``cli:<account>``, role ``operator``) before the answer is shown,
+    and not answered when it cannot be logged.
+    """
+
+    def run() -> _T:
+        with reading(path) as opened:
+            return answer(opened)
+
+    return querylog.logged(path, querylog.Asker(_operator(), "operator"), query, key, run)
+
+
+def _operator() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no account name for this uid (some containers)
+        return f"cli:uid-{os.getuid()}"
 
 
 def _print_json(model: BaseModel) -> None:
@@ -239,8 +267,10 @@ def who_received(
     as_json: JsonOption = False,
 ) -> None:
     """Which institutions received an event, under which rule, view and purpose."""
-    with reading(_ledger(ledger)) as opened:
-        result = queries.who_received(opened, event_id)
+    result = _asked(
+        _ledger(ledger), "who_received", event_id,
+        lambda opened: queries.who_received(opened, event_id),
+    )  # fmt: skip
     if as_json:
         _print_json(result)
         return
@@ -262,8 +292,10 @@ def received(
 ) -> None:
     """What an institution received between two times: counts by type and view."""
     window = _time(since, "--since"), _time(until, "--until")
-    with reading(_ledger(ledger)) as opened:
-        result = queries.received(opened, institution, *window, limit)
+    result = _asked(
+        _ledger(ledger), "received", institution,
+        lambda opened: queries.received(opened, institution, *window, limit),
+    )  # fmt: skip
     if as_json:
         _print_json(result)
         return
@@ -284,8 +316,10 @@ def subject_report(
     as_json: JsonOption = False,
 ) -> None:
     """Every institution that received data about a person: when, why, which fields."""
-    with reading(_ledger(ledger)) as opened:
-        result = queries.subject_report(opened, subject_key)
+    result = _asked(
+        _ledger(ledger), "subject_report", subject_key,
+        lambda opened: queries.subject_report(opened, subject_key),
+    )  # fmt: skip
     if as_json:
         _print_json(result)
         return

@@ -1,24 +1,39 @@
-"""The query log: who asked the audit API what, and when, in the ledger's database.
+"""The query log: who asked the ledger what, and when, in the ledger's database.
 
-One row per question: the time, the credential (id, role, institution), the
-question's name, its key (an event id, an institution id, a subject key: the
-question itself, nothing from the answer) and the HTTP status it got. The table
-is append-only (triggers, see `services.audit.ledger`). A question whose row
-cannot be written is not answered.
+One row per question, over the audit API or the command line: the time, who asked
+(an API credential's id, role and institution; on the command line ``cli:<the
+operating-system account>`` with role ``operator``), the question's name, its key
+(an event id, an institution id, a subject key: the question itself, nothing from
+the answer) and how it ended as an HTTP status (200 answered, 400 a bad question,
+403 refused, 503 the ledger unavailable). The table is append-only (triggers, see
+`services.audit.ledger`). A question whose row cannot be written is not answered.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from services.audit.ledger import Ledger, LedgerError
+from services.contracts.errors import ContractError, PuenteError
 from services.contracts.natural import format_timestamp
 
 _BUSY_MS: Final = 5000  # the ingesting writer holds the lock for one batch at most
+MAX_KEY: Final = 200  # a logged query key is cut here (the API refuses longer ones)
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class Asker:
+    """Who asks: an API credential, or an operator on the command line."""
+
+    id: str
+    role: str
+    institution: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +70,40 @@ def record(ledger_path: Path, asked: Asked) -> None:
         raise LedgerError(f"cannot write the query log of {ledger_path}: {e}") from e
     finally:
         db.close()
+
+
+def logged(
+    ledger_path: Path,
+    who: Asker,
+    query: str,
+    key: str | None,
+    answer: Callable[[], _T],
+    *,
+    refused: tuple[type[BaseException], ...] = (),
+) -> _T:
+    """``answer()``, with the question logged as it ended, before the answer leaves.
+
+    ``refused``: the errors that mean the asker may not know the answer (403). A
+    question that cannot be logged raises `LedgerError` and is not answered.
+    """
+    outcome = 200
+    try:
+        return answer()
+    except refused:
+        outcome = 403
+        raise
+    except ContractError:
+        outcome = 400
+        raise
+    except PuenteError:
+        outcome = 503
+        raise
+    finally:
+        asked = Asked(
+            now(), who.id, who.role, who.institution, query,
+            key[:MAX_KEY] if key else None, outcome,
+        )  # fmt: skip
+        record(ledger_path, asked)
 
 
 def now() -> str:

@@ -162,6 +162,25 @@ async def test_every_question_is_logged_with_who_asked_it(api: Api) -> None:
     ]
 
 
+def test_a_question_on_the_command_line_is_logged_as_the_operator_who_asked(
+    api: Api,
+) -> None:
+    ledger = ["--ledger", str(api.ledger), "--json"]
+    report = runner.invoke(app, ["subject-report", SUBJECT, *ledger])
+    assert report.exit_code == 0, report.output
+    received = runner.invoke(app, ["received", "--institution", "minsal", *ledger])
+    assert received.exit_code == 0, received.output
+    bad = runner.invoke(app, ["who-received", "not-a-uuid", *ledger])
+    assert bad.exit_code != 0
+    asked = logged(api)
+    assert [(a.role, a.institution, a.query, a.query_key, a.outcome) for a in asked] == [
+        ("operator", None, "subject_report", SUBJECT, 200),
+        ("operator", None, "received", "minsal", 200),
+        ("operator", None, "who_received", "not-a-uuid", 400),
+    ]
+    assert all(a.credential_id.startswith("cli:") for a in asked)
+
+
 async def test_the_query_log_cannot_be_rewritten(api: Api) -> None:
     await get(api, "/v1/verify", api.oversight)
     ledger = Ledger.open_writer(api.ledger)
