@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from services.contracts import codec, headers, topics
 from services.contracts.catalog import Catalog, SchemaEntry
@@ -111,30 +111,34 @@ async def send_all(
     """
     producer = AIOKafkaProducer(**producer_config(kafka, "puente-cli"))
     try:
-        await _start(producer, wait_s)
-    except BaseException:
-        await _abandon(producer)
-        raise
-    acks = _Acks(events)
-    try:
-        await acks.wait_all(producer, wait_s, progress)
+        await _start(producer, kafka, wait_s)
+        await _Acks(events).wait_all(producer, wait_s, progress)
     except BaseException:
         await _abandon(producer)
         raise
     await producer.stop()
 
 
-async def _start(producer: AIOKafkaProducer, wait_s: float) -> None:
+async def _start(producer: AIOKafkaProducer, kafka: KafkaSettings, wait_s: float) -> None:
     """Start ``producer``; nothing is sent yet, so a failure stores nothing."""
+    where = kafka.bootstrap_servers
     try:
         async with asyncio.timeout(wait_s):
             await producer.start()
     except TimeoutError as e:
         raise BrokerUnavailableError(
-            f"the broker did not answer within {wait_s:g} s; nothing was published"
+            f"the broker at {where} did not answer within {wait_s:g} s; "
+            "nothing was published"
+        ) from e
+    except KafkaConnectionError as e:
+        raise BrokerUnavailableError(
+            f"cannot reach the broker at {where}; nothing was published"
         ) from e
     except KafkaError as e:
-        raise BrokerUnavailableError(f"cannot publish: {e}; nothing was published") from e
+        raise BrokerUnavailableError(
+            f"the broker at {where} refused the connection ({type(e).__name__}: {e}); "
+            "nothing was published"
+        ) from e
 
 
 class _Acks:

@@ -1,0 +1,75 @@
+"""``puente publish`` when its Apache Kafka node is killed mid-publish.
+
+Apache Kafka grants producer ids, so the command's producer is idempotent there, and
+an idempotent producer never gives an event up: it would wait for the node as long
+as the node is away. The command must end within its ``--timeout`` anyway, exit 3,
+and say in one line how many events were acknowledged and that publishing again is
+safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from services.contracts.catalog import Catalog
+from services.contracts.samples import minimal_event
+from services.kafkalocal import LocalKafka
+from services.runtime import topic_admin
+from services.runtime.kafka import producer_config
+from tests.support.publish import incomplete, start_publish, until_first_record
+
+pytestmark = [pytest.mark.fault, pytest.mark.slow, pytest.mark.timeout(300)]
+
+TOPIC = "hub.in.dgme.return_arrival"
+# Enough that the node dies with most of them in the air (see the smoke test).
+EVENTS = 40_000
+TIMEOUT_S = 5
+# Process teardown after the bound, on a machine shared by several test runs.
+MARGIN_S = 15
+
+
+@pytest.fixture
+async def own_node(tmp_path: Path) -> AsyncIterator[LocalKafka]:
+    """One Apache Kafka node of this test's own: the test kills it."""
+    node = LocalKafka(tmp_path / "kafka", brokers=1, port_base=0, heap="384m")
+    await asyncio.to_thread(node.start)
+    try:
+        yield node
+    finally:
+        await asyncio.to_thread(node.stop)
+
+
+async def test_an_idempotent_publish_ends_within_its_timeout_when_its_node_is_killed(
+    own_node: LocalKafka, catalog: Catalog, tmp_path: Path
+) -> None:
+    kafka = own_node.settings()
+    assert producer_config(kafka, "check")["enable_idempotence"] is True
+    await topic_admin.create(kafka, {TOPIC: 1})
+    entry = catalog.get("return_arrival")
+    path = tmp_path / "events.json"
+    path.write_text(json.dumps([minimal_event(entry, "dgme") for _ in range(EVENTS)]))
+
+    with start_publish(kafka, path, "dgme", "--timeout", str(TIMEOUT_S)) as process:
+        try:
+            await until_first_record(kafka, TOPIC, process)
+            own_node.kill(0)
+            killed = time.monotonic()
+            stdout, stderr = await asyncio.to_thread(
+                process.communicate, timeout=TIMEOUT_S + MARGIN_S
+            )
+            took = time.monotonic() - killed
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+    said = incomplete(process, stdout, stderr)
+    print(f"\npublish ended {took:.1f} s after the node was killed: {said.message}")
+    assert said.total == EVENTS
+    assert said.acknowledged < EVENTS, "every event was acknowledged before the kill"
+    assert f"no acknowledgement within {TIMEOUT_S} s" in said.message
