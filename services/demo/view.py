@@ -90,7 +90,7 @@ def indicator_line(counts: IndicatorCounts) -> str:
     """The indicators service's counts in one phrase."""
     return (
         f"indicators counted {counts.counted} events, "
-        f"{counts.published} current totals above the threshold (published once released)"
+        f"{counts.published} current totals above the threshold"
     )
 
 
@@ -218,7 +218,7 @@ def summary_lines(board: Board, ledger: Path | None) -> list[str]:
     if board.indicators is not None:
         lines.append(
             f"{indicator_line(board.indicators)} "
-            "(current period, after small-cell suppression)"
+            "(after small-cell suppression; published once the period is released)"
         )
     if ledger is not None:
         entries = "" if board.ledger_entries is None else f"{board.ledger_entries} "
