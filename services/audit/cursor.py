@@ -14,6 +14,12 @@ is not where the ledger left it:
   is sought back to the position and its records are dropped: no gap;
 - a partition without a stored position is read from the beginning of its log.
 
+A partition the consumer reads on from where the ledger left off (its last
+records were admitted and stored, with no seek since) may start a little beyond
+the position: with routing in transactions, commit markers and aborted records
+take offsets a ``read_committed`` consumer never returns. Those records are
+taken as they come; seeking back would only fetch them again and warn.
+
 After such a seek, the next records of that partition come from a fetch at the
 sought offset (aiokafka discards whatever it fetched before the seek). If they
 still do not start there, the log itself no longer has that offset (retention,
@@ -53,6 +59,9 @@ class Cursor:
         # Partitions sought since their last records: the sought offset (None for
         # the beginning). Their next records are the broker's answer to the seek.
         self._sought: dict[Position, int | None] = {}
+        # Partitions whose last records were admitted and stored, with no seek
+        # since: the consumer reads on from the ledger's position.
+        self._reading_on: set[Position] = set()
 
     @property
     def positions(self) -> dict[Position, int]:
@@ -87,6 +96,7 @@ class Cursor:
         tp = TopicPartition(*where)
         stored = self._next.get(where)
         if where in self._sought:
+            self._reading_on.discard(where)
             target = self._sought.pop(where)
             if target is not None and first != target:
                 _warn_missing(where, target, first)
@@ -98,11 +108,14 @@ class Cursor:
             await consumer.seek_to_beginning(tp)
             self._sought[where] = None
             return None
+        if first > stored and where in self._reading_on:
+            return first  # transaction markers or aborted records in between
         if first > stored or last + 1 < stored:
             # Ahead of the ledger (would leave a gap), or all redeliveries (seeking
             # forward saves re-reading them): go to where the ledger left off.
             consumer.seek(tp, stored)
             self._sought[where] = stored
+            self._reading_on.discard(where)
             return None
         return stored
 
@@ -110,6 +123,7 @@ class Cursor:
         """Move past ``records`` once the ledger stored them; the partitions moved."""
         moved = {(r.topic, r.partition): r.offset + 1 for r in records}
         self._next.update(moved)
+        self._reading_on.update(moved)
         return moved
 
     async def rewind(
@@ -122,6 +136,7 @@ class Cursor:
         if stored is not None:
             self._next = dict(stored)
         for where in partitions:
+            self._reading_on.discard(where)
             tp = TopicPartition(*where)
             offset = self._next.get(where)
             if offset is None:

@@ -193,3 +193,31 @@ async def test_a_rewind_seeks_back_to_the_positions_the_ledger_stored() -> None:
     assert sorted(log.seeks, key=str) == sorted([(P0, 0), (P1, None)], key=str)
     again = await cursor.admit(log.fetch(5), log)
     assert offsets(again, P0) == offsets(again, P1) == [0, 1, 2, 3, 4]
+
+
+async def test_reading_on_past_transaction_markers_takes_the_records_without_a_seek(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Offsets 5 and 11 are commit markers: a read_committed consumer never returns them.
+    log = Log({P0: [*span(P0, 0, 4), *span(P0, 6, 10), *span(P0, 12, 14)]}, {P0: 0})
+    cursor = Cursor({})
+
+    for _ in range(3):
+        cursor.advance(await cursor.admit(log.fetch(5), log))
+
+    assert cursor.positions == {(TOPIC, 0): 15}
+    assert log.seeks == []
+    assert "no record at the ledger's position" not in caplog.text
+
+
+async def test_a_consumer_that_did_not_read_on_from_the_ledger_is_still_sought_back() -> (
+    None
+):
+    # The ledger stored 6 but the consumer starts at a committed offset of 9: no
+    # record of this process moved it there, so the records between are fetched.
+    log = Log({P0: span(P0, 0, 14)}, {P0: 9})
+    cursor = Cursor({(TOPIC, 0): 6})
+
+    assert await cursor.admit(log.fetch(5), log) == []
+    assert log.seeks == [(P0, 6)]
+    assert offsets(await cursor.admit(log.fetch(5), log), P0) == [6, 7, 8, 9, 10]
