@@ -106,3 +106,37 @@ def test_publish_help_shows_the_timeout_and_its_default() -> None:
     )
     assert "--timeout" in shown.stdout
     assert "default: 30" in shown.stdout
+
+
+async def test_a_publish_the_broker_fails_mid_way_says_how_many_were_acknowledged(
+    own_broker: EmbeddedBroker, catalog: Catalog, tmp_path: Path
+) -> None:
+    # The embedded broker grants no producer ids, so the producer is not idempotent:
+    # it gives a batch up after the request timeout, here well before --timeout.
+    kafka = KafkaSettings(
+        bootstrap_servers=own_broker.bootstrap_servers, request_timeout_ms=2000
+    )
+    await topic_admin.create(kafka, {TOPIC: 1})
+    entry = catalog.get("return_arrival")
+    path = tmp_path / "events.json"
+    path.write_text(json.dumps([minimal_event(entry, "dgme") for _ in range(EVENTS)]))
+    env = {"PUENTE_KAFKA_REQUEST_TIMEOUT_MS": "2000"}
+
+    with start_publish(kafka, path, "dgme", "--timeout", "120", env=env) as process:
+        try:
+            await until_first_record(kafka, TOPIC, process)
+            own_broker.stop()
+            killed = time.monotonic()
+            stdout, stderr = await asyncio.to_thread(
+                process.communicate, timeout=2 + MARGIN_S
+            )
+            took = time.monotonic() - killed
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+    said = incomplete(process, stdout, stderr)
+    print(f"\npublish ended {took:.1f} s after the broker was killed: {said.message}")
+    assert said.total == EVENTS
+    assert said.acknowledged < EVENTS, "every event was acknowledged before the kill"
+    assert said.message.startswith("error: the broker failed (")

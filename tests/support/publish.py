@@ -26,16 +26,23 @@ FIRST_RECORD_S = 120
 
 
 def start_publish(
-    kafka: KafkaSettings, path: Path, source: str, *options: str
+    kafka: KafkaSettings,
+    path: Path,
+    source: str,
+    *options: str,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[str]:
-    """``puente publish return_arrival <path> --as <source> <options>``, running."""
+    """``puente publish return_arrival <path> --as <source> <options>``, running.
+
+    ``env``: variables beyond the ``PUENTE_KAFKA_*`` ones that reach ``kafka``.
+    """
     command = ["publish", "return_arrival", str(path), "--as", source, *options]
     return subprocess.Popen(
         [sys.executable, "-m", "services", *command],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, **kafka_env(kafka)},
+        env={**os.environ, **kafka_env(kafka), **(env or {})},
     )
 
 
