@@ -77,7 +77,7 @@ class RejectionTopics:
         self._present: set[str] = set()
         self._failures: Counter[str] = Counter()
         self._next_try: dict[str, float] = {}
-        self.why: dict[str, str] = {}  # missing topic -> the last attempt's error type
+        self.why: dict[str, str] = {}  # missing topic -> why its last attempt failed
 
     def exist(self, names: Iterable[str]) -> None:
         """Take ``names`` as existing (the topics the router was started with)."""

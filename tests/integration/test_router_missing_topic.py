@@ -106,11 +106,19 @@ async def stranger(kafka: KafkaSettings) -> AsyncIterator[str]:
         await admin.close()
 
 
-@pytest_asyncio.fixture(loop_scope="session")
+@pytest_asyncio.fixture(loop_scope="session", params=["auto", "off"])
 async def router(
-    apache_kafka: LocalKafka, kafka: KafkaSettings, stranger: str, tmp_path: Path
+    request: pytest.FixtureRequest,
+    apache_kafka: LocalKafka,
+    kafka: KafkaSettings,
+    stranger: str,
+    tmp_path: Path,
 ) -> AsyncIterator[tuple[RouterService, CollectorRegistry]]:
-    """A router under a principal with the production router's rights only."""
+    """A router under a principal with the production router's rights only.
+
+    In transactions (what production runs) and at least once (offsets committed
+    by the router itself).
+    """
     del stranger  # its topic exists before the router subscribes
     name = f"stall-router-{uuid.uuid4().hex[:8]}"
     principal = await asyncio.to_thread(_router_principal, apache_kafka, name)
@@ -119,6 +127,7 @@ async def router(
         port=free_port(),
         hub=HubSettings(state_dir=tmp_path),
         kafka=principal,
+        transactions=request.param,
     )
     registry = CollectorRegistry()
     service = build_service(settings, registry)
@@ -128,6 +137,7 @@ async def router(
     )
     await runtime_topics.create(kafka, wanted)
     await service.start()
+    assert service.router.transactional is (request.param == "auto")
     yield service, registry
     await service.stop()
 
