@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from services.cli import app as root
 from services.contracts.catalog import Catalog
 from services.indicators.catalogue import Catalogue, load_catalogue
 from services.indicators.counting import closed_through, closes_on
@@ -181,3 +184,34 @@ def test_a_rebuilt_database_keeps_what_was_released(
     assert rebuilt.day_counts("returns") == live.day_counts("returns")
     live.close()
     rebuilt.close()
+
+
+def test_the_releases_command_shows_each_indicators_release_and_late_changes(
+    catalogue: Catalogue, tmp_path: Path
+) -> None:
+    db = tmp_path / "counts.sqlite"
+    store = Store.open(db)
+    store.apply(catalogue, [("return_arrival", arrival(f"x{i}")) for i in range(5)])
+    store.release({"returns": NOVEMBER[1]}, AT)
+    store.apply(catalogue, [("return_arrival", arrival("x5"))])
+    store.close()
+    shown = CliRunner().invoke(
+        root, ["indicators", "releases", "--db", str(db), "--json"]
+    )
+    assert shown.exit_code == 0, shown.output
+    rows = {r["id"]: r for r in json.loads(shown.stdout)}
+    assert rows["returns"]["released_through"] == "2026-11-30"
+    assert rows["returns"]["late"] == 1
+    assert rows["h2_returns"] == {
+        "id": "h2_returns", "period": "month", "released_through": None, "late": 0
+    }  # fmt: skip
+    exported = CliRunner().invoke(
+        root, ["indicators", "export", "returns", "--db", str(db), "--provisional",
+               "--from", "2026-11-01", "--to", "2026-12-31"],
+    )  # fmt: skip
+    assert exported.exit_code == 0, exported.output
+    tables = json.loads(exported.stdout)["tables"]
+    assert [(t["period"], t["provisional"]) for t in tables] == [
+        ("2026-11", False),
+        ("2026-12", True),
+    ]
