@@ -234,24 +234,34 @@ def _constraints(indicator: Indicator) -> list[_Constraint]:
 
 
 def _disjoint(a: Indicator, b: Indicator) -> bool:
-    """Whether no record can pass both filters (a sound, simple test)."""
-    return any(
-        x.path == y.path and (_excludes(x, y) or _excludes(y, x))
-        for x in _constraints(a)
-        for y in _constraints(b)
-    )
+    """Whether no record can pass both filters (a sound, simple test).
+
+    Every ``&&`` part of both filters that constrains one field is applied
+    together; the filters are disjoint when no value of some field meets them all.
+    """
+    by_path: dict[str, list[_Constraint]] = {}
+    for c in _constraints(a) + _constraints(b):
+        by_path.setdefault(c.path, []).append(c)
+    return any(_unsatisfiable(cs) for cs in by_path.values())
 
 
-def _excludes(x: _Constraint, y: _Constraint) -> bool:
-    if x.kind == "in" and y.kind == "in":
-        return not (x.values & y.values)
-    if x.kind == "in" and y.kind == "not_in":
-        return x.values <= y.values
-    if x.kind == "in" and y.kind == "falsy":
-        return not any(_falsy(v) for v in x.values)
-    if x.kind == "in" and y.kind == "truthy":
-        return all(_falsy(v) for v in x.values)
-    return x.kind == "truthy" and y.kind == "falsy"
+def _unsatisfiable(constraints: Sequence[_Constraint]) -> bool:
+    allowed: frozenset[_Key] | None = None
+    banned: set[_Key] = set()
+    kinds = {c.kind for c in constraints}
+    for c in constraints:
+        if c.kind == "in":
+            allowed = c.values if allowed is None else allowed & c.values
+        elif c.kind == "not_in":
+            banned |= c.values
+    if allowed is None:
+        return {"truthy", "falsy"} <= kinds
+    left = [v for v in allowed if v not in banned]
+    if "truthy" in kinds:
+        left = [v for v in left if not _falsy(v)]
+    if "falsy" in kinds:
+        left = [v for v in left if _falsy(v)]
+    return not left
 
 
 def _message(a: Indicator, b: Indicator) -> str:

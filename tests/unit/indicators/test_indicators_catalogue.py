@@ -282,6 +282,10 @@ def test_without_its_determines_declaration_a_filter_on_is_minor_would_pass(
         ),
         # JMESPath's ! binds tighter than the dot: !(a.b) negates the field
         ("payload.medical_attention_required", "!(payload.medical_attention_required)"),
+        (
+            "payload.conveyance == 'OTHER' || payload.conveyance == 'UNKNOWN'",
+            "payload.conveyance != 'OTHER' && payload.conveyance != 'UNKNOWN'",
+        ),
     ],
 )
 def test_indicators_with_exclusive_filters_on_a_shared_breakdown_load(
@@ -296,16 +300,26 @@ def test_indicators_with_exclusive_filters_on_a_shared_breakdown_load(
     )
 
 
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("payload.conveyance != 'OTHER'", "payload.conveyance != 'UNKNOWN'"),
+        (
+            "payload.conveyance == 'OTHER' || payload.conveyance == 'UNKNOWN'",
+            "payload.conveyance != 'OTHER'",
+        ),
+    ],
+)
 def test_filters_that_merely_differ_on_a_shared_breakdown_are_refused(
-    catalog: Catalog, policy: Policy, tmp_path: Path
+    catalog: Catalog, policy: Policy, tmp_path: Path, first: str, second: str
 ) -> None:
     with pytest.raises(CatalogueError, match="'first' and 'second'"):
         load_small(
             catalog,
             policy,
             tmp_path,
-            indicator("first", ["conveyance"], "payload.conveyance != 'OTHER'"),
-            indicator("second", ["sex"], "payload.conveyance != 'UNKNOWN'"),
+            indicator("first", ["conveyance"], first),
+            indicator("second", ["sex"], second),
         )
 
 
