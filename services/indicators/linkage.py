@@ -275,13 +275,13 @@ def _message(a: Indicator, b: Indicator) -> str:
         )
     reads = ", ".join(_explain(path, outer) for path in _covered(inner, outer))
     return (
-        f"{where} are linked tables: the filter of {inner.id!r} reads only "
-        f"{reads}, so its events can be picked out of {outer.id!r}'s cells and a "
-        "cell one of them hides can be worked out from the other's; make "
-        f"{inner.id!r} a breakdown of {outer.id!r} (drop it and let readers break "
-        f"{outer.id!r} down), or break {outer.id!r} down by no field the filter of "
-        f"{inner.id!r} reads (give that filter a condition on a field {outer.id!r} "
-        "neither breaks down by nor filters on), or make the two filters exclusive "
+        f"{where} are linked tables: the filter of {inner.id!r} picks its events out "
+        f"of the cells of {outer.id!r} through {reads}, so a cell one of them hides "
+        f"can be worked out from the other's; make {inner.id!r} a breakdown of "
+        f"{outer.id!r} (drop it and let readers break {outer.id!r} down), or break "
+        f"{outer.id!r} down by no field the filter of {inner.id!r} reads, or give "
+        f"that filter a condition (joined by &&) on a field {outer.id!r} neither "
+        "breaks down by nor filters on, or make the two filters exclusive "
         "(f == 'a' in one, f != 'a' in the other)"
     )
 

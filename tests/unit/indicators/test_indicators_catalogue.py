@@ -252,7 +252,8 @@ def test_an_indicator_whose_filter_picks_cells_of_another_is_refused(
     message = str(refused.value)
     sub_id = sub.split('id = "')[1].split('"', maxsplit=1)[0]
     assert f"indicators 'all_returns' and {sub_id!r} (return_arrival)" in message
-    assert f"the filter of {sub_id!r} reads only {fields}" in message
+    assert f"the filter of {sub_id!r} picks its events out of the cells of " in message
+    assert f"'all_returns' through {fields}, so a cell one of them hides" in message
     assert f"make {sub_id!r} a breakdown of 'all_returns'" in message
 
 
