@@ -437,3 +437,92 @@ def test_no_pair_of_the_shipped_catalogue_gives_a_hidden_cell_away(
             together -= set(determined_hidden_cells([indicator], atoms, protected))
         assert not together, counts
     assert hidden  # the streams hid cells, so the check could have failed
+
+
+# ---------------------------------------------------------------- the rule, both ways
+
+Spec = tuple[str, list[str], str | None]
+CHARTER = "payload.conveyance == 'FEDERAL_CHARTER_FLIGHT'"
+LONG_STAY = "payload.time_abroad == 'OVER_5_YEARS'"
+EVERYONE: Spec = ("everyone", ["sex", "age_group", "conveyance"], None)
+
+
+def _given_away(pair: Sequence[Indicator], catalog: Catalog) -> tuple[int, int]:
+    """Hidden cells the pair determines that neither does alone, and all hidden."""
+    atoms = _pair_atoms(catalog, pair)
+    rng = random.Random(3)
+    occupied = min(1.0, 12 / len(atoms))
+    given, hidden = 0, 0
+    for _ in range(EXAMPLES):
+        counts = [
+            rng.choice([1, 2, 3, 4, 6, 9]) if rng.random() < occupied else 0
+            for _ in atoms
+        ]
+        protected = _protect_reference(pair, atoms, counts)
+        together = set(determined_hidden_cells(pair, atoms, protected))
+        for indicator in pair:
+            together -= set(determined_hidden_cells([indicator], atoms, protected))
+        given += len(together)
+        hidden += sum(len(p.suppressed) for p in protected.values())
+    return given, hidden
+
+
+def _apart(
+    catalog: Catalog, policy: Policy, tmp_path: Path, specs: Sequence[Spec]
+) -> list[Indicator]:
+    """Each indicator loaded on its own (the loader may refuse the two together)."""
+    return [
+        _load(catalog, policy, tmp_path, [_indicator_block(*spec)]).get(spec[0])
+        for spec in specs
+    ]
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        ("charter", ["sex", "age_group"], CHARTER),
+        ("children", ["sex", "conveyance"], "payload.person_profile.is_minor"),
+        (
+            "charter_or_medical",
+            ["sex", "conveyance"],
+            f"{CHARTER} || payload.medical_attention_required",
+        ),
+    ],
+)
+def test_a_pair_the_loader_refuses_gives_hidden_cells_away(
+    catalog: Catalog, policy: Policy, tmp_path: Path, second: Spec
+) -> None:
+    with pytest.raises(CatalogueError, match="are linked tables"):
+        _load(
+            catalog, policy, tmp_path, [_indicator_block(*s) for s in (EVERYONE, second)]
+        )
+    given, hidden = _given_away(
+        _apart(catalog, policy, tmp_path, [EVERYONE, second]), catalog
+    )
+    assert given > 0, hidden
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (  # the second's events are cells of the first, but the first's filter
+            # leaves out events free in every cell of the second
+            ("long_stays", ["sex", "conveyance", "age_group"], LONG_STAY),
+            ("charter", ["sex", "age_group"], CHARTER),
+        ),
+        (
+            ("long_stays", ["sex", "age_group"], LONG_STAY),
+            ("minors", ["sex", "accompaniment"], "payload.person_profile.is_minor"),
+        ),
+        (EVERYONE, ("long_charter", ["sex", "age_group"], f"{CHARTER} && {LONG_STAY}")),
+    ],
+)
+def test_a_pair_the_loader_accepts_gives_no_hidden_cell_away(
+    catalog: Catalog, policy: Policy, tmp_path: Path, first: Spec, second: Spec
+) -> None:
+    _load(catalog, policy, tmp_path, [_indicator_block(*s) for s in (first, second)])
+    given, hidden = _given_away(
+        _apart(catalog, policy, tmp_path, [first, second]), catalog
+    )
+    assert given == 0
+    assert hidden > 0
