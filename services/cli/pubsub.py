@@ -106,7 +106,7 @@ def publish(
     except pubsub.PublishIncompleteError as e:
         for stored in e.acknowledged:
             typer.echo(stored.event_id)
-        err.print(f"error: {e}", soft_wrap=True)
+        err.print(f"error: {e}", soft_wrap=True, markup=False)
         raise typer.Exit(PUBLISH_INCOMPLETE) from e
     for event in prepared:
         typer.echo(event.event_id)

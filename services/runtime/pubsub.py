@@ -154,7 +154,11 @@ class _Acks:
         wait_s: float,
         progress: Callable[[int], None] | None,
     ) -> None:
-        """Send every event, then wait for each acknowledgement in turn."""
+        """Send every event, then wait for each acknowledgement in turn.
+
+        Every step has ``wait_s`` from the one before: a send waits only while the
+        producer's buffer is full, which acknowledgements empty.
+        """
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(wait_s) as bound:
@@ -164,6 +168,7 @@ class _Acks:
                             event.topic, event.value, key=event.key, headers=event.headers
                         )
                     )
+                    bound.reschedule(loop.time() + wait_s)
                 for done, future in enumerate(self.pending, 1):
                     # Shielded: cancelling the wait must not cancel the event's delivery
                     # future, whose outcome is counted below.

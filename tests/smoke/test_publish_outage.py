@@ -140,3 +140,24 @@ async def test_a_publish_the_broker_fails_mid_way_says_how_many_were_acknowledge
     assert said.total == EVENTS
     assert said.acknowledged < EVENTS, "every event was acknowledged before the kill"
     assert said.message.startswith("error: the broker failed (")
+
+
+async def test_a_publish_longer_than_its_timeout_succeeds_while_the_broker_answers(
+    own_broker: EmbeddedBroker, catalog: Catalog, tmp_path: Path
+) -> None:
+    # --timeout bounds each wait for the broker, not the whole publish.
+    kafka = KafkaSettings(bootstrap_servers=own_broker.bootstrap_servers)
+    await topic_admin.create(kafka, {TOPIC: 1})
+    entry = catalog.get("return_arrival")
+    events = [minimal_event(entry, "dgme") for _ in range(EVENTS)]
+    path = tmp_path / "events.json"
+    path.write_text(json.dumps(events))
+
+    with start_publish(kafka, path, "dgme", "--timeout", "0.5") as process:
+        began = time.monotonic()
+        stdout, stderr = await asyncio.to_thread(process.communicate, timeout=120)
+        took = time.monotonic() - began
+
+    print(f"\npublishing {EVENTS} events took {took:.1f} s with --timeout 0.5")
+    assert process.returncode == 0, stderr
+    assert stdout.split() == [e["envelope"]["event_id"] for e in events]
