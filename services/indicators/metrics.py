@@ -10,6 +10,7 @@ series, no ids of people or events.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
@@ -115,8 +116,8 @@ class IndicatorCollector(Collector):
         )
         for ident in self.catalogue.indicators:
             late.add_metric([ident], self._late.get(ident, 0))
-            if ident in self._through:
-                through.add_metric([ident], self._through[ident])
+            # NaN until the first release: the series exists, no alert compares it.
+            through.add_metric([ident], self._through.get(ident, math.nan))
         yield late
         yield through
 
