@@ -125,8 +125,9 @@ async def create_inbound(kafka: KafkaSettings, wanted: dict[str, int]) -> None:
 
     Every router of the session reads every hub.in topic and answers a record it
     refuses on the source's rejected topic. Apache Kafka creates no topic on its own,
-    and a router with nowhere to write a refusal stops routing, so a test that makes
-    an inbound topic for a source the policy does not know makes both.
+    and a router with nowhere to write a refusal creates the topic (as admin) or holds
+    that partition, so a test that makes an inbound topic for a source the policy
+    does not know makes both, and no router waits.
     """
     sources = {name.split(".")[2] for name in wanted}
     await topic_admin.create(
