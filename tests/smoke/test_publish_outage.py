@@ -153,11 +153,13 @@ async def test_a_publish_longer_than_its_timeout_succeeds_while_the_broker_answe
     path = tmp_path / "events.json"
     path.write_text(json.dumps(events))
 
-    with start_publish(kafka, path, "dgme", "--timeout", "0.5") as process:
+    # 1.5 s: well above a pause of a loaded machine, well below the whole publish.
+    with start_publish(kafka, path, "dgme", "--timeout", "1.5") as process:
         began = time.monotonic()
         stdout, stderr = await asyncio.to_thread(process.communicate, timeout=120)
         took = time.monotonic() - began
 
-    print(f"\npublishing {EVENTS} events took {took:.1f} s with --timeout 0.5")
+    print(f"\npublishing {EVENTS} events took {took:.1f} s with --timeout 1.5")
     assert process.returncode == 0, stderr
+    assert took > 3, "the publish was too short to outlast its timeout"
     assert stdout.split() == [e["envelope"]["event_id"] for e in events]
