@@ -250,7 +250,7 @@ def load_catalogue(
         indicators[item.id] = checker.indicator(item, dimensions, spec.defaults)
     if not indicators:
         raise CatalogueError(f"{CATALOGUE_FILE}: names no indicator")
-    check_links(list(indicators.values()))
+    check_links(list(indicators.values()), list(dimensions.values()))
     return Catalogue(indicators, dimensions, path)
 
 

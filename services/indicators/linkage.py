@@ -28,7 +28,6 @@ condition that holds for every record is not detected.
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -79,28 +78,54 @@ def breakdown_reads(indicator: Indicator) -> dict[str, str]:
     return out
 
 
-def check_links(indicators: Sequence[Indicator]) -> None:
-    """Refuse any pair of indicators that could give away each other's hidden cells."""
+def check_links(
+    indicators: Sequence[Indicator], dimensions: Iterable[Dimension] = ()
+) -> None:
+    """Refuse any pair of indicators that could give away each other's hidden cells.
+
+    ``dimensions`` are every dimension of the catalogue: what one `determines`
+    holds for a filter reading its field too.
+    """
+    known = list(dimensions)
     for a, b in itertools.combinations(indicators, 2):
-        if a.event_type == b.event_type and linked(a, b):
-            raise CatalogueError(_message(a, b))
+        if a.event_type == b.event_type and linked(a, b, known):
+            raise CatalogueError(_message(a, b, known))
 
 
-def linked(a: Indicator, b: Indicator) -> bool:
+def linked(a: Indicator, b: Indicator, dimensions: Sequence[Dimension] = ()) -> bool:
     """Whether the pair's published cells may be tied by more than their margins."""
     if a.filter_text is None and b.filter_text is None:
         return True
     if _disjoint(a, b):
         return False
-    return not (_leaves_out_freely(a, b) or _leaves_out_freely(b, a))
+    return not (
+        _leaves_out_freely(a, b, dimensions) or _leaves_out_freely(b, a, dimensions)
+    )
 
 
-def _leaves_out_freely(a: Indicator, b: Indicator) -> bool:
+def _leaves_out_freely(
+    a: Indicator, b: Indicator, dimensions: Sequence[Dimension]
+) -> bool:
     """Whether every cell of ``a`` can hold events ``b``'s filter leaves out."""
     if b.filter_text is None:
         return False
-    taken = set(breakdown_reads(a)) | _filter_fields(a)
+    taken = _taken(a, dimensions)
     return any(not _overlaps(paths, taken) for paths in _conjunct_fields(b))
+
+
+def _taken(indicator: Indicator, dimensions: Sequence[Dimension]) -> set[str]:
+    """The fields the indicator's cells fix: breakdowns, filter, what they determine."""
+    out = set(breakdown_reads(indicator)) | _filter_fields(indicator)
+    event_type = indicator.event_type
+    grown = True
+    while grown:
+        grown = False
+        for dim in [*indicator.dimensions, *dimensions]:
+            if dim.fields.get(event_type) in out:
+                more = set(dim.determines.get(event_type, ())) - out
+                out |= more
+                grown = grown or bool(more)
+    return out
 
 
 def _overlaps(paths: Iterable[str], others: Iterable[str]) -> bool:
@@ -181,8 +206,8 @@ def _path(node: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _key(value: Any) -> _Key:
-    """A literal as JMESPath compares it (true is not 1; 1 equals 1.0)."""
+def _key(value: Any) -> _Key | None:
+    """A scalar literal as JMESPath compares it (true is not 1; 1 equals 1.0)."""
     if value is None:
         return ("null", None)
     if isinstance(value, bool):
@@ -191,14 +216,11 @@ def _key(value: Any) -> _Key:
         return ("number", float(value))
     if isinstance(value, str):
         return ("string", value)
-    return ("json", json.dumps(value, sort_keys=True))
+    return None  # lists and objects: not worth comparing by hand
 
 
 def _falsy(key: _Key) -> bool:
-    return key in {("null", None), ("boolean", False), ("string", "")} or key in {
-        ("json", "[]"),
-        ("json", "{}"),
-    }
+    return key in {("null", None), ("boolean", False), ("string", "")}
 
 
 def _constraint(node: Mapping[str, Any]) -> _Constraint | None:
@@ -214,10 +236,11 @@ def _constraint(node: Mapping[str, Any]) -> _Constraint | None:
         if right["type"] != "literal":
             left, right = right, left
         path = _path(left)
-        if path is None or right["type"] != "literal":
+        key = _key(right["value"]) if right["type"] == "literal" else None
+        if path is None or key is None:
             return None
         kind_of = "in" if node["value"] == "eq" else "not_in"
-        return _Constraint(path, kind_of, frozenset({_key(right["value"])}))
+        return _Constraint(path, kind_of, frozenset({key}))
     if kind == "or_expression":
         parts = [_constraint(p) for p in _split(node, "or_expression")]
         if all(p is not None and p.kind == "in" for p in parts):
@@ -264,7 +287,7 @@ def _unsatisfiable(constraints: Sequence[_Constraint]) -> bool:
     return not left
 
 
-def _message(a: Indicator, b: Indicator) -> str:
+def _message(a: Indicator, b: Indicator, dimensions: Sequence[Dimension]) -> str:
     # Name the filtered indicator as the one to fold into the other.
     inner, outer = (a, b) if b.filter_text is None else (b, a)
     where = f"{_FILE}: indicators {a.id!r} and {b.id!r} ({a.event_type})"
@@ -273,7 +296,11 @@ def _message(a: Indicator, b: Indicator) -> str:
             f"{where} both count every event: a cell one hides can be worked out "
             "from the other's cells; give one of them all the breakdowns"
         )
-    reads = ", ".join(_explain(path, outer) for path in _covered(inner, outer))
+    taken = _taken(outer, dimensions)
+    covered = [p for p in sorted(_filter_fields(inner)) if _overlaps([p], taken)]
+    reads = ", ".join(
+        _explain(path, outer) for path in covered or sorted(_filter_fields(inner))
+    )
     return (
         f"{where} are linked tables: the filter of {inner.id!r} picks its events out "
         f"of the cells of {outer.id!r} through {reads}, so a cell one of them hides "
@@ -286,12 +313,6 @@ def _message(a: Indicator, b: Indicator) -> str:
     )
 
 
-def _covered(inner: Indicator, outer: Indicator) -> list[str]:
-    taken = set(breakdown_reads(outer)) | _filter_fields(outer)
-    paths = sorted(_filter_fields(inner))
-    return [p for p in paths if _overlaps([p], taken)] or paths
-
-
 def _explain(path: str, outer: Indicator) -> str:
     reads = breakdown_reads(outer)
     for field_path, dim_id in reads.items():
@@ -300,4 +321,6 @@ def _explain(path: str, outer: Indicator) -> str:
             if field_path == dim.fields[outer.event_type]:
                 return f"{path} ({outer.id!r} breaks down by {dim_id})"
             return f"{path} ({outer.id!r} breaks down by {dim_id}, which determines it)"
-    return f"{path} ({outer.id!r} filters on it too)"
+    if _overlaps([path], _filter_fields(outer)):
+        return f"{path} ({outer.id!r} filters on it too)"
+    return f"{path} (what {outer.id!r} filters on determines it)"

@@ -478,26 +478,38 @@ def _apart(
 
 
 @pytest.mark.parametrize(
-    "second",
+    ("first", "second"),
     [
-        ("charter", ["sex", "age_group"], CHARTER),
-        ("children", ["sex", "conveyance"], "payload.person_profile.is_minor"),
+        (EVERYONE, ("charter", ["sex", "age_group"], CHARTER)),
         (
-            "charter_or_medical",
-            ["sex", "conveyance"],
-            f"{CHARTER} || payload.medical_attention_required",
+            EVERYONE,
+            ("children", ["sex", "conveyance"], "payload.person_profile.is_minor"),
+        ),
+        (
+            EVERYONE,
+            (
+                "charter_or_medical",
+                ["sex", "conveyance"],
+                f"{CHARTER} || payload.medical_attention_required",
+            ),
+        ),
+        (  # every teenager is a minor
+            (
+                "teenagers",
+                ["sex", "conveyance"],
+                "payload.person_profile.age_group == 'AGE_12_17'",
+            ),
+            ("minors", ["sex", "age_group"], "payload.person_profile.is_minor"),
         ),
     ],
 )
 def test_a_pair_the_loader_refuses_gives_hidden_cells_away(
-    catalog: Catalog, policy: Policy, tmp_path: Path, second: Spec
+    catalog: Catalog, policy: Policy, tmp_path: Path, first: Spec, second: Spec
 ) -> None:
     with pytest.raises(CatalogueError, match="are linked tables"):
-        _load(
-            catalog, policy, tmp_path, [_indicator_block(*s) for s in (EVERYONE, second)]
-        )
+        _load(catalog, policy, tmp_path, [_indicator_block(*s) for s in (first, second)])
     given, hidden = _given_away(
-        _apart(catalog, policy, tmp_path, [EVERYONE, second]), catalog
+        _apart(catalog, policy, tmp_path, [first, second]), catalog
     )
     assert given > 0, hidden
 

@@ -368,6 +368,27 @@ def test_a_filter_narrowing_another_filter_by_its_breakdown_is_refused(
         )
 
 
+def test_a_filter_on_a_field_another_filter_determines_is_refused(
+    catalog: Catalog, policy: Policy, tmp_path: Path
+) -> None:
+    # Every teenager is a minor: the teenagers are the minors' AGE_12_17 cells.
+    with pytest.raises(CatalogueError) as refused:
+        load_small(
+            catalog,
+            policy,
+            tmp_path,
+            indicator(
+                "teenagers", ["sex"], "payload.person_profile.age_group == 'AGE_12_17'"
+            ),
+            indicator("minors", ["sex", "age_group"], "payload.person_profile.is_minor"),
+        )
+    assert (
+        "the filter of 'minors' picks its events out of the cells of 'teenagers' "
+        "through payload.person_profile.is_minor (what 'teenagers' filters on "
+        "determines it)"
+    ) in str(refused.value)
+
+
 def test_a_filter_whose_free_field_sits_in_an_or_is_refused(
     catalog: Catalog, policy: Policy, tmp_path: Path
 ) -> None:
