@@ -15,14 +15,17 @@ when B's filter has a top-level conjunct (``&&``) that reads only fields A neith
 breaks down by nor filters on: changing those fields turns an event of A into one
 B leaves out without moving it to another cell of A. A dimension reads its field,
 the fields it ``determines`` (declared in the catalogue: ``age_group`` gives away
-``is_minor``) and, for a derived one, the fields its value is worked out from.
+``is_minor``) and, for a derived one, the fields its value is worked out from;
+what a dimension determines is given away by a filter reading its field too.
 
-The pair is also safe when the two filters are provably disjoint: top-level
-conjuncts on one field such as ``f == 'a'`` in one and ``f == 'b'`` or
-``f != 'a'`` in the other. Anything the analysis does not understand (projections,
-functions) counts as reading every field of its filter, which can only refuse more.
-The analysis assumes a conjunct can be false for some value of its fields; a
-condition that holds for every record is not detected.
+The pair is also safe when the two filters are provably disjoint: the top-level
+conjuncts of both that compare one field with scalar literals (``f == 'a'``,
+``f == 'a' || f == 'b'``, ``f != 'a'``, ``f``, ``!(f)``) leave it no value.
+Anything the analysis does not understand (projections, functions) counts as
+reading every field of its filter, which can only refuse more. The analysis
+assumes a conjunct can be false in every cell of the other indicator (a returned
+child can be with a parent as well as unaccompanied); a condition that holds for
+every record is not detected.
 """
 
 from __future__ import annotations
