@@ -27,6 +27,14 @@ PURPOSE: Final = "puente_purpose"
 LEGAL_BASIS: Final = "puente_legal_basis"
 POLICY_VERSION: Final = "puente_policy_version"
 DATASCHEMA: Final = "ce_dataschema"
+# A refusal notice: a record without a value that stands in, on the same hub.in topic,
+# for an event the gateway accepted and the broker then refused for good. It carries
+# the event's CloudEvents headers and these; the router answers it with a rejection
+# to the publisher and routes it to no one.
+REFUSED: Final = "puente_refused"  # the reason code, e.g. ``too_large``
+REFUSED_BYTES: Final = "puente_refused_bytes"  # the refused record's size
+REFUSED_LIMIT: Final = "puente_refused_limit"  # the size it exceeded, when known
+REFUSAL_HEADERS: Final = frozenset({REFUSED, REFUSED_BYTES, REFUSED_LIMIT})
 SCHEMA_URN_PREFIX: Final = "urn:puente:schema:"
 
 KafkaHeaders = list[tuple[str, bytes]]

@@ -41,8 +41,21 @@ class GatewayMetrics:
         )
         self.relay_refused = Counter(
             "puente_relay_refused",
-            "Outbox events the relay gave up on for good (never sent), by reason",
+            "Outbox events the broker refused for good (never delivered; a refusal "
+            "notice goes in their place), by reason",
             ["reason"],
+            registry=registry,
+        )
+        self.relay_reported = Counter(
+            "puente_relay_refusals_reported",
+            "Refused outbox events whose refusal notice the broker acknowledged (the "
+            "router answers their publishers on hub.rejected.<source>)",
+            registry=registry,
+        )
+        self.relay_unreported = Gauge(
+            "puente_relay_refusals_unreported",
+            "Refused outbox events whose publisher is not told yet (notice due, or "
+            "refused by the broker as well)",
             registry=registry,
         )
         self.relay_published = Counter(

@@ -9,9 +9,13 @@ Rows hold the encoded Avro value, key and headers, so the relay does no work but
 sending. ``(source, event_id)`` is unique: a repeated event is answered from the
 row already stored, which is also the idempotency record.
 
-A row the broker refuses for good (too large) is marked refused: it leaves the
-unsent queue (``sent_at`` is set with ``refused_at``) so it cannot hold back the
-rows behind it, and it is kept past the dedupe window for an operator to inspect.
+A row the broker refuses for good (too large) is marked refused (``refused_at``,
+``refusal``, its size) and stays in the unsent queue, in its place: from then on the
+relay sends a refusal notice for it, which the router answers with a rejection to its
+publisher. Once the broker acknowledged the notice the row is reported
+(``reported_at``) and leaves the queue (``sent_at``); a notice the broker refuses as
+well leaves the queue unreported, so it cannot hold back the rows behind it. Refused
+rows are kept past the dedupe window for an operator to inspect.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import contextlib
 import enum
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +52,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     sent_at REAL,
     refused_at REAL,
     refusal TEXT,
+    refused_bytes INTEGER,
+    refused_limit INTEGER,
+    reported_at REAL,
     UNIQUE (source, event_id)
 );
 CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (seq) WHERE sent_at IS NULL;
@@ -59,7 +66,13 @@ _INSERT: Final = (
 )
 _ON_CONFLICT: Final = "ON CONFLICT (source, event_id) DO NOTHING"
 # Columns added after the first release, for outboxes created before them.
-_ADDED: Final = (("refused_at", "REAL"), ("refusal", "TEXT"))
+_ADDED: Final = (
+    ("refused_at", "REAL"),
+    ("refusal", "TEXT"),
+    ("refused_bytes", "INTEGER"),
+    ("refused_limit", "INTEGER"),
+    ("reported_at", "REAL"),
+)
 _CHUNK: Final = 500  # event ids per lookup: under SQLite's host-parameter limit
 
 
@@ -113,8 +126,17 @@ class Result:
 
 
 @dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why the broker refused a row for good: reason code, size, the limit if known."""
+
+    reason: str
+    size: int
+    limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Pending:
-    """An unsent row as the relay reads it."""
+    """An unsent row as the relay reads it (``refusal``: refused, its notice due)."""
 
     seq: int
     topic: str
@@ -122,6 +144,7 @@ class Pending:
     value: bytes
     headers: KafkaHeaders
     accepted_at: float
+    refusal: Refusal | None = None
 
 
 _T = TypeVar("_T")
@@ -144,6 +167,7 @@ class Outbox:
         self._queued = 0
         self._writer: asyncio.Task[None] | None = None
         self.unsent_count = 0
+        self.unreported_count = 0
         self.oldest_unsent_at: float | None = None
         self.appended = asyncio.Event()
 
@@ -152,6 +176,7 @@ class Outbox:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="puente-outbox")
         await self._run(self._open)
         self.unsent_count, self.oldest_unsent_at = await self._run(self._count_unsent)
+        self.unreported_count = await self._run(self._count_unreported)
         self._writer = asyncio.create_task(self._write_loop(), name="outbox-writer")
 
     async def stop(self) -> None:
@@ -187,14 +212,33 @@ class Outbox:
         done = await self._run(self._mark_sent, list(seqs))
         self.unsent_count = max(0, self.unsent_count - done)
 
-    async def mark_refused(self, seqs: Sequence[int], reason: str) -> None:
-        """Take rows the broker refuses for good out of the unsent queue."""
-        done = await self._run(self._mark_refused, list(seqs), reason)
+    async def mark_refused(self, refusals: Mapping[int, Refusal]) -> int:
+        """Note rows the broker refuses for good; return how many were new.
+
+        They stay unsent: the relay sends their refusal notices in their place.
+        """
+        done = await self._run(self._mark_refused, dict(refusals))
+        self.unreported_count += done
+        return done
+
+    async def mark_reported(self, seqs: Sequence[int]) -> None:
+        """Mark refused rows reported (the broker acknowledged their notices)."""
+        done = await self._run(self._mark_reported, list(seqs))
+        self.unsent_count = max(0, self.unsent_count - done)
+        self.unreported_count = max(0, self.unreported_count - done)
+
+    async def give_up(self, seqs: Sequence[int]) -> None:
+        """Take refused rows whose notice the broker refuses too out of the queue."""
+        done = await self._run(self._mark_given_up, list(seqs))
         self.unsent_count = max(0, self.unsent_count - done)
 
     async def refused(self) -> list[tuple[int, str, str]]:
         """Every refused row: (seq, event id, reason), oldest first."""
         return await self._run(self._read_refused)
+
+    async def unreported(self) -> list[int]:
+        """The seqs of refused rows whose publisher was not told (yet), oldest first."""
+        return await self._run(self._read_unreported)
 
     async def prune(self, older_than_s: float) -> int:
         """Delete sent rows older than ``older_than_s``; return how many."""
@@ -266,6 +310,13 @@ class Outbox:
         for name, kind in _ADDED:
             if name not in present:
                 db.execute(f"ALTER TABLE outbox ADD COLUMN {name} {kind}")
+        if "reported_at" not in present:
+            # Rows refused before refusals were reported: queued again, so their
+            # publishers are told now rather than never.
+            db.execute(
+                "UPDATE outbox SET sent_at = NULL WHERE refused_at IS NOT NULL"
+                " AND reported_at IS NULL"
+            )
         self._db = db
 
     def _count_unsent(self) -> tuple[int, float | None]:
@@ -277,6 +328,17 @@ class Outbox:
             .fetchone()
         )
         return int(count), oldest
+
+    def _count_unreported(self) -> int:
+        (count,) = (
+            self._conn()
+            .execute(
+                "SELECT COUNT(*) FROM outbox"
+                " WHERE refused_at IS NOT NULL AND reported_at IS NULL"
+            )
+            .fetchone()
+        )
+        return int(count)
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -327,7 +389,8 @@ class Outbox:
 
     def _read_unsent(self, limit: int) -> list[Pending]:
         rows = self._conn().execute(
-            "SELECT seq, topic, key, value, headers, accepted_at FROM outbox"
+            "SELECT seq, topic, key, value, headers, accepted_at, refusal,"
+            " refused_bytes, refused_limit FROM outbox"
             " WHERE sent_at IS NULL ORDER BY seq LIMIT ?",
             (limit,),
         )
@@ -339,8 +402,9 @@ class Outbox:
                 bytes(value),
                 [(k, v.encode("utf-8")) for k, v in orjson.loads(headers)],
                 accepted_at,
+                None if why is None else Refusal(why, size or len(value), limit_),
             )
-            for seq, topic, key, value, headers, accepted_at in rows
+            for seq, topic, key, value, headers, accepted_at, why, size, limit_ in rows
         ]
 
     def _mark_sent(self, seqs: list[int]) -> int:
@@ -364,16 +428,44 @@ class Outbox:
             raise
         return int(done)
 
-    def _mark_refused(self, seqs: list[int], reason: str) -> int:
+    def _mark_refused(self, refusals: dict[int, Refusal]) -> int:
         db = self._conn()
         now = time.time()
         db.execute("BEGIN IMMEDIATE")
         try:
             done = sum(
                 db.execute(
-                    "UPDATE outbox SET sent_at = ?, refused_at = ?, refusal = ?"
-                    " WHERE seq = ? AND sent_at IS NULL",
-                    (now, now, reason, seq),
+                    "UPDATE outbox SET refused_at = ?, refusal = ?, refused_bytes = ?,"
+                    " refused_limit = ? WHERE seq = ? AND sent_at IS NULL"
+                    " AND refused_at IS NULL",
+                    (now, why.reason, why.size, why.limit, seq),
+                ).rowcount
+                for seq, why in refusals.items()
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+        return int(done)
+
+    def _mark_reported(self, seqs: list[int]) -> int:
+        return self._leave_queue(seqs, time.time())
+
+    def _mark_given_up(self, seqs: list[int]) -> int:
+        return self._leave_queue(seqs, None)
+
+    def _leave_queue(self, seqs: list[int], reported_at: float | None) -> int:
+        """Refused rows out of the unsent queue, reported at ``reported_at`` (or not)."""
+        db = self._conn()
+        now = time.time()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            done = sum(
+                db.execute(
+                    "UPDATE outbox SET sent_at = ?, reported_at = ?"
+                    " WHERE seq = ? AND sent_at IS NULL AND refused_at IS NOT NULL",
+                    (now, reported_at, seq),
                 ).rowcount
                 for seq in seqs
             )
@@ -390,6 +482,13 @@ class Outbox:
             " WHERE refused_at IS NOT NULL ORDER BY seq"
         )
         return [(int(seq), str(event_id), str(why)) for seq, event_id, why in rows]
+
+    def _read_unreported(self) -> list[int]:
+        rows = self._conn().execute(
+            "SELECT seq FROM outbox WHERE refused_at IS NOT NULL AND reported_at IS NULL"
+            " ORDER BY seq"
+        )
+        return [int(seq) for (seq,) in rows]
 
     def _prune(self, before: float) -> int:
         db = self._conn()

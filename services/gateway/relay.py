@@ -13,9 +13,16 @@ A row the broker can never take is not retried: one larger than the producer's
 request size (possible only for rows stored before the gateway checked sizes) is
 refused before sending, and one the broker answers with a too-large error is
 refused after it, each counted in ``puente_relay_refused``. Otherwise it would be
-retried forever and hold back every row behind it. A row the broker takes but the
-router refuses is sent: the router answers it on ``hub.rejected.<source>``, where
-its publisher reads why.
+retried forever and hold back every row behind it. Its publisher got 202, so it is
+told: in the row's place, on the same topic and key, the relay sends a refusal notice
+(no value, the row's CloudEvents headers and ``puente_refused``,
+``puente_refused_bytes``, ``puente_refused_limit``), which the router answers on
+``hub.rejected.<source>`` with reason ``too_large``. The row counts as reported only
+once the notice is acknowledged; until then it stays due like any unsent row (a
+broker outage delays it, and the rows behind it, as it delays every row). A notice
+the broker refuses as well (a topic taking less than its headers) is given up and
+stays counted in ``puente_relay_refusals_unreported``. A row the broker takes but the
+router refuses is sent: the router answers it there too.
 
 The producer is aiokafka's, not FastStream's: measured on the embedded broker with
 1.5 KB records, aiokafka sent 15-16k records/s, FastStream's ``publish`` 12k/s and
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -48,9 +56,10 @@ from tenacity import (
 
 from services.contracts import headers
 from services.contracts.errors import PuenteError
+from services.contracts.headers import KafkaHeaders
 from services.gateway.ingest import Limits
 from services.gateway.metrics import GatewayMetrics
-from services.gateway.outbox import Outbox, Pending
+from services.gateway.outbox import Outbox, Pending, Refusal
 from services.gateway.readback import ReadBack
 from services.runtime import batches, topic_admin
 from services.runtime.kafka import probe_idempotence, producer_config
@@ -120,6 +129,7 @@ class Relay:
         self._task: asyncio.Task[None] | None = None
         self._last_prune = 0.0
         self.connected = False
+        metrics.relay_unreported.set_function(lambda: outbox.unreported_count)
 
     async def start(self) -> None:
         """Start relaying in the background (the broker may still be down)."""
@@ -163,10 +173,10 @@ class Relay:
 
     async def _round(self) -> int:
         """Send one round of unsent rows; return how many left the queue."""
-        unsent = await self._outbox.unsent(self._batch)
-        rows = await self._without_oversized(unsent)
+        rows = await self._outbox.unsent(self._batch)
         if not rows:
-            return len(unsent)
+            return 0
+        rows = await self._oversized_refused(rows)
         producer = await self._ensure_producer()
         await self._ensure_topics(r.topic for r in rows)
         groups = await batches.by_partition(rows, self._partitions(producer))
@@ -180,40 +190,64 @@ class Relay:
             for where, result in zip(groups, results, strict=True)
             if not isinstance(result, BaseException)
         }
-        refused = [row.seq for sent in acked.values() for row in sent.refused]
-        if refused:
-            await self._refuse(refused)
+        abandoned = [row.seq for sent in acked.values() for row in sent.abandoned]
+        if abandoned:
+            await self._give_up(abandoned)
         slow = time.monotonic() - started > _SUSPECT_ROUND_S
         stored = await self._confirm(producer, acked, read_back=slow)
-        sent = [row.seq for group in stored for row in group]
+        delivered = [row for group in stored for row in group.delivered()]
+        sent = [r.seq for r in delivered if r.refusal is None]
         if sent:
             await self._outbox.mark_sent(sent)
             self._metrics.relay_published.inc(len(sent))
+        reported = [r.seq for r in delivered if r.refusal is not None]
+        if reported:
+            await self._outbox.mark_reported(reported)
+            self._metrics.relay_reported.inc(len(reported))
         failed = next((r for r in results if isinstance(r, BaseException)), None)
         if failed is not None:
             raise failed
         if len(stored) < sum(s.first is not None for s in acked.values()):
             raise TopicsLostError("acknowledged writes were not found on the broker")
         self.connected = True
-        return len(sent) + len(refused)
+        return len(delivered) + len(abandoned)
 
-    async def _without_oversized(self, rows: list[Pending]) -> list[Pending]:
-        """``rows`` less those larger than the producer may send."""
+    async def _oversized_refused(self, rows: list[Pending]) -> list[Pending]:
+        """``rows``, those larger than the producer may send marked refused."""
         if self._limits is None:
             return rows
-        limits = self._limits
-        oversized = [r.seq for r in rows if _size(r, limits)]
+        limit = self._limits.record_bytes
+        oversized = {
+            r.seq: Refusal(TOO_LARGE, _record_size(r), limit)
+            for r in rows
+            if r.refusal is None and _record_size(r) > limit
+        }
         if not oversized:
             return rows
         await self._refuse(oversized)
-        refused = set(oversized)
-        return [r for r in rows if r.seq not in refused]
+        return [
+            dataclasses.replace(r, refusal=oversized[r.seq]) if r.seq in oversized else r
+            for r in rows
+        ]
 
-    async def _refuse(self, seqs: list[int]) -> None:
-        await self._outbox.mark_refused(seqs, TOO_LARGE)
-        self._metrics.relay_refused.labels(TOO_LARGE).inc(len(seqs))
+    async def _refuse(self, refusals: dict[int, Refusal]) -> None:
+        """Note refused rows; their notices go out in their place from now on."""
+        new = await self._outbox.mark_refused(refusals)
+        self._metrics.relay_refused.labels(TOO_LARGE).inc(new)
+        # Seqs and sizes only: the event's content or ids never reach the log.
         log.error(
-            "refused %d outbox events the broker cannot take (too large; seq %s)",
+            "refused %d outbox events the broker cannot take (too large; seq %s); "
+            "their publishers are sent a rejection",
+            len(refusals),
+            ", ".join(f"{s} ({r.size} bytes)" for s, r in list(refusals.items())[:10]),
+        )
+
+    async def _give_up(self, seqs: list[int]) -> None:
+        await self._outbox.give_up(seqs)
+        log.error(
+            "the broker refused the refusal notices of %d outbox events (seq %s): "
+            "their publishers are not told; the topic takes less than a notice's "
+            "headers",
             len(seqs),
             ", ".join(str(s) for s in seqs[:10]),
         )
@@ -237,7 +271,7 @@ class Relay:
                 )
             except _TOO_LARGE:
                 if len(members) == 1:
-                    sent.refused.append(members[0])
+                    await self._too_large(producer, where, members[0], sent)
                     continue
                 # Find the record the broker refuses: the others one at a time.
                 for row in members:
@@ -245,6 +279,28 @@ class Relay:
                 continue
             sent.stored(members[0], metadata.offset)
         return sent
+
+    async def _too_large(
+        self,
+        producer: AIOKafkaProducer,
+        where: tuple[str, int],
+        row: Pending,
+        sent: _Sent,
+    ) -> None:
+        """``row`` was refused as too large: send its notice in its place.
+
+        The refusal is noted first, so a notice that fails to go out (broker down)
+        is sent again, not the row. A refused notice is given up: there is nothing
+        smaller to send.
+        """
+        if row.refusal is not None:
+            sent.abandoned.append(row)
+            return
+        refusal = Refusal(TOO_LARGE, _record_size(row))
+        await self._refuse({row.seq: refusal})
+        notice = dataclasses.replace(row, refusal=refusal)
+        sent.replace(notice)
+        await self._send_alone(producer, where, notice, sent)
 
     async def _send_alone(
         self,
@@ -260,7 +316,7 @@ class Relay:
                 await producer.send_batch(batch, where[0], partition=where[1])
             )
         except _TOO_LARGE:
-            sent.refused.append(row)
+            await self._too_large(producer, where, row, sent)
             return
         sent.stored(row, metadata.offset)
 
@@ -286,7 +342,7 @@ class Relay:
         acked: dict[tuple[str, int], _Sent],
         *,
         read_back: bool,
-    ) -> list[list[Pending]]:
+    ) -> list[_Sent]:
         """The acknowledged groups that are really on the broker.
 
         The embedded broker, restarted empty, acknowledges writes to topics it no
@@ -308,7 +364,7 @@ class Relay:
                 if s.first is not None
                 and found.get(w) == headers.event_id_of(s.first.headers)
             }
-        return [s.delivered() for s in present.values()]
+        return list(present.values())
 
     async def _idle(self) -> None:
         self._outbox.appended.clear()
@@ -384,24 +440,29 @@ class Relay:
 class _Sent:
     """What sending one partition's rows did.
 
-    Where its first stored row landed, and which rows the broker refused for good.
+    Where its first stored row landed, which rows went out as refusal notices, and
+    which notices the broker refused as well.
     """
 
     def __init__(self, rows: list[Pending]) -> None:
-        self.rows = rows
+        self.rows = list(rows)
         self.first: Pending | None = None
         self.offset = -1
-        self.refused: list[Pending] = []
+        self.abandoned: list[Pending] = []
 
     def stored(self, row: Pending, offset: int) -> None:
         """Note a stored batch whose first row is ``row``."""
         if self.first is None:
             self.first, self.offset = row, offset
 
+    def replace(self, notice: Pending) -> None:
+        """The row of ``notice``'s seq goes out as that notice."""
+        self.rows = [notice if r.seq == notice.seq else r for r in self.rows]
+
     def delivered(self) -> list[Pending]:
-        """The rows that were not refused."""
-        refused = {r.seq for r in self.refused}
-        return [r for r in self.rows if r.seq not in refused]
+        """The rows stored (as themselves or as notices), less abandoned notices."""
+        abandoned = {r.seq for r in self.abandoned}
+        return [r for r in self.rows if r.seq not in abandoned]
 
 
 def _outcome_seen(delivery: asyncio.Future[Any]) -> None:
@@ -409,10 +470,23 @@ def _outcome_seen(delivery: asyncio.Future[Any]) -> None:
         delivery.exception()  # retrieved, so asyncio does not report it as lost
 
 
-def _size(row: Pending, limits: Limits) -> bool:
-    """Whether ``row`` is larger than one record the producer may send."""
+def _record_size(row: Pending) -> int:
+    """The bytes of ``row``'s value, key and headers (what the size limits count)."""
     extra = len(row.key or b"") + sum(len(k) + len(v) for k, v in row.headers)
-    return len(row.value) + extra > limits.record_bytes
+    return len(row.value) + extra
+
+
+def notice_headers(row: Pending, refusal: Refusal) -> KafkaHeaders:
+    """The headers of the refusal notice that stands in for ``row``.
+
+    The row's own CloudEvents headers (its event id, source and type), less any
+    refusal header it carried, then the refusal's.
+    """
+    kept = [(k, v) for k, v in row.headers if k not in headers.REFUSAL_HEADERS]
+    told = {headers.REFUSED: refusal.reason, headers.REFUSED_BYTES: str(refusal.size)}
+    if refusal.limit is not None:
+        told[headers.REFUSED_LIMIT] = str(refusal.limit)
+    return kept + headers.extensions(told)
 
 
 def _packed(
@@ -435,4 +509,7 @@ def _packed(
 
 
 def _append(batch: Any, row: Pending) -> Any:
+    if row.refusal is not None:  # its notice: no value, the refusal in the headers
+        notice = notice_headers(row, row.refusal)
+        return batch.append(key=row.key, value=None, timestamp=None, headers=notice)
     return batch.append(key=row.key, value=row.value, timestamp=None, headers=row.headers)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal, Protocol
@@ -24,6 +24,10 @@ from services.router.entries import AuditEncoder, RuleOutcome
 OutputKind = Literal["delivery", "rejection", "audit"]
 AUDIT_NAMESPACE: Final = uuid.UUID("5a8e3c1e-2f4b-4c1d-9a57-0b1de1e5a001")
 _NAMESPACE_BYTES: Final = AUDIT_NAMESPACE.bytes
+_NOTICE_HEADERS: Final = frozenset({"ce_id", *headers.REFUSAL_HEADERS})
+# What a refusal notice's headers may hold; longer values are not taken as such.
+_MAX_ID_CHARS: Final = 128
+_MAX_DIGITS: Final = 12
 
 
 class Projection(Protocol):
@@ -101,6 +105,7 @@ class Inbound:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int
+    headers: Sequence[tuple[str, bytes | None]] = ()
 
 
 @dataclass(slots=True)
@@ -218,6 +223,10 @@ class Pipeline:
             return Rejected(record, record.topic.split(".")[2], None, e.reason, str(e))
         source, event_type = str(ref.institution), str(ref.event_type)
         value = record.value or b""
+        if not value:
+            notice = _refusal_notice(record, source, event_type, self._reasons)
+            if notice is not None:
+                return notice
         if len(value) > self.limits.max_event_bytes:
             return Rejected(
                 record,
@@ -449,6 +458,54 @@ class Pipeline:
             codec.encode(self._rejection, datum, plain=True),
             headers.build(event) + headers.dataschema(self._rejection.fingerprint),
         )
+
+
+def _refusal_notice(
+    record: Inbound, source: str, event_type: str, reasons: frozenset[str]
+) -> Rejected | None:
+    """The rejection a relay's refusal notice asks for; None if it is none.
+
+    A notice stands in for an event the broker refused (``headers.REFUSED``): it has
+    no value, so it is never routed, and its rejection goes to the source of the topic
+    it was read from. Any publisher may set these headers on a record of its own: that
+    only makes the hub answer that one record to that publisher, as it would answer an
+    empty record anyway. Only the value-less record is read this way: a record with a
+    value is judged by its value, whatever its headers say.
+    """
+    found = {k: (v or b"") for k, v in record.headers if k in _NOTICE_HEADERS}
+    code = found.get(headers.REFUSED)
+    if code is None:
+        return None
+    reason = code.decode("utf-8", "replace")
+    event_id = found.get("ce_id", b"").decode("utf-8", "replace")
+    return Rejected(
+        record,
+        source,
+        event_type,
+        # Bounded: the code names a metric label and an enum symbol.
+        reason if reason in reasons else "other",
+        _notice_message(reason, found),
+        event_id if 0 < len(event_id) <= _MAX_ID_CHARS else None,
+    )
+
+
+def _notice_message(reason: str, found: Mapping[str, bytes]) -> str:
+    size = _count(found.get(headers.REFUSED_BYTES))
+    if reason != "too_large":
+        return "the gateway accepted this event, then the broker refused it for good"
+    if size is None:
+        return "the broker refused the event as too large"
+    limit = _count(found.get(headers.REFUSED_LIMIT))
+    if limit is None:
+        return f"the broker refused the event as too large ({size} bytes)"
+    return f"the broker refused the event as too large ({size} bytes > {limit})"
+
+
+def _count(raw: bytes | None) -> int | None:
+    """A header's non-negative integer; None when absent or not one."""
+    if raw is None or not raw.isdigit() or len(raw) > _MAX_DIGITS:
+        return None
+    return int(raw)
 
 
 def _reason_codes(rejection: SchemaEntry) -> frozenset[str]:

@@ -549,6 +549,7 @@ def _inbound(record: Any) -> Inbound:
         record.key,
         record.value,
         record.timestamp,
+        record.headers or (),
     )
 
 
