@@ -1,7 +1,9 @@
 """The relay gives up on a record the broker can never take, and goes on with the rest.
 
+In the refused record's place it sends a refusal notice: no value, the record's
+CloudEvents headers and the refusal's (the router answers it to the publisher).
 Rows are put straight into the outbox, as a gateway from before the size checks
-stored them; the relay then runs against the embedded broker.
+stored them; the relay then runs against the session's broker.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.errors import MessageSizeTooLargeError, RequestTimedOutError
 from prometheus_client import CollectorRegistry
 
+from services.contracts import headers
+from services.gateway import relay
 from services.gateway.app import GatewayService
 from services.gateway.deliveries import TopicReader
 from services.gateway.outbox import Entry, encode_headers
@@ -28,7 +32,7 @@ from services.gateway.settings import GatewaySettings
 from services.router.settings import RouterSettings
 from services.runtime.embedded import free_port
 from services.runtime.settings import HubSettings, KafkaSettings
-from tests.support.kafka import create_inbound
+from tests.support.kafka import create_inbound, header
 
 pytestmark = pytest.mark.integration
 ROUTER_LIMIT = RouterSettings().max_event_bytes
@@ -60,21 +64,34 @@ def row(source: str, size: int) -> Entry:
     )  # fmt: skip
 
 
-async def relayed_ids(kafka: KafkaSettings, topic: str, expected: int) -> list[str]:
+async def relayed(kafka: KafkaSettings, topic: str, expected: int) -> list[Any]:
+    """The first ``expected`` records of ``topic`` (one partition), in order."""
     reader = TopicReader(kafka, wait_ms=1000, size=1)
-    ids: list[str] = []
+    records: list[Any] = []
     cursor: dict[int, int] = {}
     deadline = time.monotonic() + 20
     try:
-        while len(ids) < expected and time.monotonic() < deadline:
+        while len(records) < expected and time.monotonic() < deadline:
             page = await reader.read(topic, cursor, 100)
-            ids += [
-                v.decode() for r in page.records for k, v in r.headers if k == "ce_id"
-            ]
+            records += page.records
             cursor = page.cursor
     finally:
         await reader.close()
-    return ids
+    return records
+
+
+def ids_of(records: list[Any]) -> list[str | None]:
+    return [header(r, "ce_id") for r in records]
+
+
+def notices(records: list[Any]) -> list[tuple[str | None, dict[str, str | None]]]:
+    """(event id, refusal headers) of the refusal notices among ``records``."""
+    names = (headers.REFUSED, headers.REFUSED_BYTES, headers.REFUSED_LIMIT)
+    return [
+        (header(r, "ce_id"), {n: header(r, n) for n in names})
+        for r in records
+        if not r.value and header(r, headers.REFUSED) is not None
+    ]
 
 
 async def settled(service: GatewayService, deadline_s: float = 20) -> bool:
@@ -86,14 +103,31 @@ async def settled(service: GatewayService, deadline_s: float = 20) -> bool:
     return False
 
 
-async def refused_metric(service: GatewayService) -> str:
+async def metrics_text(service: GatewayService) -> str:
     url = f"http://127.0.0.1:{service.settings.admin_port}/metrics"
     async with httpx.AsyncClient(timeout=10) as http:
-        text = (await http.get(url)).text
+        return (await http.get(url)).text
+
+
+async def refused_metric(service: GatewayService) -> str:
     return next(
-        (line for line in text.splitlines() if line.startswith("puente_relay_refused_")),
+        (
+            line
+            for line in (await metrics_text(service)).splitlines()
+            if line.startswith("puente_relay_refused_")
+        ),
         "",
     )
+
+
+async def metric(service: GatewayService, name: str) -> float:
+    found = [
+        float(line.rsplit(" ", 1)[1])
+        for line in (await metrics_text(service)).splitlines()
+        if line.split(" ")[0] == name
+    ]
+    assert len(found) == 1, f"{name} not exported"
+    return found[0]
 
 
 async def test_a_stored_event_larger_than_a_kafka_request_is_refused_not_retried(
@@ -109,17 +143,31 @@ async def test_a_stored_event_larger_than_a_kafka_request_is_refused_not_retried
     await service.gateway.outbox.append(rows)
 
     assert await settled(service), "the relay is stuck on the oversized row"
-    ids = await relayed_ids(kafka, rows[0].topic, 3)
+    records = await relayed(kafka, rows[0].topic, 4)
     refused = await service.gateway.outbox.refused()
 
     assert ROUTER_LIMIT < RECORD_LIMIT < 4 * 1024 * 1024
-    assert ids == [rows[0].event_id, rows[2].event_id, rows[3].event_id]
+    assert ids_of(records) == [r.event_id for r in rows]
+    size = 4 * 1024 * 1024 + len(b"one-key") + len("ce_id") + 36
+    assert notices(records) == [
+        (
+            rows[1].event_id,
+            {
+                headers.REFUSED: "too_large",
+                headers.REFUSED_BYTES: str(size),
+                headers.REFUSED_LIMIT: str(RECORD_LIMIT),
+            },
+        )
+    ]
+    assert records[1].key == b"one-key"
     assert [(event_id, why) for _, event_id, why in refused] == [
         (rows[1].event_id, "too_large")
     ]
     assert await refused_metric(service) == (
         'puente_relay_refused_total{reason="too_large"} 1.0'
     )
+    assert await metric(service, "puente_relay_refusals_reported_total") == 1.0
+    assert await metric(service, "puente_relay_refusals_unreported") == 0.0
 
 
 @pytest.mark.parametrize(
@@ -153,10 +201,105 @@ async def test_a_record_the_broker_refuses_as_too_large_is_refused_and_the_rest_
     await service.gateway.outbox.append(rows)
 
     assert await settled(service), "the relay is stuck on the refused record"
-    ids = await relayed_ids(kafka, rows[0].topic, 3)
+    records = await relayed(kafka, rows[0].topic, 4)
     refused = await service.gateway.outbox.refused()
 
     big = sizes.index(200_000)
-    assert ids == [r.event_id for i, r in enumerate(rows) if i != big]
+    assert ids_of(records) == [r.event_id for r in rows]
+    # The broker does not say what it takes: the notice names no limit.
+    assert notices(records) == [
+        (
+            rows[big].event_id,
+            {
+                headers.REFUSED: "too_large",
+                headers.REFUSED_BYTES: str(200_000 + len(b"one-key") + len("ce_id") + 36),
+                headers.REFUSED_LIMIT: None,
+            },
+        )
+    ]
     assert [event_id for _, event_id, _ in refused] == [rows[big].event_id]
     assert "1.0" in await refused_metric(service)
+    assert await metric(service, "puente_relay_refusals_reported_total") == 1.0
+
+
+def picky_broker(
+    monkeypatch: pytest.MonkeyPatch, broker_limit: int, *, then_fail: int = 0
+) -> dict[str, int]:
+    """Refuse batches above ``broker_limit`` as Apache Kafka does; count what it did.
+
+    ``then_fail``: after the first refusal, that many sends fail as a broker that
+    stopped answering would fail them.
+    """
+    send_batch = AIOKafkaProducer.send_batch
+    seen = {"too_large": 0, "failed": 0}
+
+    async def picky(self: Any, batch: Any, topic: str, *, partition: int) -> Any:
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if batch.size() > broker_limit:
+            seen["too_large"] += 1
+            answer.set_exception(MessageSizeTooLargeError())
+            return answer
+        if seen["too_large"] and seen["failed"] < then_fail:
+            seen["failed"] += 1
+            answer.set_exception(RequestTimedOutError())
+            return answer
+        return await send_batch(self, batch, topic, partition=partition)
+
+    monkeypatch.setattr(AIOKafkaProducer, "send_batch", picky)
+    return seen
+
+
+async def test_a_notice_the_broker_cannot_take_yet_is_sent_again_and_reported_once(
+    service: GatewayService,
+    kafka: KafkaSettings,
+    unique: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen = picky_broker(monkeypatch, 100_000, then_fail=2)
+    source = f"t{unique}"
+    await create_inbound(kafka, {f"hub.in.{source}.referral": 1})
+    rows = [row(source, size) for size in (100, 200_000, 100)]
+    await service.gateway.outbox.append(rows)
+
+    assert await settled(service), "the relay is stuck on the notice"
+    records = await relayed(kafka, rows[0].topic, 4)
+
+    # At least once: the first row, stored before the failure, is sent again.
+    assert list(dict.fromkeys(ids_of(records))) == [r.event_id for r in rows]
+    assert [event_id for event_id, _ in notices(records)] == [rows[1].event_id]
+    assert seen == {"too_large": 1, "failed": 2}, "the refused row was sent again"
+    assert await service.gateway.outbox.unreported() == []
+    assert await refused_metric(service) == (
+        'puente_relay_refused_total{reason="too_large"} 1.0'
+    )
+    assert await metric(service, "puente_relay_refusals_reported_total") == 1.0
+    assert await metric(service, "puente_relay_errors_total") >= 2.0
+
+
+async def test_a_notice_the_broker_refuses_as_well_is_given_up_and_the_rest_flow(
+    service: GatewayService,
+    kafka: KafkaSettings,
+    unique: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    picky_broker(monkeypatch, 100_000)
+    notice_headers = relay.notice_headers
+
+    def huge(pending: Any, refusal: Any) -> Any:
+        return [*notice_headers(pending, refusal), ("padding", b"\x00" * 200_000)]
+
+    monkeypatch.setattr(relay, "notice_headers", huge)
+    source = f"t{unique}"
+    await create_inbound(kafka, {f"hub.in.{source}.referral": 1})
+    rows = [row(source, size) for size in (100, 200_000, 100)]
+    await service.gateway.outbox.append(rows)
+
+    assert await settled(service), "the relay is stuck on the refused notice"
+    records = await relayed(kafka, rows[0].topic, 2)
+    refused = await service.gateway.outbox.refused()
+
+    assert ids_of(records) == [rows[0].event_id, rows[2].event_id]
+    assert [event_id for _, event_id, _ in refused] == [rows[1].event_id]
+    assert await service.gateway.outbox.unreported() == [refused[0][0]]
+    assert await metric(service, "puente_relay_refusals_reported_total") == 0.0
+    assert await metric(service, "puente_relay_refusals_unreported") == 1.0
