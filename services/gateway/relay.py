@@ -78,6 +78,7 @@ _TOO_LARGE: Final = (
     RecordTooLargeError,
 )
 TOO_LARGE: Final = "too_large"
+_NOT_ON_NOTICES: Final = headers.REFUSAL_HEADERS | {"content-type", headers.DATASCHEMA}
 
 
 class RelayError(PuenteError):
@@ -479,10 +480,11 @@ def _record_size(row: Pending) -> int:
 def notice_headers(row: Pending, refusal: Refusal) -> KafkaHeaders:
     """The headers of the refusal notice that stands in for ``row``.
 
-    The row's own CloudEvents headers (its event id, source and type), less any
-    refusal header it carried, then the refusal's.
+    The row's own CloudEvents headers (its event id, source, type and time), then
+    the refusal's. Not its ``content-type`` and ``ce_dataschema``: they describe a
+    value the notice does not have. Nor any refusal header the row itself carried.
     """
-    kept = [(k, v) for k, v in row.headers if k not in headers.REFUSAL_HEADERS]
+    kept = [(k, v) for k, v in row.headers if k not in _NOT_ON_NOTICES]
     told = {headers.REFUSED: refusal.reason, headers.REFUSED_BYTES: str(refusal.size)}
     if refusal.limit is not None:
         told[headers.REFUSED_LIMIT] = str(refusal.limit)

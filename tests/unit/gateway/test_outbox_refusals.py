@@ -141,7 +141,7 @@ async def test_rows_refused_before_refusals_were_reported_are_due_again(
     assert unreported == 1
 
 
-def test_a_notice_carries_the_rows_cloudevents_headers_and_the_refusal() -> None:
+def test_a_notice_carries_the_rows_cloudevents_attributes_and_the_refusal() -> None:
     row = Pending(
         7,
         "hub.in.dgme.referral",
@@ -152,6 +152,8 @@ def test_a_notice_carries_the_rows_cloudevents_headers_and_the_refusal() -> None
             ("ce_id", b"e-1"),
             (headers.REFUSED, b"forged"),
             ("ce_type", b"referral"),
+            ("content-type", b"application/avro"),
+            (headers.DATASCHEMA, b"urn:puente:schema:0011223344556677"),
         ],
         1.0,
     )
