@@ -19,9 +19,16 @@ together, show only cells of one protected pattern.
   modulo a 61-bit prime; the pattern it ends with is checked with exact rational
   arithmetic, and the search goes on exactly if that check finds anything.
 
-Three or more crossed dimensions are never published: with two-way tables only,
-the margin equations are the only linear relations between published cells, so
-the system above is the whole story.
+Three or more crossed dimensions are never published. With two-way tables only,
+the margin equations are the linear relations between published cells, and one
+more kind that the published zeros give away: where a value ``a`` of one
+dimension occurs (nonzero two-way cells) only with values ``b1 … bk`` of another,
+and each of those only with ``a`` — a municipality within its department, a hazard
+type within its cause group, or two breakdowns that happen to nest in a period's
+data — every event of ``a`` is an event of one of the ``b``s, so for each third
+dimension ``(a, c) = (b1, c) + … + (bk, c)``. Counts cannot be negative, so a reader
+knows this from the zeros alone; the system holds these equations too
+(`nested_equations`).
 """
 
 from __future__ import annotations
@@ -89,12 +96,69 @@ def equations(cells: Iterable[CellKey]) -> list[tuple[CellKey, list[CellKey]]]:
     return sorted((parent, sorted(members)) for (parent, _), members in parts.items())
 
 
+def nested_equations(
+    counts: Mapping[CellKey, int], n_dims: int
+) -> list[tuple[CellKey, list[CellKey]]]:
+    """The equations of values nested in another dimension's values (module doc)."""
+    out: list[tuple[CellKey, list[CellKey]]] = []
+    for outer, inner in itertools.permutations(range(n_dims), 2):
+        for a, bs in _nested(counts, outer, inner).items():
+            for third in range(n_dims):
+                if third not in {outer, inner}:
+                    out.extend(_through(counts, (outer, a), (inner, bs), third))
+    return sorted(out)
+
+
+def _nested(
+    counts: Mapping[CellKey, int], outer: int, inner: int
+) -> dict[str, list[str]]:
+    """Each value of ``outer`` whose ``inner`` values occur with no other value."""
+    dims = (min(outer, inner), max(outer, inner))
+    partners: dict[str, set[str]] = {}  # inner value -> outer values seen with it
+    within: dict[str, set[str]] = {}  # outer value -> inner values seen with it
+    for (d, values), n in counts.items():
+        if d == dims and n > 0:
+            a, b = values[dims.index(outer)], values[dims.index(inner)]
+            within.setdefault(a, set()).add(b)
+            partners.setdefault(b, set()).add(a)
+    return {
+        a: sorted(bs) for a, bs in within.items() if all(partners[b] == {a} for b in bs)
+    }
+
+
+def _through(
+    counts: Mapping[CellKey, int],
+    whole: tuple[int, str],
+    parts: tuple[int, Sequence[str]],
+    third: int,
+) -> list[tuple[CellKey, list[CellKey]]]:
+    """``(a, c) = sum of (b, c)`` for every value ``c`` of ``third``."""
+
+    def cell(dim: int, value: str, c: str) -> CellKey:
+        pair = sorted(((dim, value), (third, c)))
+        return (pair[0][0], pair[1][0]), (pair[0][1], pair[1][1])
+
+    (dim_a, a), (dim_b, bs) = whole, parts
+    seen = {
+        values[dims.index(third)]
+        for (dims, values), n in counts.items()
+        if n > 0 and len(dims) == 2 and third in dims
+    }
+    out = []
+    for c in sorted(seen):
+        members = [k for b in bs if counts.get(k := cell(dim_b, b, c), 0) > 0]
+        key = cell(dim_a, a, c)
+        if members or counts.get(key, 0) > 0:
+            out.append((key, members))
+    return out
+
+
 def protect(
     finest: Mapping[tuple[str, ...], int], n_dims: int, threshold: int
 ) -> Protected:
     """Suppress the lattice of ``finest`` (cells of ``n_dims`` values) for publication."""
     counts = lattice(finest, n_dims)
-    eqs = equations(counts)
+    eqs = equations(counts) + nested_equations(counts, n_dims)
     suppressed: dict[CellKey, Reason] = {
         k: PRIMARY for k, n in counts.items() if 0 < n < threshold
     }
@@ -222,7 +286,7 @@ def _complement(
     determined cells wins; when none helps at once (a cycle of hidden cells takes
     several steps to close), the first is taken.
     """
-    order: dict[CellKey, tuple[int, int, CellKey]] = {}
+    order: dict[CellKey, tuple[bool, int, int, CellKey]] = {}
     for key in determined:
         level = len(key[0])
         for i in involved.get(key, []):
@@ -230,10 +294,14 @@ def _complement(
             for k in (whole, *members):
                 if k in suppressed or counts.get(k, 0) <= 0:
                     continue
-                rank = (abs(len(k[0]) - level), counts[k], k)
+                rank = (k[0] != key[0], abs(len(k[0]) - level), counts[k], k)
                 order[k] = min(order.get(k, rank), rank)
     if not order:
-        order = {k: (0, n, k) for k, n in counts.items() if k not in suppressed and n > 0}
+        order = {
+            k: (False, 0, n, k)
+            for k, n in counts.items()
+            if k not in suppressed and n > 0
+        }
     if not order:
         return None
     candidates = sorted(order, key=order.__getitem__)
