@@ -150,6 +150,13 @@ class _Checker:
         return _Ty(shape, path)
 
     def _subexpression(self, _node: Any, children: list[Any], ctx: _Ty) -> _Ty:
+        if children and children[0].get("type") == "not_expression":
+            # `!a.b` parses as `(!a).b`: a field of a boolean, always null, so the
+            # condition would never hold (or always, negated again).
+            raise ConditionSyntaxError(
+                "`!` binds tighter than `.`: `!a.b` reads `(!a).b`, which is always "
+                "null; write `!(a.b)`"
+            )
         for child in children:
             ctx = self.check(child, ctx)
         return ctx

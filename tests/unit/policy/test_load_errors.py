@@ -113,6 +113,10 @@ def test_a_well_formed_extra_rule_loads(policy_dir: Path, catalog: Catalog) -> N
         ),
         ({"condition": "'payload.has_valid_dui == null'"}, "write `null` in backticks"),
         ({"condition": "'eval(payload)'"}, "unknown function eval()"),
+        (
+            {"condition": "'!payload.medical_attention_required'"},
+            "`!a.b` reads `(!a).b`, which is always null; write `!(a.b)`",
+        ),
         ({"legal_basis": '"CONSENT"'}, "legal_basis CONSENT needs consent_scopes"),
         ({"consent_scopes": '["HEALTH"]'}, "consent scope 'HEALTH' is not one of"),
         ({"recipient": '"fgr"'}, "rule 'probe': fgr gets no stream"),
