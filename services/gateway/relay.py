@@ -238,7 +238,7 @@ class Relay:
         # Seqs and sizes only: the event's content or ids never reach the log.
         log.error(
             "refused %d outbox events the broker cannot take (too large; seq %s); "
-            "their publishers are sent a rejection",
+            "refusal notices go in their place, for the router to tell their publishers",
             len(refusals),
             ", ".join(f"{s} ({r.size} bytes)" for s, r in list(refusals.items())[:10]),
         )

@@ -472,7 +472,10 @@ def _refusal_notice(
     empty record anyway. Only the value-less record is read this way: a record with a
     value is judged by its value, whatever its headers say.
     """
-    found = {k: (v or b"") for k, v in record.headers if k in _NOTICE_HEADERS}
+    found: dict[str, bytes] = {}
+    for key, raw in record.headers:
+        if key in _NOTICE_HEADERS:
+            found.setdefault(key, raw or b"")  # the first of repeats, as headers.parse
     code = found.get(headers.REFUSED)
     if code is None:
         return None
@@ -492,7 +495,7 @@ def _refusal_notice(
 def _notice_message(reason: str, found: Mapping[str, bytes]) -> str:
     size = _count(found.get(headers.REFUSED_BYTES))
     if reason != "too_large":
-        return "the gateway accepted this event, then the broker refused it for good"
+        return "the broker refused the event for good"
     if size is None:
         return "the broker refused the event as too large"
     limit = _count(found.get(headers.REFUSED_LIMIT))
