@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from services.contracts.samples import minimal_event
 from services.kafkalocal import LocalKafka
 from services.runtime import topic_admin
 from services.runtime.kafka import producer_config
-from tests.support.publish import incomplete, start_publish, until_first_record
+from tests.support.publish import incomplete, publish_and_kill
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -55,21 +54,17 @@ async def test_an_idempotent_publish_ends_within_its_timeout_when_its_node_is_ki
     path = tmp_path / "events.json"
     path.write_text(json.dumps([minimal_event(entry, "dgme") for _ in range(EVENTS)]))
 
-    with start_publish(kafka, path, "dgme", "--timeout", str(TIMEOUT_S)) as process:
-        try:
-            await until_first_record(kafka, TOPIC, process)
-            own_node.kill(0)
-            killed = time.monotonic()
-            stdout, stderr = await asyncio.to_thread(
-                process.communicate, timeout=TIMEOUT_S + MARGIN_S
-            )
-            took = time.monotonic() - killed
-        finally:
-            if process.poll() is None:
-                process.kill()
-
-    said = incomplete(process, stdout, stderr)
-    print(f"\npublish ended {took:.1f} s after the node was killed: {said.message}")
+    ended = await publish_and_kill(
+        kafka,
+        path,
+        TOPIC,
+        lambda: own_node.kill(0),
+        "--timeout",
+        str(TIMEOUT_S),
+        wait_s=TIMEOUT_S + MARGIN_S,
+    )
+    said = incomplete(ended.process, ended.stdout, ended.stderr)
+    print(f"\npublish ended {ended.took:.1f} s after the node was killed: {said.message}")
     assert said.total == EVENTS
     assert said.acknowledged < EVENTS, "every event was acknowledged before the kill"
     assert f"no acknowledgement within {TIMEOUT_S} s" in said.message

@@ -25,7 +25,7 @@ from services.contracts.samples import minimal_event
 from services.runtime import topic_admin
 from services.runtime.embedded import EmbeddedBroker
 from services.runtime.settings import KafkaSettings
-from tests.support.publish import incomplete, start_publish, until_first_record
+from tests.support.publish import incomplete, publish_and_kill, start_publish
 
 pytestmark = [pytest.mark.smoke, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -55,21 +55,19 @@ async def test_publish_ends_within_its_timeout_when_the_broker_dies_mid_publish(
     path = tmp_path / "events.json"
     path.write_text(json.dumps([minimal_event(entry, "dgme") for _ in range(EVENTS)]))
 
-    with start_publish(kafka, path, "dgme", "--timeout", str(TIMEOUT_S)) as process:
-        try:
-            await until_first_record(kafka, TOPIC, process)
-            own_broker.stop()
-            killed = time.monotonic()
-            stdout, stderr = await asyncio.to_thread(
-                process.communicate, timeout=TIMEOUT_S + MARGIN_S
-            )
-            took = time.monotonic() - killed
-        finally:
-            if process.poll() is None:
-                process.kill()
-
-    said = incomplete(process, stdout, stderr)
-    print(f"\npublish ended {took:.1f} s after the broker was killed: {said.message}")
+    ended = await publish_and_kill(
+        kafka,
+        path,
+        TOPIC,
+        own_broker.stop,
+        "--timeout",
+        str(TIMEOUT_S),
+        wait_s=TIMEOUT_S + MARGIN_S,
+    )
+    said = incomplete(ended.process, ended.stdout, ended.stderr)
+    print(
+        f"\npublish ended {ended.took:.1f} s after the broker was killed: {said.message}"
+    )
     assert said.total == EVENTS
     assert said.acknowledged < EVENTS, "every event was acknowledged before the kill"
     assert f"no acknowledgement within {TIMEOUT_S} s" in said.message
@@ -122,21 +120,20 @@ async def test_a_publish_the_broker_fails_mid_way_says_how_many_were_acknowledge
     path.write_text(json.dumps([minimal_event(entry, "dgme") for _ in range(EVENTS)]))
     env = {"PUENTE_KAFKA_REQUEST_TIMEOUT_MS": "2000"}
 
-    with start_publish(kafka, path, "dgme", "--timeout", "120", env=env) as process:
-        try:
-            await until_first_record(kafka, TOPIC, process)
-            own_broker.stop()
-            killed = time.monotonic()
-            stdout, stderr = await asyncio.to_thread(
-                process.communicate, timeout=2 + MARGIN_S
-            )
-            took = time.monotonic() - killed
-        finally:
-            if process.poll() is None:
-                process.kill()
-
-    said = incomplete(process, stdout, stderr)
-    print(f"\npublish ended {took:.1f} s after the broker was killed: {said.message}")
+    ended = await publish_and_kill(
+        kafka,
+        path,
+        TOPIC,
+        own_broker.stop,
+        "--timeout",
+        "120",
+        wait_s=2 + MARGIN_S,
+        env=env,
+    )
+    said = incomplete(ended.process, ended.stdout, ended.stderr)
+    print(
+        f"\npublish ended {ended.took:.1f} s after the broker was killed: {said.message}"
+    )
     assert said.total == EVENTS
     assert said.acknowledged < EVENTS, "every event was acknowledged before the kill"
     assert said.message.startswith("error: the broker failed (")

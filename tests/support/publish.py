@@ -6,11 +6,13 @@ publish is under way), kill the broker, and read the command's one-line answer.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +65,42 @@ async def until_first_record(
         pytest.fail(f"no record reached the broker within {FIRST_RECORD_S} s")
     finally:
         await consumer.stop()
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """A publish that ended after its broker was killed, and how long after."""
+
+    process: subprocess.Popen[str]
+    stdout: str
+    stderr: str
+    took: float  # seconds from the kill to the end
+
+
+async def publish_and_kill(
+    kafka: KafkaSettings,
+    path: Path,
+    topic: str,
+    kill: Callable[[], object],
+    *options: str,
+    wait_s: float,
+    env: dict[str, str] | None = None,
+) -> Ended:
+    """Publish ``path`` as dgme, ``kill`` the broker once ``topic`` holds a record.
+
+    Waits ``wait_s`` for the command to end after the kill (then kills it).
+    """
+    with start_publish(kafka, path, "dgme", *options, env=env) as process:
+        try:
+            await until_first_record(kafka, topic, process)
+            kill()
+            killed = time.monotonic()
+            stdout, stderr = await asyncio.to_thread(process.communicate, timeout=wait_s)
+            took = time.monotonic() - killed
+        finally:
+            if process.poll() is None:
+                process.kill()
+    return Ended(process, stdout, stderr, took)
 
 
 @dataclass(frozen=True, slots=True)
