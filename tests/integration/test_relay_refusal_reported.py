@@ -183,7 +183,8 @@ async def test_an_event_the_broker_refuses_as_too_large_comes_back_over_get_reje
         session_kafka,
         [topics.AUDIT],
         lambda r: r.key in (big_id.encode(), later_id.encode()),
-        timeout=15,
+        expected=1,
+        settle=3,
     )
 
     assert posted == [202, 202]
