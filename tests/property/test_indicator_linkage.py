@@ -40,6 +40,7 @@ from services.indicators.errors import CatalogueError
 from services.policy import Policy, load_policy
 from services.policy.loader import tree_of
 from services.runtime.settings import REPO_ROOT
+from tests.unit.indicators.conftest import indicator_block
 
 EXAMPLES = int(os.environ.get("PUENTE_PROPERTY_EXAMPLES", "25"))
 POLICY = REPO_ROOT / "deploy" / "policy"
@@ -199,24 +200,6 @@ def atoms_of(
 # ---------------------------------------------------------------- a refused pair
 
 
-def _indicator_block(ident: str, dimensions: list[str], filter_text: str | None) -> str:
-    lines = [
-        "[[indicator]]",
-        f'id = "{ident}"',
-        f'title = "{ident}"',
-        f'definition = "{ident}"',
-        'working_group = "protection"',
-        "gcm_objective = 7",
-        'event_type = "return_arrival"',
-        "dimensions = [" + ", ".join(f'"{d}"' for d in dimensions) + "]",
-        'readers = ["io_oim"]',
-        f'hxl = "#affected+{ident.replace("_", "")}"',
-    ]
-    if filter_text is not None:
-        lines.append(f'filter = "{filter_text}"')
-    return "\n".join(lines) + "\n"
-
-
 def _load(
     catalog: Catalog, policy: Policy, tmp_path: Path, blocks: Sequence[str]
 ) -> Catalogue:
@@ -244,8 +227,8 @@ def policy(catalog: Catalog) -> Policy:
 def test_children_beside_returns_by_age_group_give_hidden_cells_away(
     catalog: Catalog, policy: Policy, tmp_path: Path
 ) -> None:
-    returns = _indicator_block("all_returns", ["sex", "age_group"], None)
-    children = _indicator_block(
+    returns = indicator_block("all_returns", ["sex", "age_group"], None)
+    children = indicator_block(
         "children_returned", ["sex"], "payload.person_profile.is_minor"
     )
     with pytest.raises(CatalogueError, match="'all_returns' and 'children_returned'"):
@@ -413,6 +396,20 @@ SHIPPED_PAIRS = [
 ]
 
 
+def streams(atoms: Sequence[Atom], seed: object, n: int) -> Iterator[list[int]]:
+    """``n`` random count vectors over ``atoms``, seeded by ``seed``.
+
+    About a dozen occupied combinations per stream, so tables have small cells.
+    """
+    rng = random.Random(str(seed))
+    occupied = min(1.0, 12 / len(atoms))
+    for _ in range(n):
+        yield [
+            rng.choice([1, 2, 3, 4, 6, 9]) if rng.random() < occupied else 0
+            for _ in atoms
+        ]
+
+
 # Nested breakdowns leak in a few streams of a hundred: enough of them to see it.
 ALONE_STREAMS = max(EXAMPLES, 100)
 
@@ -426,14 +423,8 @@ def test_no_indicator_of_the_shipped_catalogue_gives_a_hidden_cell_away_alone(
     # cell from the published ones.
     indicator = SHIPPED_CATALOGUE.get(ident)
     atoms = _pair_atoms(catalog, [indicator])
-    rng = random.Random(f"{ident}/alone")
-    occupied = min(1.0, 12 / len(atoms))
     hidden = 0
-    for _ in range(ALONE_STREAMS):
-        counts = [
-            rng.choice([1, 2, 3, 4, 6, 9]) if rng.random() < occupied else 0
-            for _ in atoms
-        ]
+    for counts in streams(atoms, f"{ident}/alone", ALONE_STREAMS):
         protected = _protect_reference([indicator], atoms, counts)
         hidden += len(protected[ident].suppressed)
         assert not determined_hidden_cells([indicator], atoms, protected), counts
@@ -446,15 +437,8 @@ def test_no_pair_of_the_shipped_catalogue_gives_a_hidden_cell_away(
 ) -> None:
     pair = [SHIPPED_CATALOGUE.get(first), SHIPPED_CATALOGUE.get(second)]
     atoms = _pair_atoms(catalog, pair)
-    rng = random.Random(f"{first}/{second}")
-    # About a dozen occupied combinations per stream, so tables have small cells.
-    occupied = min(1.0, 12 / len(atoms))
     hidden = 0
-    for _ in range(EXAMPLES):
-        counts = [
-            rng.choice([1, 2, 3, 4, 6, 9]) if rng.random() < occupied else 0
-            for _ in atoms
-        ]
+    for counts in streams(atoms, f"{first}/{second}", EXAMPLES):
         protected = _protect_reference(pair, atoms, counts)
         hidden += sum(len(p.suppressed) for p in protected.values())
         assert not determined_hidden_cells(pair, atoms, protected), counts
@@ -472,14 +456,8 @@ EVERYONE: Spec = ("everyone", ["sex", "age_group", "conveyance"], None)
 def _given_away(pair: Sequence[Indicator], catalog: Catalog) -> tuple[int, int]:
     """Hidden cells the pair determines that neither does alone, and all hidden."""
     atoms = _pair_atoms(catalog, pair)
-    rng = random.Random(3)
-    occupied = min(1.0, 12 / len(atoms))
     given, hidden = 0, 0
-    for _ in range(EXAMPLES):
-        counts = [
-            rng.choice([1, 2, 3, 4, 6, 9]) if rng.random() < occupied else 0
-            for _ in atoms
-        ]
+    for counts in streams(atoms, 3, EXAMPLES):
         protected = _protect_reference(pair, atoms, counts)
         together = set(determined_hidden_cells(pair, atoms, protected))
         for indicator in pair:
@@ -494,7 +472,7 @@ def _apart(
 ) -> list[Indicator]:
     """Each indicator loaded on its own (the loader may refuse the two together)."""
     return [
-        _load(catalog, policy, tmp_path, [_indicator_block(*spec)]).get(spec[0])
+        _load(catalog, policy, tmp_path, [indicator_block(*spec)]).get(spec[0])
         for spec in specs
     ]
 
@@ -529,7 +507,7 @@ def test_a_pair_the_loader_refuses_gives_hidden_cells_away(
     catalog: Catalog, policy: Policy, tmp_path: Path, first: Spec, second: Spec
 ) -> None:
     with pytest.raises(CatalogueError, match="are linked tables"):
-        _load(catalog, policy, tmp_path, [_indicator_block(*s) for s in (first, second)])
+        _load(catalog, policy, tmp_path, [indicator_block(*s) for s in (first, second)])
     given, hidden = _given_away(
         _apart(catalog, policy, tmp_path, [first, second]), catalog
     )
@@ -554,7 +532,7 @@ def test_a_pair_the_loader_refuses_gives_hidden_cells_away(
 def test_a_pair_the_loader_accepts_gives_no_hidden_cell_away(
     catalog: Catalog, policy: Policy, tmp_path: Path, first: Spec, second: Spec
 ) -> None:
-    _load(catalog, policy, tmp_path, [_indicator_block(*s) for s in (first, second)])
+    _load(catalog, policy, tmp_path, [indicator_block(*s) for s in (first, second)])
     given, hidden = _given_away(
         _apart(catalog, policy, tmp_path, [first, second]), catalog
     )

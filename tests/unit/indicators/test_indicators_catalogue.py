@@ -16,7 +16,7 @@ from services.indicators.catalogue import load_catalogue
 from services.indicators.errors import CatalogueError, UnknownIndicatorError
 from services.indicators.store import Store
 from services.policy import Policy
-from tests.unit.indicators.conftest import POLICY_DIR
+from tests.unit.indicators.conftest import POLICY_DIR, indicator_block
 
 SHIPPED = (POLICY_DIR / "indicators.toml").read_text(encoding="utf-8")
 runner = CliRunner()
@@ -189,25 +189,6 @@ def test_export_prints_protected_tables_from_the_database(
 DIMENSIONS = SHIPPED[: SHIPPED.index("\n[[indicator]]\n") + 1]
 
 
-def indicator(ident: str, dimensions: list[str], filter_text: str | None = None) -> str:
-    """One return_arrival indicator block for a small test catalogue."""
-    lines = [
-        "[[indicator]]",
-        f'id = "{ident}"',
-        f'title = "{ident}"',
-        f'definition = "{ident}"',
-        'working_group = "protection"',
-        "gcm_objective = 7",
-        'event_type = "return_arrival"',
-        f"dimensions = {dimensions!r}".replace("'", '"'),
-        'readers = ["io_oim"]',
-        f'hxl = "#affected+{ident.replace("_", "")}"',
-    ]
-    if filter_text is not None:
-        lines.insert(7, f"filter = {filter_text!r}".replace("\\'", "'"))
-    return "\n".join(lines) + "\n"
-
-
 def load_small(
     catalog: Catalog, policy: Policy, tmp_path: Path, *blocks: str, head: str = ""
 ) -> None:
@@ -216,23 +197,25 @@ def load_small(
     load_catalogue(POLICY_DIR, catalog, policy, path)
 
 
-ALL_RETURNS = indicator("all_returns", ["sex", "age_group", "conveyance"])
+ALL_RETURNS = indicator_block("all_returns", ["sex", "age_group", "conveyance"])
 
 
 @pytest.mark.parametrize(
     ("sub", "fields"),
     [
         (  # a breakdown value of the other
-            indicator("charter_returns", ["sex"], "payload.conveyance == 'OTHER'"),
+            indicator_block("charter_returns", ["sex"], "payload.conveyance == 'OTHER'"),
             "payload.conveyance ('all_returns' breaks down by conveyance)",
         ),
         (  # a field the other's age group gives away (determines)
-            indicator("children_returned", ["sex"], "payload.person_profile.is_minor"),
+            indicator_block(
+                "children_returned", ["sex"], "payload.person_profile.is_minor"
+            ),
             "payload.person_profile.is_minor ('all_returns' breaks down by age_group, "
             "which determines it)",
         ),
         (  # several values of two breakdowns
-            indicator(
+            indicator_block(
                 "young_land_returns",
                 ["sex"],
                 "payload.person_profile.age_group == 'AGE_18_29' && "
@@ -260,7 +243,9 @@ def test_an_indicator_whose_filter_picks_cells_of_another_is_refused(
 def test_without_its_determines_declaration_a_filter_on_is_minor_would_pass(
     catalog: Catalog, policy: Policy, tmp_path: Path
 ) -> None:
-    children = indicator("children_returned", ["sex"], "payload.person_profile.is_minor")
+    children = indicator_block(
+        "children_returned", ["sex"], "payload.person_profile.is_minor"
+    )
     declared = (
         "[dimensions.age_group.determines]\n"
         'return_arrival = ["payload.person_profile.is_minor"]\n'
@@ -296,8 +281,8 @@ def test_indicators_with_exclusive_filters_on_a_shared_breakdown_load(
         catalog,
         policy,
         tmp_path,
-        indicator("first", ["sex", "conveyance"], first),
-        indicator("second", ["age_group", "conveyance"], second),
+        indicator_block("first", ["sex", "conveyance"], first),
+        indicator_block("second", ["age_group", "conveyance"], second),
     )
 
 
@@ -319,22 +304,22 @@ def test_filters_that_merely_differ_on_a_shared_breakdown_are_refused(
             catalog,
             policy,
             tmp_path,
-            indicator("first", ["conveyance"], first),
-            indicator("second", ["sex"], second),
+            indicator_block("first", ["conveyance"], first),
+            indicator_block("second", ["sex"], second),
         )
 
 
 @pytest.mark.parametrize(
     "sub",
     [
-        indicator("long_stays", ["sex"], "payload.time_abroad == 'OVER_5_YEARS'"),
-        indicator(
+        indicator_block("long_stays", ["sex"], "payload.time_abroad == 'OVER_5_YEARS'"),
+        indicator_block(
             "unaccompanied",
             ["sex", "age_group"],
             "payload.person_profile.is_minor && "
             "payload.accompaniment == 'CHILD_UNACCOMPANIED'",
         ),
-        indicator(
+        indicator_block(
             "medical_by_conveyance",
             ["conveyance", "age_group"],
             "payload.medical_attention_required",
@@ -357,10 +342,10 @@ def test_a_filter_narrowing_another_filter_by_its_breakdown_is_refused(
             catalog,
             policy,
             tmp_path,
-            indicator(
+            indicator_block(
                 "long_stays", ["conveyance"], "payload.time_abroad == 'OVER_5_YEARS'"
             ),
-            indicator(
+            indicator_block(
                 "long_stays_by_charter",
                 ["sex"],
                 "payload.time_abroad == 'OVER_5_YEARS' && payload.conveyance == 'OTHER'",
@@ -377,10 +362,12 @@ def test_a_filter_on_a_field_another_filter_determines_is_refused(
             catalog,
             policy,
             tmp_path,
-            indicator(
+            indicator_block(
                 "teenagers", ["sex"], "payload.person_profile.age_group == 'AGE_12_17'"
             ),
-            indicator("minors", ["sex", "age_group"], "payload.person_profile.is_minor"),
+            indicator_block(
+                "minors", ["sex", "age_group"], "payload.person_profile.is_minor"
+            ),
         )
     assert (
         "the filter of 'minors' picks its events out of the cells of 'teenagers' "
@@ -399,7 +386,7 @@ def test_a_filter_whose_free_field_sits_in_an_or_is_refused(
             policy,
             tmp_path,
             ALL_RETURNS,
-            indicator(
+            indicator_block(
                 "other_or_medical",
                 ["conveyance"],
                 "payload.conveyance == 'OTHER' || payload.medical_attention_required",
