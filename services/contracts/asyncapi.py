@@ -167,7 +167,10 @@ class _Builder:
             "address": "hub.in.{source}.{event_type}",
             "title": "Events a member publishes",
             "description": "Written by the source only (the topic is its identity); "
-            "read by the router only.",
+            "read by the router only. A record with no value and a puente_refused "
+            "header is a refusal notice the gateway's relay writes in place of an "
+            "event the broker refused (too large); the router answers it on "
+            "hub.rejected.{source} and routes it to no one.",
             "parameters": {
                 "source": {
                     "description": "The publishing institution",
