@@ -25,7 +25,7 @@ import contextlib
 import enum
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -345,18 +345,23 @@ class Outbox:
             raise OutboxError("the outbox is not open")
         return self._db
 
-    def _write(self, groups: list[Sequence[Entry]]) -> list[list[Result]]:
+    @contextlib.contextmanager
+    def _immediate(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once (BEGIN IMMEDIATE), undone on error."""
         db = self._conn()
-        now = time.time()
         db.execute("BEGIN IMMEDIATE")
         try:
-            out = self._insert_all(db, groups, now)
+            yield db
             db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             raise
-        return out
+
+    def _write(self, groups: list[Sequence[Entry]]) -> list[list[Result]]:
+        now = time.time()
+        with self._immediate() as db:
+            return self._insert_all(db, groups, now)
 
     @staticmethod
     def _insert_all(
@@ -408,10 +413,8 @@ class Outbox:
         ]
 
     def _mark_sent(self, seqs: list[int]) -> int:
-        db = self._conn()
         now = time.time()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._immediate() as db:
             # Relayed rows are mostly consecutive: one UPDATE per run of seqs.
             done = sum(
                 db.execute(
@@ -421,18 +424,11 @@ class Outbox:
                 ).rowcount
                 for first, last in _runs(seqs)
             )
-            db.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-            raise
         return int(done)
 
     def _mark_refused(self, refusals: dict[int, Refusal]) -> int:
-        db = self._conn()
         now = time.time()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._immediate() as db:
             done = sum(
                 db.execute(
                     "UPDATE outbox SET refused_at = ?, refusal = ?, refused_bytes = ?,"
@@ -442,11 +438,6 @@ class Outbox:
                 ).rowcount
                 for seq, why in refusals.items()
             )
-            db.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-            raise
         return int(done)
 
     def _mark_reported(self, seqs: list[int]) -> int:
@@ -457,10 +448,8 @@ class Outbox:
 
     def _leave_queue(self, seqs: list[int], reported_at: float | None) -> int:
         """Refused rows out of the unsent queue, reported at ``reported_at`` (or not)."""
-        db = self._conn()
         now = time.time()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._immediate() as db:
             done = sum(
                 db.execute(
                     "UPDATE outbox SET sent_at = ?, reported_at = ?"
@@ -469,11 +458,6 @@ class Outbox:
                 ).rowcount
                 for seq in seqs
             )
-            db.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-            raise
         return int(done)
 
     def _read_refused(self) -> list[tuple[int, str, str]]:
