@@ -212,6 +212,13 @@ class Store(StateStore):
     def _read(self, query: Callable[[sqlite3.Connection], _T]) -> _T:
         try:
             return query(self._db)
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):
+                raise StoreError(
+                    "the indicators database predates this version (no releases or "
+                    "corrections yet); start the service once, which upgrades it"
+                ) from e
+            raise StoreError(f"indicators database read failed: {e}") from e
         except sqlite3.Error as e:
             raise StoreError(f"indicators database read failed: {e}") from e
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from services.cli import app as root
 from services.contracts.catalog import Catalog
 from services.indicators.catalogue import Catalogue, load_catalogue
 from services.indicators.counting import closed_through, closes_on
+from services.indicators.errors import StoreError
 from services.indicators.store import Store
 from services.indicators.tables import as_json, publish
 from services.policy import Policy
@@ -215,3 +217,25 @@ def test_the_releases_command_shows_each_indicators_release_and_late_changes(
         ("2026-11", False),
         ("2026-12", True),
     ]
+
+
+def test_a_database_from_before_releases_is_named_as_such_read_only(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "old.sqlite"
+    old = sqlite3.connect(db)
+    old.executescript(
+        "CREATE TABLE events (event_id TEXT PRIMARY KEY);"
+        "CREATE TABLE counts (indicator TEXT, day TEXT, cell TEXT, n INTEGER);"
+    )
+    old.close()
+    store = Store.open(db, readonly=True)
+    try:
+        with pytest.raises(StoreError, match="predates this version"):
+            store.released_through()
+    finally:
+        store.close()
+    # Opened by the service (writable), it is upgraded in place.
+    upgraded = Store.open(db)
+    assert upgraded.released_through() == {}
+    upgraded.close()
