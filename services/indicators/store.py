@@ -6,7 +6,7 @@ again (redelivery, a crash between the write and the commit, a rebuild over a
 live database) finds its id there and adds nothing, so counts are exact.
 
 A correction (``envelope.supersedes_event_id``) replaces the event it names: the
-cells that event added (kept in ``contributions``) lose their one, and an event
+cells that event added (kept with its id in ``events``) lose their one, and an event
 already superseded when it arrives adds nothing, so the counts do not depend on
 the order the two arrive in.
 
@@ -38,7 +38,9 @@ from services.runtime.sqlite import StateStore
 _T = TypeVar("_T")
 
 _SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY);
+-- cells: the row ids of the counts the event added one to (comma-separated), so a
+-- correction can take them back; NULL when it added none or was superseded.
+CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, cells TEXT);
 CREATE TABLE IF NOT EXISTS counts (
     indicator TEXT NOT NULL,
     day TEXT NOT NULL,
@@ -50,13 +52,6 @@ CREATE TABLE IF NOT EXISTS referral_sent (
     referral_id TEXT PRIMARY KEY,
     sent_at TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS contributions (
-    event_id TEXT NOT NULL,
-    indicator TEXT NOT NULL,
-    day TEXT NOT NULL,
-    cell TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS contributions_of_event ON contributions (event_id);
 CREATE TABLE IF NOT EXISTS superseded (event_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS releases (
     indicator TEXT NOT NULL,
@@ -111,7 +106,10 @@ class Store(StateStore):
         """Count ``records`` (event type, decoded datum) in one transaction."""
         result = BatchResult()
         with self._writing() as db:
-            batch = _Batch(db, catalogue, _watermarks(db), result)
+            corrected = db.execute("SELECT EXISTS (SELECT 1 FROM superseded)")
+            batch = _Batch(
+                db, catalogue, _watermarks(db), result, bool(corrected.fetchone()[0])
+            )
             for event_type, datum in records:
                 batch.count(event_type, datum)
         return result
@@ -231,6 +229,7 @@ class _Batch:
     catalogue: Catalogue
     marks: Mapping[str, date]
     result: BatchResult
+    corrected: bool  # whether any event was ever superseded (corrections are rare)
 
     def count(self, event_type: str, datum: Mapping[str, Any]) -> None:
         """Count one record (nothing when its event id was counted before)."""
@@ -257,42 +256,62 @@ class _Batch:
             lambda r: _sent_at(self.db, r),
             lambda r, at: _remember(self.db, r, at),
         )
-        for c in contributions(self.catalogue, event_type, datum, derived):
-            cell = json.dumps(list(c.cell))
-            self._add(c.indicator, c.day, cell, 1)
+        added = [
+            self._add(c.indicator, c.day, json.dumps(list(c.cell)))
+            for c in contributions(self.catalogue, event_type, datum, derived)
+        ]
+        if added:
             self.db.execute(
-                "INSERT INTO contributions (event_id, indicator, day, cell)"
-                " VALUES (?, ?, ?, ?)",
-                (event_id, c.indicator, c.day.isoformat(), cell),
+                "UPDATE events SET cells = ? WHERE event_id = ?",
+                (",".join(map(str, added)), event_id),
             )
-            self.result.cells += 1
+            self.result.cells += len(added)
 
     def _supersede(self, target: str) -> None:
         cursor = self.db.execute(
             "INSERT OR IGNORE INTO superseded (event_id) VALUES (?)", (target,)
         )
+        self.corrected = True
         if cursor.rowcount == 0:
             return  # superseded before (two corrections of one event)
-        rows = self.db.execute(
-            "SELECT indicator, day, cell FROM contributions WHERE event_id = ?",
-            (target,),
-        ).fetchall()
-        for indicator, day, cell in rows:
-            self._add(indicator, date.fromisoformat(day), cell, -1)
-        self.db.execute("DELETE FROM contributions WHERE event_id = ?", (target,))
+        row = self.db.execute(
+            "SELECT cells FROM events WHERE event_id = ?", (target,)
+        ).fetchone()
+        if row is None or row[0] is None:
+            return  # not counted yet (it will add nothing), or it added nothing
+        for rowid in row[0].split(","):
+            self._take_back(int(rowid))
+        self.db.execute("UPDATE events SET cells = NULL WHERE event_id = ?", (target,))
 
     def _is_superseded(self, event_id: str) -> bool:
+        if not self.corrected:
+            return False  # no event was ever superseded: nothing to look up
         found = self.db.execute(
             "SELECT 1 FROM superseded WHERE event_id = ?", (event_id,)
         ).fetchone()
         return found is not None
 
-    def _add(self, indicator: str, day: date, cell: str, change: int) -> None:
-        self.db.execute(
-            "INSERT INTO counts (indicator, day, cell, n) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (indicator, day, cell) DO UPDATE SET n = n + excluded.n",
-            (indicator, day.isoformat(), cell, change),
-        )
+    def _add(self, indicator: str, day: date, cell: str) -> int:
+        """One more in a cell; the cell's row id (what a correction takes back)."""
+        (rowid,) = self.db.execute(
+            "INSERT INTO counts (indicator, day, cell, n) VALUES (?, ?, ?, 1)"
+            " ON CONFLICT (indicator, day, cell) DO UPDATE SET n = n + 1"
+            " RETURNING rowid",
+            (indicator, day.isoformat(), cell),
+        ).fetchone()
+        self._note_late(indicator, day)
+        return int(rowid)
+
+    def _take_back(self, rowid: int) -> None:
+        """One less in the cell of row ``rowid`` (counts rows are never deleted)."""
+        found = self.db.execute(
+            "UPDATE counts SET n = n - 1 WHERE rowid = ? RETURNING indicator, day",
+            (rowid,),
+        ).fetchone()
+        if found is not None:
+            self._note_late(str(found[0]), date.fromisoformat(found[1]))
+
+    def _note_late(self, indicator: str, day: date) -> None:
         mark = self.marks.get(indicator)
         if mark is not None and day <= mark:
             self.result.late += 1
@@ -326,3 +345,6 @@ def _remember(db: sqlite3.Connection, referral: str, at: datetime) -> None:
 
 def _prepare(db: sqlite3.Connection) -> None:
     db.executescript(_SCHEMA)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+    if "cells" not in columns:  # a database from before corrections were handled
+        db.execute("ALTER TABLE events ADD COLUMN cells TEXT")
