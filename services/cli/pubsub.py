@@ -22,6 +22,8 @@ from services.runtime.settings import HubSettings, KafkaSettings
 err = Console(stderr=True, highlight=False)
 # Exit status of a publish that ended before every acknowledgement arrived.
 PUBLISH_INCOMPLETE: Final = 3
+# Exit status of a tail that ended before the end of its topic.
+TAIL_INCOMPLETE: Final = 3
 
 
 def load_json(source: str) -> list[Any]:
@@ -122,7 +124,7 @@ def quiet_kafka_client() -> None:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
-def tail(
+def tail(  # noqa: PLR0917 - one parameter per option
     topic: Annotated[
         str, typer.Argument(help="Hub topic, e.g. hub.out.conapina.return_arrival")
     ],
@@ -141,20 +143,43 @@ def tail(
     meta: Annotated[
         bool, typer.Option("--meta", help="Wrap each value with topic, offset, headers")
     ] = False,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout",
+            metavar="SECONDS",
+            min=0.1,
+            help="Without --follow: give up when the broker answers nothing for this "
+            "long before the end of the topic (exit 3)",
+        ),
+    ] = pubsub.READ_TIMEOUT_S,
 ) -> None:
-    """Decode records by fingerprint and print them as natural JSON, one per line."""
+    """Decode records by fingerprint and print them as natural JSON, one per line.
+
+    Without --follow: exits 1 when the broker cannot be reached (nothing was read),
+    and 3 when it stops answering for --timeout seconds before the end of the topic
+    (the records printed are not all of it). With --follow it waits for the broker
+    as long as it takes, saying once on stderr that it waits and once that the
+    broker answers again.
+    """
     kafka = kafka_settings()
     catalog = catalog_with_projections()
-    asyncio.run(
-        _tail(
-            kafka,
-            catalog,
-            topic,
-            None if from_beginning else lines,
-            follow=follow,
-            meta=meta,
+    quiet_kafka_client()
+    try:
+        asyncio.run(
+            _tail(
+                kafka,
+                catalog,
+                topic,
+                None if from_beginning else lines,
+                follow=follow,
+                meta=meta,
+                wait_s=timeout,
+            )
         )
-    )
+    except pubsub.ReadIncompleteError as e:
+        err.print(f"error: {e}", soft_wrap=True, markup=False)
+        raise typer.Exit(TAIL_INCOMPLETE) from e
 
 
 async def _tail(
@@ -165,8 +190,12 @@ async def _tail(
     *,
     follow: bool,
     meta: bool,
+    wait_s: float,
 ) -> None:
-    async for record in pubsub.read(kafka, catalog, topic, last=last, follow=follow):
+    records = pubsub.read(
+        kafka, catalog, topic, last=last, follow=follow, wait_s=wait_s, notify=say
+    )
+    async for record in records:
         if record.error is not None:
             err.print(
                 f"{record.topic}[{record.partition}]@{record.offset}: {record.error}"
@@ -184,6 +213,11 @@ async def _tail(
             typer.echo(json.dumps(line, ensure_ascii=False))
         else:
             typer.echo(json.dumps(record.value, ensure_ascii=False))
+
+
+def say(line: str) -> None:
+    """One line on stderr about the command itself (stdout holds the records alone)."""
+    err.print(line, soft_wrap=True, markup=False)
 
 
 def catalog_with_projections() -> Catalog:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from services.contracts import codec, headers, topics
 from services.contracts.catalog import Catalog, SchemaEntry
 from services.contracts.errors import ContractError, PuenteError
 from services.contracts.natural import codec_for
-from services.runtime.kafka import consumer_config, producer_config
+from services.runtime.kafka import bootstrap, consumer_config, producer_config
 from services.runtime.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,12 @@ log = logging.getLogger(__name__)
 PUBLISH_TIMEOUT_S: Final = 30.0
 # Seconds a failed publish waits for its producer to close (normally milliseconds).
 ABANDON_S: Final = 2.0
+# Default seconds ``read`` waits, without follow, for a broker that stops answering.
+READ_TIMEOUT_S: Final = 30.0
+# Seconds one question to the broker may take while reading.
+PROBE_S: Final = 5.0
+# Seconds between attempts to reach a broker that a follower waits for.
+RETRY_S: Final = 1.0
 
 
 class BrokerUnavailableError(PuenteError):
@@ -48,6 +55,10 @@ class PublishIncompleteError(BrokerUnavailableError):
             f"the other {left} may or may not be stored. Publishing all {total} again "
             "is safe: the hub de-duplicates by event id"
         )
+
+
+class ReadIncompleteError(BrokerUnavailableError):
+    """The broker stopped answering before every record of the topic was read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,23 +267,22 @@ async def read(
     last: int | None,
     follow: bool,
     idle_ms: int = 1000,
+    wait_s: float = READ_TIMEOUT_S,
+    notify: Callable[[str], None] | None = None,
 ) -> AsyncIterator[Received]:
-    """Yield records of ``topic``: the last ``last`` per partition (None: all)."""
-    consumer = AIOKafkaConsumer(
-        **consumer_config(kafka, None, f"puente-tail-{uuid.uuid4().hex[:6]}")
-    )
+    """Yield records of ``topic``: the last ``last`` per partition (None: all).
+
+    Without ``follow`` it ends at the end of the topic; it raises
+    `BrokerUnavailableError` when the broker cannot be reached at the start, and
+    `ReadIncompleteError` when the broker answers nothing for ``wait_s`` seconds
+    before the end. With ``follow`` it waits for the broker as long as it takes and
+    tells ``notify`` once that it waits and once that the broker answers again.
+    """
+    watch = _BrokerWatch(bootstrap(kafka), topic, wait_s, notify, follow=follow)
+    consumer = await _connect(kafka, watch)
     try:
-        await consumer.start()
-        # Fresh metadata: the consumer's own may not hold the topic (Apache Kafka
-        # answers its first request, which names no topic, with none). The await
-        # also lets aiokafka start its internal task, which a stop right after start
-        # would otherwise fail on.
-        cluster = await consumer._client.fetch_all_metadata()
-        if topic not in cluster.topics():
-            raise ContractError(f"topic {topic} does not exist")
-        partitions = cluster.partitions_for_topic(topic) or set()
-        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(assigned)
+        assigned = await _assign(consumer, topic)
+        watch.answered()
         if last is not None:
             await _seek_to_last(consumer, assigned, last)
         else:
@@ -282,12 +292,185 @@ async def read(
             for records in batch.values():
                 for record in records:
                     yield decode_record(catalog, record)
-            if not batch and not follow and await caught_up(consumer, assigned):
+            if batch:
+                watch.answered()
+            elif not follow and await caught_up(consumer, assigned):
                 return
+            else:
+                await watch.check(consumer)
+                await _rewind_where_truncated(consumer, assigned)
     except KafkaError as e:
-        raise BrokerUnavailableError(f"reading {topic} failed: {e}") from e
+        raise BrokerUnavailableError(
+            f"reading {topic} from the broker at {watch.where} failed "
+            f"({type(e).__name__}: {e})"
+        ) from e
     finally:
+        await _close(consumer)
+
+
+async def _connect(kafka: KafkaSettings, watch: _BrokerWatch) -> AIOKafkaConsumer:
+    """A started consumer; when following, it waits for a broker that does not answer."""
+    while True:
+        consumer = AIOKafkaConsumer(
+            **consumer_config(kafka, None, f"puente-tail-{uuid.uuid4().hex[:6]}")
+        )
+        try:
+            async with asyncio.timeout(watch.probe_s):
+                await consumer.start()
+        except (KafkaError, TimeoutError) as e:
+            await _close(consumer)
+            if not watch.follow:
+                raise watch.unreachable(e) from e
+            watch.lost()
+            await asyncio.sleep(RETRY_S)
+            continue
+        return consumer
+
+
+async def _assign(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Assign every partition of ``topic`` to ``consumer``."""
+    # Fresh metadata: the consumer's own may not hold the topic (Apache Kafka answers
+    # its first request, which names no topic, with none). The await also lets
+    # aiokafka start its internal task, which a stop right after start would
+    # otherwise fail on.
+    cluster = await consumer._client.fetch_all_metadata()
+    if topic not in cluster.topics():
+        raise ContractError(f"topic {topic} does not exist")
+    partitions = cluster.partitions_for_topic(topic) or set()
+    assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(assigned)
+    return assigned
+
+
+async def _rewind_where_truncated(
+    consumer: AIOKafkaConsumer, assigned: list[TopicPartition]
+) -> None:
+    """Read again from the start a partition that now ends before the position.
+
+    Apache Kafka answers such a fetch with an out-of-range error, and the consumer
+    resets to the earliest record; the embedded broker, which keeps no record across
+    a restart, answers with nothing, and the reader would wait there for ever.
+    """
+    for tp in assigned:
+        high = consumer.highwater(tp)
+        if high is not None and await consumer.position(tp) > high:
+            await consumer.seek_to_beginning(tp)
+
+
+async def _close(consumer: AIOKafkaConsumer) -> None:
+    """Stop ``consumer``; bounded, as the broker may be away."""
+    try:
+        async with asyncio.timeout(ABANDON_S):
+            await _stop(consumer)
+    except TimeoutError:
+        log.warning("the consumer did not close within %g s", ABANDON_S)
+
+
+async def _stop(consumer: AIOKafkaConsumer) -> None:
+    try:
         await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        # Closed during an outage, aiokafka's fetcher awaits its own cancelled retry
+        # task and stop() ends with that task's CancelledError, the client still open.
+        await consumer._client.close()
+
+
+class _BrokerWatch:
+    """Whether a reader's broker answers, and the one line said when that changes.
+
+    aiokafka's consumer retries a broker that went away for ever and says so only in
+    its log (many lines a second); a round that brings no record is the moment to ask
+    the broker directly.
+    """
+
+    def __init__(
+        self,
+        where: str,
+        topic: str,
+        wait_s: float,
+        notify: Callable[[str], None] | None,
+        *,
+        follow: bool,
+    ) -> None:
+        self.where = where
+        self.topic = topic
+        self.wait_s = wait_s
+        self.follow = follow
+        self.notify = notify
+        # One ask may take this long (a connect to an address that drops packets).
+        self.probe_s = min(wait_s, PROBE_S) if not follow else PROBE_S
+        self.answered_at = time.monotonic()
+        self.waiting = False
+        self.topic_missing = False
+
+    def answered(self) -> None:
+        """The broker answered (with records or metadata holding the topic)."""
+        self.answered_at = time.monotonic()
+        if self.waiting:
+            self.waiting = self.topic_missing = False
+            self._say(f"the broker at {self.where} answers again; following {self.topic}")
+
+    def lost(self) -> None:
+        """The broker did not answer; said once per outage."""
+        if not self.waiting:
+            self.waiting = True
+            self._say(f"the broker at {self.where} does not answer; waiting for it")
+
+    async def check(self, consumer: AIOKafkaConsumer) -> None:
+        """Ask the broker for its topics after a round that brought no record.
+
+        Raises `ReadIncompleteError` when not following and the broker has answered
+        nothing for ``wait_s`` seconds or no longer holds the topic.
+        """
+        try:
+            async with asyncio.timeout(self.probe_s):
+                cluster = await consumer._client.fetch_all_metadata()
+        except (KafkaError, TimeoutError):
+            self.lost()
+            self._give_up_after_wait()
+            return
+        if self.topic in cluster.topics():
+            self.answered()
+            return
+        if not self.follow:
+            raise ReadIncompleteError(
+                f"the broker at {self.where} no longer holds {self.topic}; "
+                f"the records printed are not all of {self.topic}"
+            )
+        self.waiting = True
+        if not self.topic_missing:
+            self.topic_missing = True
+            self._say(
+                f"the broker at {self.where} holds no topic {self.topic}; waiting for it"
+            )
+
+    def _give_up_after_wait(self) -> None:
+        silent = time.monotonic() - self.answered_at
+        if not self.follow and silent >= self.wait_s:
+            raise ReadIncompleteError(
+                f"the broker at {self.where} did not answer for {self.wait_s:g} s; "
+                f"the records printed are not all of {self.topic}"
+            )
+
+    def unreachable(self, cause: BaseException) -> BrokerUnavailableError:
+        """The error for a broker that cannot be reached at the start."""
+        if isinstance(cause, TimeoutError):
+            what = f"the broker at {self.where} did not answer within {self.probe_s:g} s"
+        elif isinstance(cause, KafkaConnectionError):
+            what = f"cannot reach the broker at {self.where}"
+        else:
+            what = (
+                f"the broker at {self.where} refused the connection "
+                f"({type(cause).__name__}: {cause})"
+            )
+        return BrokerUnavailableError(f"{what}; nothing was read")
+
+    def _say(self, line: str) -> None:
+        if self.notify is not None and self.follow:
+            self.notify(line)
 
 
 async def caught_up(consumer: AIOKafkaConsumer, assigned: list[TopicPartition]) -> bool:

@@ -1,0 +1,230 @@
+"""``puente tail`` when its broker is gone or dies: one clear line, not aiokafka's log.
+
+A real ``puente`` process reads a broker of the test's own, which the test kills
+(SIGKILL). Without ``--follow`` the command ends with one line on stderr and a
+non-zero status; with ``--follow`` it says once that it waits for the broker and once
+that the broker answers again, then goes on printing records. Its stdout holds the
+records alone, as natural JSON, one per line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+import pytest
+
+from services.contracts.catalog import Catalog
+from services.contracts.samples import minimal_event
+from services.runtime import pubsub, topic_admin
+from services.runtime.embedded import EmbeddedBroker
+from services.runtime.settings import KafkaSettings
+from tests.support.kafka import kafka_env
+
+pytestmark = [pytest.mark.smoke, pytest.mark.slow, pytest.mark.timeout(120)]
+
+TOPIC = "hub.in.dgme.return_arrival"
+# Bound on each thing the command is expected to do or say, on a loaded machine.
+BOUND_S = 30
+# Enough records that a tail without --follow is still reading when the broker dies.
+MANY = 20_000
+# The --timeout of a tail without --follow whose broker dies.
+TIMEOUT_S = 3
+# What would show that aiokafka's own log (or a crash) reached the terminal.
+NOISE = ("aiokafka", "Traceback", "Unable connect", "Failed fetch", "metadata")
+
+
+@pytest.fixture
+def own_broker() -> Iterator[EmbeddedBroker]:
+    """A broker of this test's own: the test kills it."""
+    broker = EmbeddedBroker().start()
+    yield broker
+    broker.stop()
+
+
+class Running:
+    """A ``puente tail`` process whose stdout and stderr lines are collected as read."""
+
+    def __init__(self, kafka: KafkaSettings, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services", "tail", TOPIC, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **kafka_env(kafka)},
+        )
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._seen: queue.Queue[None] = queue.Queue()
+        self._pumps = [
+            threading.Thread(target=self._pump, args=(stream, lines), daemon=True)
+            for stream, lines in (
+                (self.process.stdout, self.out),
+                (self.process.stderr, self.err),
+            )
+        ]
+        for pump in self._pumps:
+            pump.start()
+
+    def _pump(self, stream: IO[str] | None, lines: list[str]) -> None:
+        assert stream is not None
+        for line in stream:
+            lines.append(line.rstrip("\n"))
+            self._seen.put(None)
+        self._seen.put(None)
+
+    def until(
+        self, what: str, done: Callable[[], bool], bound_s: float = BOUND_S
+    ) -> float:
+        """Wait until ``done()``; return the seconds it took (fail after ``bound_s``)."""
+        began = time.monotonic()
+        while not done():
+            left = bound_s - (time.monotonic() - began)
+            if left <= 0:
+                pytest.fail(f"{what} within {bound_s} s; stderr: {self.err[-5:]}")
+            with contextlib.suppress(queue.Empty):
+                self._seen.get(timeout=min(left, 0.2))
+        return time.monotonic() - began
+
+    def ended(self) -> bool:
+        """Whether the process has ended and both its streams are read."""
+        return self.process.poll() is not None and not any(
+            p.is_alive() for p in self._pumps
+        )
+
+    def stop(self) -> None:
+        """End the process if it still runs."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=BOUND_S)
+        for pump in self._pumps:
+            pump.join(timeout=BOUND_S)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def prepared(catalog: Catalog, count: int) -> list[pubsub.Prepared]:
+    """``count`` return arrivals published as dgme, ready to send."""
+    entry = catalog.get("return_arrival")
+    return [
+        pubsub.prepare(catalog, "return_arrival", "dgme", minimal_event(entry, "dgme"))
+        for _ in range(count)
+    ]
+
+
+def event_ids(lines: list[str]) -> list[Any]:
+    """The envelope event id of each natural-JSON line."""
+    return [json.loads(line)["envelope"]["event_id"] for line in lines]
+
+
+def assert_quiet(err: list[str]) -> None:
+    """No line of aiokafka's log, no traceback."""
+    for line in err:
+        assert not any(word in line for word in NOISE), err
+
+
+async def test_a_tail_of_a_broker_that_is_gone_says_so_in_one_line(
+    own_broker: EmbeddedBroker,
+) -> None:
+    kafka = KafkaSettings(bootstrap_servers=own_broker.bootstrap_servers)
+    own_broker.stop()  # nothing listens on its port now
+
+    tail = Running(kafka, "--from-beginning")
+    try:
+        took = tail.until("the tail did not end", tail.ended)
+    finally:
+        tail.stop()
+
+    print(f"\ntail ended after {took:.1f} s: {tail.err}")
+    assert tail.process.returncode == 1, tail.err
+    assert len(tail.err) == 1, tail.err
+    assert tail.err[0] == (
+        f"error: cannot reach the broker at {own_broker.bootstrap_servers}; "
+        "nothing was read"
+    )
+    assert tail.out == []
+
+
+async def test_a_tail_whose_broker_dies_mid_read_ends_within_its_timeout(
+    own_broker: EmbeddedBroker, catalog: Catalog
+) -> None:
+    kafka = KafkaSettings(bootstrap_servers=own_broker.bootstrap_servers)
+    await topic_admin.create(kafka, {TOPIC: 1})
+    await pubsub.send_all(kafka, prepared(catalog, MANY))
+
+    tail = Running(kafka, "--from-beginning", "--timeout", str(TIMEOUT_S))
+    try:
+        tail.until("no record was printed", lambda: len(tail.out) > 0, bound_s=60)
+        own_broker.stop()
+        took = tail.until("the tail did not end", tail.ended, TIMEOUT_S + BOUND_S)
+    finally:
+        tail.stop()
+
+    print(
+        f"\ntail ended {took:.1f} s after the kill, {len(tail.out)} printed: {tail.err}"
+    )
+    assert len(tail.out) < MANY, "every record was printed before the kill"
+    assert tail.process.returncode == 3, tail.err
+    assert len(tail.err) == 1, tail.err
+    assert tail.err[0].startswith(
+        f"error: the broker at {own_broker.bootstrap_servers} did not answer for "
+        f"{TIMEOUT_S} s;"
+    )
+    assert "not all of" in tail.err[0]
+    assert len(event_ids(tail.out)) == len(tail.out)
+
+
+async def test_a_followed_tail_waits_for_a_killed_broker_and_says_when_it_is_back(
+    own_broker: EmbeddedBroker, catalog: Catalog
+) -> None:
+    kafka = KafkaSettings(bootstrap_servers=own_broker.bootstrap_servers)
+    await topic_admin.create(kafka, {TOPIC: 1})
+    before = prepared(catalog, 3)
+    await pubsub.send_all(kafka, before)
+    where = f"the broker at {own_broker.bootstrap_servers}"
+    waiting = f"{where} does not answer; waiting for it"
+    back = f"{where} answers again; following {TOPIC}"
+    empty = f"{where} holds no topic {TOPIC}; waiting for it"
+
+    tail = Running(kafka, "--follow", "--from-beginning")
+    try:
+        tail.until("the records were not printed", lambda: len(tail.out) == 3)
+        own_broker.stop()
+        lost = tail.until("no line said the broker is gone", lambda: bool(tail.err))
+        # Waiting on: several failed reconnects, no more lines, the process runs.
+        await asyncio.sleep(3)
+        assert tail.err == [waiting]
+        assert tail.process.poll() is None, tail.err
+        # It comes back empty (memory storage): the topic is created again.
+        restarted = EmbeddedBroker(port=own_broker.port).start()
+        try:
+            await topic_admin.create(kafka, {TOPIC: 1})
+            tail.until("no line said the broker is back", lambda: back in tail.err)
+            after = prepared(catalog, 1)
+            await pubsub.send_all(kafka, after)
+            tail.until(
+                "the record sent after the outage was not printed",
+                lambda: len(tail.out) == 4,
+            )
+        finally:
+            restarted.stop()
+    finally:
+        tail.stop()
+
+    print(f"\nsaid {lost:.1f} s after the kill: {tail.err}")
+    assert_quiet(tail.err)
+    assert tail.err[0] == waiting
+    assert tail.err[-1] == back
+    # The broker may answer before the topic is created again: said once too.
+    assert tail.err[1:-1] in ([], [empty])
+    assert event_ids(tail.out) == [e.event_id for e in [*before, *after]]
