@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -228,3 +229,28 @@ async def test_a_followed_tail_waits_for_a_killed_broker_and_says_when_it_is_bac
     # The broker may answer before the topic is created again: said once too.
     assert tail.err[1:-1] in ([], [empty])
     assert event_ids(tail.out) == [e.event_id for e in [*before, *after]]
+
+
+async def test_a_followed_tail_of_a_broker_that_is_gone_waits_and_says_so_once(
+    own_broker: EmbeddedBroker,
+) -> None:
+    kafka = KafkaSettings(bootstrap_servers=own_broker.bootstrap_servers)
+    own_broker.stop()  # nothing listens on its port now
+    waiting = (
+        f"the broker at {own_broker.bootstrap_servers} does not answer; waiting for it"
+    )
+
+    tail = Running(kafka, "--follow")
+    try:
+        tail.until("no line said the broker is gone", lambda: bool(tail.err))
+        # Several attempts to reach it later: still one line, still waiting.
+        await asyncio.sleep(3)
+        assert tail.process.poll() is None, tail.err
+        tail.process.send_signal(signal.SIGINT)
+        tail.until("Ctrl-C did not end the tail", tail.ended)
+    finally:
+        tail.stop()
+
+    assert tail.err == [waiting]
+    assert tail.process.returncode == 130, tail.err
+    assert tail.out == []
