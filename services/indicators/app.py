@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -182,10 +183,36 @@ class IndicatorsService:
             counts = await asyncio.to_thread(
                 self.store.counts, indicator.id, self.settings.release_after_days
             )
-        return publish(
-            indicator, counts, first, last, by,
-            reader=reader, rounding=rounding, cache=self.cache,
+        # Protecting a period takes up to seconds (small-area breakdowns): off the
+        # event loop, which keeps the consumer's heartbeats going meanwhile.
+        return await asyncio.to_thread(
+            functools.partial(
+                publish, indicator, counts, first, last, by,
+                reader=reader, rounding=rounding, cache=self.cache,
+            )
         )  # fmt: skip
+
+    async def warm(self, indicators: Sequence[str]) -> None:
+        """Protect the last released period of each of ``indicators`` into the cache.
+
+        The first request for a period would otherwise wait for its protection.
+        """
+        after = self.settings.release_after_days
+        for ident in indicators:
+            if self._stopping.is_set():
+                return
+            async with self._turn:
+                if self.store is None:
+                    return
+                counts = await asyncio.to_thread(self.store.counts, ident, after)
+            day = counts.through
+            if day is not None:
+                await asyncio.to_thread(
+                    functools.partial(
+                        publish, self.catalogue.get(ident), counts, day, day,
+                        cache=self.cache,
+                    )
+                )  # fmt: skip
 
     async def release_due(self, now: datetime | None = None) -> list[str]:
         """Release every period due by ``now`` once the topics are read up to then.
@@ -222,10 +249,15 @@ class IndicatorsService:
         self._due_since = None
         for ident in done:
             log.info("indicator %s released through %s", ident, due[ident])
+        await self.warm(done)
         return done
 
     async def _releasing(self) -> None:
-        # First a pause: at start the loop has read nothing yet.
+        try:  # the periods released before a restart, ready for their first request
+            await self.warm(list(self.catalogue.indicators))
+        except IndicatorsError as e:
+            log.warning("released periods not protected ahead of requests: %s", e)
+        # Then a pause: at start the loop has read nothing yet.
         while not await self._stopped_within(self.settings.release_seconds):
             try:
                 await self.release_due()

@@ -46,8 +46,11 @@ Reason = Literal["primary", "complementary"]
 PRIMARY: Final[Reason] = "primary"
 COMPLEMENTARY: Final[Reason] = "complementary"
 MAX_CROSSED: Final = 2
-# How many complement candidates are tried per determined cell.
+# How many complement candidates are tried per determined cell; one only once the
+# hidden cells are many (each try is an elimination over all of them: small-area
+# breakdowns such as municipalities otherwise take minutes for one period).
 _TRIES: Final = 8
+_MANY_HIDDEN: Final = 120
 _PRIME: Final = 2**61 - 1
 TOTAL: Final[CellKey] = ((), ())
 
@@ -166,18 +169,22 @@ def protect(
     for index, (whole, members) in enumerate(eqs):
         for key in (whole, *members):
             involved.setdefault(key, []).append(index)
-    exact = False  # the search runs modulo a prime; its result is checked exactly
-    while True:
+    for exact in (False, True):  # modulo a prime for speed, then checked exactly
         determined = determined_cells(counts, suppressed, eqs, exact=exact)
-        if not determined:
-            if exact:
-                break
-            exact = True
-            continue
-        extra = _complement(determined, counts, suppressed, eqs, involved, exact=exact)
-        if extra is None:
-            break  # every nonzero cell is suppressed: nothing is determined then
-        suppressed[extra] = COMPLEMENTARY
+        while determined:
+            extra = _complement(
+                determined, counts, suppressed, eqs, involved, exact=exact
+            )
+            if extra is None:
+                break  # every nonzero cell is suppressed: nothing is determined then
+            suppressed[extra] = COMPLEMENTARY
+            # Only the unknowns tied to the new one by equations can change fate.
+            part = _component(extra, suppressed, eqs, involved)
+            touching = [eqs[i] for i in _touching(part, involved)]
+            determined = sorted(
+                {k for k in determined if k not in part}
+                | set(determined_cells(counts, part, touching, exact=exact))
+            )
     return Protected(counts, suppressed, threshold)
 
 
@@ -305,6 +312,8 @@ def _complement(
     if not order:
         return None
     candidates = sorted(order, key=order.__getitem__)
+    if len(suppressed) > _MANY_HIDDEN:
+        return candidates[0]
     before = set(determined)
     best, best_gain = candidates[0], 0
     for candidate in candidates[:_TRIES]:
