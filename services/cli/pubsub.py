@@ -119,7 +119,7 @@ def quiet_kafka_client() -> None:
     """Keep aiokafka's retry messages off the terminal.
 
     It logs every failed reconnect at ERROR, many lines a second while a broker is
-    away; the command ends with one line that says what happened instead.
+    away; the command says what happened in one line instead.
     """
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 

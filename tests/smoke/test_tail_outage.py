@@ -254,3 +254,17 @@ async def test_a_followed_tail_of_a_broker_that_is_gone_waits_and_says_so_once(
     assert tail.err == [waiting]
     assert tail.process.returncode == 130, tail.err
     assert tail.out == []
+
+
+def test_tail_help_shows_the_timeout_and_its_default() -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "services", "tail", "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=60,
+        check=True,
+    )
+    assert "--timeout" in shown.stdout
+    assert "default: 30" in shown.stdout
+    assert "With --follow it waits for the broker" in shown.stdout
