@@ -315,7 +315,7 @@ async def _connect(kafka: KafkaSettings, watch: _BrokerWatch) -> AIOKafkaConsume
             **consumer_config(kafka, None, f"puente-tail-{uuid.uuid4().hex[:6]}")
         )
         try:
-            async with asyncio.timeout(watch.probe_s):
+            async with asyncio.timeout(watch.start_s):
                 await consumer.start()
         except (KafkaError, TimeoutError) as e:
             await _close(consumer)
@@ -401,7 +401,9 @@ class _BrokerWatch:
         self.follow = follow
         self.notify = notify
         # One ask may take this long (a connect to an address that drops packets).
-        self.probe_s = min(wait_s, PROBE_S) if not follow else PROBE_S
+        self.probe_s = PROBE_S if follow else min(wait_s, PROBE_S)
+        # A reader that does not follow waits its whole bound for the first answer.
+        self.start_s = PROBE_S if follow else wait_s
         self.answered_at = time.monotonic()
         self.waiting = False
         self.topic_missing = False
@@ -458,7 +460,7 @@ class _BrokerWatch:
     def unreachable(self, cause: BaseException) -> BrokerUnavailableError:
         """The error for a broker that cannot be reached at the start."""
         if isinstance(cause, TimeoutError):
-            what = f"the broker at {self.where} did not answer within {self.probe_s:g} s"
+            what = f"the broker at {self.where} did not answer within {self.start_s:g} s"
         elif isinstance(cause, KafkaConnectionError):
             what = f"cannot reach the broker at {self.where}"
         else:
