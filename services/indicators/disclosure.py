@@ -51,6 +51,7 @@ MAX_CROSSED: Final = 2
 # breakdowns such as municipalities otherwise take minutes for one period).
 _TRIES: Final = 8
 _MANY_HIDDEN: Final = 120
+_MANY_TO_PUBLISH_AGAIN: Final = 250
 _PRIME: Final = 2**61 - 1
 TOTAL: Final[CellKey] = ((), ())
 
@@ -170,6 +171,8 @@ def protect(
         for key in (whole, *members):
             involved.setdefault(key, []).append(index)
     for exact in (False, True):  # modulo a prime for speed, then checked exactly
+        if exact:
+            _publish_again(counts, suppressed, eqs, involved)
         determined = determined_cells(counts, suppressed, eqs, exact=exact)
         while determined:
             extra = _complement(
@@ -186,6 +189,37 @@ def protect(
                 | set(determined_cells(counts, part, touching, exact=exact))
             )
     return Protected(counts, suppressed, threshold)
+
+
+def _publish_again(
+    counts: Mapping[CellKey, int],
+    suppressed: dict[CellKey, Reason],
+    eqs: Sequence[tuple[CellKey, list[CellKey]]],
+    involved: Mapping[CellKey, list[int]],
+) -> None:
+    """Publish again every complementary cell the pattern does not need, largest first.
+
+    The greedy search hides cells one at a time and never looks back, so a cell
+    hidden early can become needless once later ones are hidden. Each is tried:
+    published again, the hidden cells tied to it by equations are checked, and it
+    stays published only when none of them is determined. Beyond
+    `_MANY_TO_PUBLISH_AGAIN` hidden cells the pattern is kept as found: each try is
+    an elimination over most of them.
+    """
+    hidden = [k for k, why in suppressed.items() if why == COMPLEMENTARY]
+    if len(hidden) > _MANY_TO_PUBLISH_AGAIN:
+        return
+    for key in sorted(hidden, key=lambda k: (-counts[k], k)):
+        del suppressed[key]
+        part: dict[CellKey, Reason] = {}
+        for i in involved.get(key, []):
+            whole, members = eqs[i]
+            for other in (whole, *members):
+                if other in suppressed and other not in part:
+                    part.update(_component(other, suppressed, eqs, involved))
+        touching = [eqs[i] for i in _touching(part, involved)]
+        if determined_cells(counts, part, touching, exact=False):
+            suppressed[key] = COMPLEMENTARY
 
 
 def determined_cells(
