@@ -59,8 +59,10 @@ def _sim(root: typer.Typer) -> None:
 def _bench(root: typer.Typer) -> None:
     from services.cli.bench import app as bench  # noqa: PLC0415
     from services.gateway.bench import bench_command  # noqa: PLC0415
+    from services.indicators.bench import bench_command as indicators_bench  # noqa: PLC0415
 
     bench.command("gateway")(bench_command)
+    bench.command("indicators")(indicators_bench)
     root.add_typer(bench, name="bench")
 
 

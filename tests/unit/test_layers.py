@@ -46,6 +46,7 @@ BENCH_MODULES: Final = (
     "services.router.bench_brokers",
     "services.gateway.bench",
     "services.gateway.testserver",
+    "services.indicators.bench",
     "services.cli.bench",
 )
 
