@@ -65,9 +65,7 @@ class RouterService:
         keys = subject_keys(HubKeySettings(hub=settings.hub))
         self.metrics = RouterMetrics(registry)
         self.store = DedupeStore(settings.dedupe_file)
-        self.producer = AIOKafkaProducer(
-            **producer_config(settings.kafka, "puente-router", **PRODUCER_TUNING)
-        )
+        self.producer = self._plain_producer()
         limits = Limits(
             settings.max_event_bytes, timedelta(seconds=settings.future_skew_seconds)
         )
@@ -81,6 +79,7 @@ class RouterService:
             institutions=frozenset(self.policy.institutions),
             group=settings.group_id,
             rejection_topics=RejectionTopics(self._create_rejection_topic),
+            renew=self._started_plain_producer,
         )
         self.loop = BatchLoop(
             "router",
@@ -117,21 +116,9 @@ class RouterService:
             await self.producer.start()
             return
         tid = self.settings.transactional_id
-        producer = AIOKafkaProducer(
-            **producer_config(
-                self.settings.kafka,
-                "puente-router",
-                transactional_id=tid,
-                **PRODUCER_TUNING,
-            )
-        )
         try:
-            # A broker without transactions refuses the producer id: that is its
-            # answer, which aiokafka would log as an error.
-            with asking_for_producer_id():
-                await producer.start()
+            producer = await self._transactional_producer()
         except Exception as e:  # any refusal means: no transactions here
-            await producer.stop()
             if mode == "on":
                 raise TransactionsUnavailableError(
                     f"the broker refused transactional id {tid!r} "
@@ -156,8 +143,52 @@ class RouterService:
             return
         await self.producer.stop()  # never started; the transactional one replaces it
         self.producer = producer
-        self.router.use_transactions(producer)
+        self.router.use_transactions(
+            producer,
+            renew=self._transactional_producer,
+            stuck_after=self.settings.kafka.request_timeout_ms / 1000,
+        )
         log.info("routing exactly-once in Kafka transactions as %s", tid)
+
+    def _plain_producer(self) -> AIOKafkaProducer:
+        """A producer without transactions (idempotent where the broker grants it)."""
+        return AIOKafkaProducer(
+            **producer_config(self.settings.kafka, "puente-router", **PRODUCER_TUNING)
+        )
+
+    async def _started_plain_producer(self) -> AIOKafkaProducer:
+        """A started `_plain_producer`: one stuck on a deleted topic is replaced."""
+        producer = self._plain_producer()
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        return producer
+
+    async def _transactional_producer(self) -> AIOKafkaProducer:
+        """A started producer with this router's transactional id.
+
+        Starting it fences any earlier producer with the id and aborts the
+        transaction that one left open.
+        """
+        producer = AIOKafkaProducer(
+            **producer_config(
+                self.settings.kafka,
+                "puente-router",
+                transactional_id=self.settings.transactional_id,
+                **PRODUCER_TUNING,
+            )
+        )
+        try:
+            # A broker without transactions refuses the producer id: that is its
+            # answer, which aiokafka would log as an error.
+            with asking_for_producer_id():
+                await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        return producer
 
     async def _create_rejection_topic(self, name: str) -> bool:
         """Create rejection topic ``name`` as the router, unless it exists.
@@ -207,7 +238,8 @@ class RouterService:
         self._running = False
         await self.router.close()
         await self.loop.stop()
-        await self.producer.stop()
+        # The router's producer: a stuck transaction's replacement, if there was one.
+        await self.router.producer.stop()
         await self.ops.stop()
         self.store.close()
 

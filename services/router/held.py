@@ -13,6 +13,10 @@ partition is held at that record: sought back, paused and never committed past i
 counted on ``puente_router_partitions_held`` and named in one ERROR line. Every
 other partition goes on routing. The missing topic is asked for again with back-off,
 and the partition resumes once the topic exists.
+
+A topic deleted after the router has seen it fails the send of its refusals instead;
+the failed batch's rejection topics are forgotten (`RejectionTopics.forget`), so the
+batch, routed again, creates the topic or holds its partition the same way.
 """
 
 from __future__ import annotations
@@ -82,6 +86,14 @@ class RejectionTopics:
     def exist(self, names: Iterable[str]) -> None:
         """Take ``names`` as existing (the topics the router was started with)."""
         self._present.update(names)
+
+    def forget(self, names: Iterable[str]) -> None:
+        """Stop taking ``names`` as existing: a send to them failed.
+
+        An admin may delete a topic the router has seen; the next refusal for it
+        asks again, and creates it or holds its partition as for a missing one.
+        """
+        self._present.difference_update(names)
 
     def known(self, name: str) -> bool:
         """Whether ``name`` is known to exist, without asking the broker."""

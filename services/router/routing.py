@@ -9,6 +9,17 @@ outputs of the batches it sends together and their input offsets into one
 transaction (begin, sends, ``send_offsets_to_transaction``, commit), so a
 ``read_committed`` reader sees every delivery and audit entry of a record once, or
 none of them while the record is still to be routed again.
+
+A batch whose outputs fail makes the router forget the rejection topics among them
+(`RejectionTopics.forget`): one may have been deleted since the router saw it, and
+the batch, routed again, creates it or holds its partition. aiokafka does not give
+up on a record for a deleted topic in time: inside a transaction it asks the
+coordinator to add the topic's partition again and again, for ever; outside one it
+asks for metadata in a tight loop (an ERROR line each time) until the request
+timeout. So a transaction is given ``stuck_after`` seconds, and a plain send is
+given up as soon as the producer's metadata loses one of its rejection topics; then
+the producer is replaced (``renew``), which stops the loop and, with transactions,
+fences the old producer and aborts what it sent.
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ import contextlib
 import logging
 import time
 from collections import Counter as TallyCounter
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -60,6 +71,12 @@ _Decided = tuple[
 ]
 # Per inbound partition: where it is held, and the rejection topic it waits for.
 _Blocked = dict[TopicPartition, tuple[int, str]]
+# Starts a transactional producer with the router's transactional id.
+Renew = Callable[[], Awaitable[AIOKafkaProducer]]
+# A healthy transaction commits within the producer's request timeout (30 s default).
+STUCK_AFTER_SECONDS = 30.0
+# How long a replaced producer gets to close its connections.
+DISCARD_SECONDS = 5.0
 
 
 class OutputsDroppedError(PuenteError):
@@ -70,6 +87,10 @@ class OutputsDroppedError(PuenteError):
 
 class TransactionAbortedError(OutputsDroppedError):
     """A transaction of outputs and offsets failed and was aborted; routed again."""
+
+
+class TransactionStuckError(TransactionAbortedError):
+    """A transaction did not finish in time; its producer is replaced to abort it."""
 
 
 @dataclass
@@ -97,11 +118,13 @@ class BatchRouter:
         group: str,
         depth: int = 4,
         rejection_topics: RejectionTopics | None = None,
+        renew: Renew | None = None,
     ) -> None:
         """Route with ``pipeline``, remember in ``store``, send with ``producer``.
 
         ``rejection_topics`` checks (and creates) the topics refusals go to before
-        they are sent; without it every one is taken to exist.
+        they are sent; without it every one is taken to exist. ``renew`` starts a
+        producer to replace one stuck on a deleted rejection topic.
         """
         self.pipeline = pipeline
         self.store = store
@@ -127,17 +150,30 @@ class BatchRouter:
         # The generation whose transaction failed: its later parcels must not commit
         # offsets beyond the aborted records (-1: none).
         self._aborted = -1
+        self._renew = renew
+        self._stuck_after = STUCK_AFTER_SECONDS
+        self._stale = False  # the producer is stuck: replace it before the next send
+        self._discarded = False  # the stuck producer is closed already
 
-    def use_transactions(self, producer: AIOKafkaProducer) -> None:
+    def use_transactions(
+        self,
+        producer: AIOKafkaProducer,
+        renew: Renew | None = None,
+        stuck_after: float = STUCK_AFTER_SECONDS,
+    ) -> None:
         """Send through ``producer`` (started, transactional) with the input offsets.
 
         Called before `start`. From then on a batch counts as routed once its
-        outputs and its offsets were committed in one transaction.
+        outputs and its offsets were committed in one transaction. A transaction
+        not finished within ``stuck_after`` seconds is given up, and ``renew``
+        starts the producer that replaces ``producer``.
         """
         self.producer = producer
         self._partitions = batches.Partitions(producer)
         self.transactional = True
         self.committer.transactional = True
+        self._renew = renew or self._renew
+        self._stuck_after = stuck_after
 
     async def warm(self, topics: Collection[str]) -> None:
         """Learn the output topics' partitions before the first batch needs them."""
@@ -378,23 +414,89 @@ class BatchRouter:
             if self.transactional:
                 await self._send_in_transaction(current)
                 continue
+            outputs = [o for p in current for o in p.outputs]
             try:
-                acks = await self._send([o for p in current for o in p.outputs])
+                if self._stale:
+                    await self._replace_producer()
+                acks = await self._send(outputs)
             except KafkaError as e:
                 error: BaseException = e
             except Exception as e:  # noqa: BLE001 - a dead sender would stall routing
                 error = OutputsDroppedError(f"outputs not sent: {type(e).__name__}")
             else:
                 gathered = asyncio.gather(*acks)
+                # Before the relays: the batch must be routed again knowing it.
+                gathered.add_done_callback(partial(self._forget_on_failure, outputs))
                 for parcel in current:
                     gathered.add_done_callback(partial(_relay, parcel.sent))
                 # The producer has one request in the air per broker and takes one
                 # batch per partition into it; parcels that arrive meanwhile are
                 # merged into one batch per partition instead of queueing behind it.
-                await asyncio.wait([gathered])
-                continue
+                gone = await self._acknowledged(gathered, outputs)
+                if not gone:
+                    continue
+                self._stale = True
+                error = OutputsDroppedError(f"rejection topics deleted: {sorted(gone)}")
+            self._lost(outputs)
             for parcel in current:
                 parcel.sent.set_exception(error)
+            if self._stale:
+                # Now, not at the next send: the stuck producer keeps asking the
+                # broker for the deleted topic until it is closed.
+                await self._replace_producer()
+
+    async def _acknowledged(
+        self, gathered: asyncio.Future[list[Any]], outputs: Sequence[Output]
+    ) -> set[str]:
+        """Wait for ``gathered``; the rejection topics deleted meanwhile, if any.
+
+        While refusals are in the air every metadata update of the producer is
+        looked at: one that loses their topic would have the producer retry them
+        until its request timeout, so they are given up at once (their batch is
+        routed again).
+        """
+        names = {o.topic for o in outputs if o.kind == "rejection"}
+        cluster = getattr(getattr(self.producer, "client", None), "cluster", None)
+        if not names or self._renew is None or cluster is None:
+            await asyncio.wait([gathered])
+            return set()
+        lost = asyncio.Event()
+
+        def updated(metadata: Any) -> None:
+            if any(metadata.partitions_for_topic(n) is None for n in names):
+                lost.set()
+
+        cluster.add_listener(updated)
+        waiting: asyncio.Future[Any] = asyncio.ensure_future(lost.wait())
+        try:
+            await asyncio.wait([gathered, waiting], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            cluster.remove_listener(updated)
+            waiting.cancel()
+        if gathered.done():
+            return set()
+        return {n for n in names if cluster.partitions_for_topic(n) is None}
+
+    def _forget_on_failure(
+        self, outputs: Sequence[Output], acks: asyncio.Future[list[Any]]
+    ) -> None:
+        if acks.cancelled() or acks.exception() is not None:
+            self._lost(outputs)
+
+    def _lost(self, outputs: Sequence[Output]) -> None:
+        """``outputs`` were not (all) sent: their rejection topics may be gone.
+
+        Forgotten, each is asked for again (and created, or its partition held)
+        when the batch is routed again; one that exists costs a look-up.
+        """
+        checker = self.rejection_topics
+        if checker is None:
+            return
+        names = {o.topic for o in outputs if o.kind == "rejection"}
+        if names:
+            checker.forget(names)
+            # Created again, a topic may have another partition count.
+            self._partitions.forget()
 
     def _current(self, parcels: list[_Parcel]) -> list[_Parcel]:
         """The parcels still to send; the others' batches are routed again."""
@@ -417,14 +519,29 @@ class BatchRouter:
         offsets: dict[TopicPartition, int] = {}
         for parcel in parcels:
             offsets.update(parcel.offsets)  # later batches read further
+        outputs = [o for p in parcels for o in p.outputs]
         acks: list[asyncio.Future[Any]] = []
         try:
-            await self._transact([o for p in parcels for o in p.outputs], offsets, acks)
+            if self._stale:
+                await self._replace_producer()
+            async with asyncio.timeout(self._stuck_after):
+                await self._transact(outputs, offsets, acks)
         except Exception as e:  # noqa: BLE001 - a dead sender would stall routing
             self._aborted = parcels[0].generation
             for ack in acks:
                 ack.add_done_callback(_observe)
-            await self._abort()
+            self._lost(outputs)
+            if isinstance(e, TimeoutError) and self._renew is not None:
+                self._stale = True
+                e = TransactionStuckError(
+                    f"transaction not finished within {self._stuck_after:.0f} s"
+                )
+            if self._stale:
+                # Replaced before the batch is routed again: the stuck producer
+                # would take its next transaction as well.
+                await self._replace_producer()
+            else:
+                await self._abort()
             error = TransactionAbortedError(f"transaction aborted: {type(e).__name__}")
             error.__cause__ = e
             for parcel in parcels:
@@ -432,6 +549,35 @@ class BatchRouter:
             return
         for parcel in parcels:
             parcel.sent.set_result(None)
+
+    async def _replace_producer(self) -> None:
+        """Close the stuck producer, then start a new one in its place.
+
+        With transactions the new one has the same transactional id: the broker
+        aborts the stuck one's open transaction, so nothing it sent becomes visible
+        to ``read_committed`` readers. If the new one cannot start, the next send
+        tries again.
+        """
+        if self._renew is None:
+            return
+        if not self._discarded:
+            # First: until closed, it asks the broker for the deleted topic again
+            # and again (aiokafka logs an ERROR line each time).
+            self._discarded = True
+            await _discard(self.producer)
+        try:
+            producer = await self._renew()
+        except Exception as e:  # noqa: BLE001 - tried again before the next send
+            log.warning("router producer not replaced (%s)", type(e).__name__)
+            return
+        self.producer = producer
+        self._partitions = batches.Partitions(producer)
+        self._stale = self._discarded = False
+        log.warning(
+            "router producer replaced: it was stuck on a deleted rejection topic "
+            "(a transaction waits at most %.0f s); its batches are routed again",
+            self._stuck_after,
+        )
 
     async def _transact(
         self,
@@ -572,6 +718,27 @@ def _relay(target: asyncio.Future[None], acks: asyncio.Future[list[Any]]) -> Non
         target.set_exception(error)
     else:
         target.set_result(None)
+
+
+async def _discard(producer: AIOKafkaProducer) -> None:
+    """Close ``producer``, stuck on a deleted topic, without flushing it.
+
+    Its batches were given up (routed again), and one of them never flushes: its
+    sender retries the deleted topic's partition for ever in a transaction (the
+    broker answers "unknown topic" before it sees the fenced epoch), or asks for
+    metadata in a tight loop until the request timeout. So the sender is cancelled
+    and the connections closed, where `stop` would wait for the flush first.
+    """
+    sender = getattr(producer, "_sender", None)
+    try:
+        async with asyncio.timeout(DISCARD_SECONDS):
+            if sender is None:  # not aiokafka's: nothing to flush around
+                await producer.stop()
+                return
+            await sender.close()
+            await producer.client.close()
+    except Exception as e:  # noqa: BLE001 - it is discarded either way
+        log.info("replaced router producer closed with %s", type(e).__name__)
 
 
 def _observe(future: asyncio.Future[Any]) -> None:
