@@ -71,7 +71,7 @@ _Decided = tuple[
 ]
 # Per inbound partition: where it is held, and the rejection topic it waits for.
 _Blocked = dict[TopicPartition, tuple[int, str]]
-# Starts a transactional producer with the router's transactional id.
+# Starts a producer like the router's (transactional or not) to replace a stuck one.
 Renew = Callable[[], Awaitable[AIOKafkaProducer]]
 # A healthy transaction commits within the producer's request timeout (30 s default).
 STUCK_AFTER_SECONDS = 30.0
@@ -574,9 +574,8 @@ class BatchRouter:
         self._partitions = batches.Partitions(producer)
         self._stale = self._discarded = False
         log.warning(
-            "router producer replaced: it was stuck on a deleted rejection topic "
-            "(a transaction waits at most %.0f s); its batches are routed again",
-            self._stuck_after,
+            "router producer replaced: it was stuck on a deleted rejection topic; "
+            "its batches are routed again"
         )
 
     async def _transact(

@@ -155,11 +155,15 @@ async def router(
     await service.stop()
 
 
-def _errors_naming(caplog: pytest.LogCaptureFixture, topic: str) -> list[str]:
+def _errors_naming(
+    caplog: pytest.LogCaptureFixture, topic: str, logger: str = ""
+) -> list[str]:
     return [
         r.getMessage()
         for r in caplog.records
-        if r.levelno >= logging.ERROR and topic in r.getMessage()
+        if r.levelno >= logging.ERROR
+        and topic in r.getMessage()
+        and r.name.startswith(logger)
     ]
 
 
@@ -246,7 +250,11 @@ async def test_a_rejection_topic_deleted_while_routing_holds_only_its_partition(
         return position == strays[-1] + 1
 
     await _eventually(committed_past, 60, f"{inbound} committed past its last record")
-    assert len(_errors_naming(caplog, rejected)) == 1
+    assert len(_errors_naming(caplog, rejected, "services.")) == 1
+    # aiokafka logs an ERROR line for each metadata update that lacks the topic; the
+    # producer that asks for it is closed at the first (it used to ask in a tight
+    # loop until its request timeout: thousands of lines).
+    assert len(_errors_naming(caplog, rejected)) <= 10
 
 
 async def _exists_not(kafka: KafkaSettings, topic: str) -> bool:
