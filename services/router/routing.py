@@ -16,10 +16,11 @@ the batch, routed again, creates it or holds its partition. aiokafka does not gi
 up on a record for a deleted topic in time: inside a transaction it asks the
 coordinator to add the topic's partition again and again, for ever; outside one it
 asks for metadata in a tight loop (an ERROR line each time) until the request
-timeout. So a transaction is given ``stuck_after`` seconds, and a plain send is
-given up as soon as the producer's metadata loses one of its rejection topics; then
-the producer is replaced (``renew``), which stops the loop and, with transactions,
-fences the old producer and aborts what it sent.
+timeout. So a plain send is given up as soon as the producer's metadata loses one
+of its rejection topics, and a transaction with refusals once a refresh of that
+metadata (``CHECK_SECONDS`` in, and as often again) does, or after ``stuck_after``
+seconds in any case; then the producer is replaced (``renew``), which stops the loop
+and, with transactions, fences the old producer and aborts what it sent.
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ Renew = Callable[[], Awaitable[AIOKafkaProducer]]
 STUCK_AFTER_SECONDS = 30.0
 # How long a replaced producer gets to close its connections.
 DISCARD_SECONDS = 5.0
+# A transaction with refusals not committed after this long has the producer refresh
+# its metadata (and again as long as it lasts), to find a deleted rejection topic.
+CHECK_SECONDS = 2.0
 
 
 class OutputsDroppedError(PuenteError):
@@ -525,17 +529,18 @@ class BatchRouter:
             if self._stale:
                 await self._replace_producer()
             async with asyncio.timeout(self._stuck_after):
-                await self._transact(outputs, offsets, acks)
+                await self._transact_watching(outputs, offsets, acks)
         except Exception as e:  # noqa: BLE001 - a dead sender would stall routing
             self._aborted = parcels[0].generation
             for ack in acks:
                 ack.add_done_callback(_observe)
             self._lost(outputs)
-            if isinstance(e, TimeoutError) and self._renew is not None:
-                self._stale = True
+            if isinstance(e, TimeoutError):
                 e = TransactionStuckError(
                     f"transaction not finished within {self._stuck_after:.0f} s"
                 )
+            if isinstance(e, TransactionStuckError) and self._renew is not None:
+                self._stale = True
             if self._stale:
                 # Replaced before the batch is routed again: the stuck producer
                 # would take its next transaction as well.
@@ -549,6 +554,40 @@ class BatchRouter:
             return
         for parcel in parcels:
             parcel.sent.set_result(None)
+
+    async def _transact_watching(
+        self,
+        outputs: list[Output],
+        offsets: dict[TopicPartition, int],
+        acks: list[asyncio.Future[Any]],
+    ) -> None:
+        """`_transact`, given up once a rejection topic among ``outputs`` is deleted.
+
+        While aiokafka asks to add a deleted topic's partition to the transaction it
+        never looks at its metadata again, so it is asked to, ``CHECK_SECONDS``
+        into the transaction and as often again while it lasts.
+        """
+        names = {o.topic for o in outputs if o.kind == "rejection"}
+        client = getattr(self.producer, "client", None)
+        transaction = asyncio.ensure_future(self._transact(outputs, offsets, acks))
+        if not names or client is None or self._renew is None:
+            await transaction
+            return
+        watcher = asyncio.ensure_future(_deleted(client, names))
+        try:
+            await asyncio.wait(
+                [transaction, watcher], return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            watcher.cancel()
+            if not transaction.done():
+                transaction.cancel()
+        if transaction.done() and not transaction.cancelled():
+            transaction.result()  # its error, if any
+            return
+        raise TransactionStuckError(
+            f"rejection topics deleted: {sorted(watcher.result())}"
+        )
 
     async def _replace_producer(self) -> None:
         """Close the stuck producer, then start a new one in its place.
@@ -717,6 +756,16 @@ def _relay(target: asyncio.Future[None], acks: asyncio.Future[list[Any]]) -> Non
         target.set_exception(error)
     else:
         target.set_result(None)
+
+
+async def _deleted(client: Any, names: set[str]) -> set[str]:
+    """Those of ``names`` a refresh of ``client``'s metadata finds deleted, once any."""
+    while True:
+        await asyncio.sleep(CHECK_SECONDS)
+        # Unanswered, it keeps the old metadata: nothing is found deleted.
+        await client.force_metadata_update()
+        if gone := {n for n in names if client.cluster.partitions_for_topic(n) is None}:
+            return gone
 
 
 async def _discard(producer: AIOKafkaProducer) -> None:

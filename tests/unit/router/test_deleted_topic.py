@@ -15,6 +15,7 @@ from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
 from services.contracts.catalog import Catalog
+from services.router import routing
 from services.router.dedupe import DedupeStore
 from services.router.held import RejectionTopics
 from services.router.metrics import RouterMetrics
@@ -351,3 +352,58 @@ async def test_refusals_whose_topic_leaves_the_producer_s_metadata_are_given_up_
         assert router.held.waiting == {GHOST: REJECTED}
     finally:
         await router.close()
+
+
+class RefreshingClient(Client):
+    """A producer client whose metadata refresh finds what the test deleted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broker_topics = set(self.cluster.topics)
+        self.refreshes = 0
+
+    async def force_metadata_update(self) -> bool:
+        self.refreshes += 1
+        self.cluster.update(set(self.broker_topics))
+        return True
+
+
+async def test_a_transaction_waiting_on_a_deleted_topic_is_given_up_within_seconds(
+    router: BatchRouter,
+    broker: Broker,
+    catalog: Catalog,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(routing, "CHECK_SECONDS", 0.05)
+    checker = router.rejection_topics
+    assert checker is not None
+    checker.exist([REJECTED])
+    stuck = TransactionalProducer("stuck", stuck=True)
+    client = RefreshingClient()
+    stuck.client = client  # type: ignore[attr-defined]
+    fresh = TransactionalProducer("fresh", stuck=False)
+
+    async def renew() -> AIOKafkaProducer:
+        return cast(AIOKafkaProducer, fresh)
+
+    # Far beyond the test's patience: only the refreshed metadata can end it.
+    router.use_transactions(cast(AIOKafkaProducer, stuck), renew=renew, stuck_after=600)
+
+    async def send(outputs: list[Output]) -> list[asyncio.Future[Any]]:
+        return []
+
+    monkeypatch.setattr(router, "_send", send)
+    router.start()
+    consumer = FakeConsumer()
+    broker.topics.clear()
+    client.broker_topics.discard(REJECTED)
+
+    await router.route(_batch(catalog), consumer)
+    await _until(lambda: router.producer is cast(AIOKafkaProducer, fresh), "replaced")
+    assert client.refreshes >= 1
+    assert "stop" in stuck.calls
+    assert not checker.known(REJECTED)
+
+    await router.route(_batch(catalog), consumer)
+    await asyncio.wait_for(router.committer.drain(), WAIT)
+    assert router.held.waiting == {GHOST: REJECTED}
