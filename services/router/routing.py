@@ -762,8 +762,10 @@ async def _deleted(client: Any, names: set[str]) -> set[str]:
     """Those of ``names`` a refresh of ``client``'s metadata finds deleted, once any."""
     while True:
         await asyncio.sleep(CHECK_SECONDS)
-        # Unanswered, it keeps the old metadata: nothing is found deleted.
-        await client.force_metadata_update()
+        # Unanswered, it keeps the old metadata: nothing is found deleted. A failed
+        # look must not end a transaction that may be healthy.
+        with contextlib.suppress(Exception):
+            await client.force_metadata_update()
         if gone := {n for n in names if client.cluster.partitions_for_topic(n) is None}:
             return gone
 
