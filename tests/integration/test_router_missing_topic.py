@@ -12,98 +12,41 @@ named in one ERROR line) and answer every held record once an admin creates
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-import secrets
-import time
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry
 
-from services.acl import ServicePrincipals
-from services.acl.admin import KafkaAcls
-from services.acl.plan import service_bindings, user
 from services.contracts import codec, topics
 from services.kafkalocal import LocalKafka
-from services.router.app import RouterService, build_service
-from services.router.settings import RouterSettings
+from services.router.app import RouterService
 from services.runtime import pubsub
 from services.runtime import topic_admin as runtime_topics
-from services.runtime.embedded import free_port
-from services.runtime.kafka import admin_config
-from services.runtime.settings import REPO_ROOT, HubSettings, KafkaSettings
+from services.runtime.settings import KafkaSettings
+from tests.support.held_router import (
+    HELD,
+    committed,
+    errors_naming,
+    eventually,
+    member_event,
+    restricted_router,
+    stranger_source,
+)
 from tests.support.kafka import collect, header, produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
-HELD = "puente_router_partitions_held"
 STRAYS = 3
-
-
-def _router_principal(apache_kafka: LocalKafka, name: str) -> KafkaSettings:
-    """A SCRAM user holding the production router's bindings, its group named ``name``.
-
-    The bindings come from the ACL plan itself (no CREATE on anything).
-    """
-    password = secrets.token_hex(16)
-    services = ServicePrincipals(router=name, router_group=name)
-    bindings = [b for b in service_bindings(services) if b.principal == user(name)]
-    with KafkaAcls(apache_kafka.settings()) as acls:
-        assert acls.set_scram({name: password}) == {}
-        assert acls.create(bindings) == []
-    return apache_kafka.settings(name, password)
-
-
-async def _admin(kafka: KafkaSettings) -> AIOKafkaAdminClient:
-    admin = AIOKafkaAdminClient(**admin_config(kafka, "test-missing-topic-admin"))
-    await admin.start()
-    return admin
-
-
-async def _committed(kafka: KafkaSettings, group: str, tp: TopicPartition) -> int | None:
-    admin = await _admin(kafka)
-    try:
-        offsets = await admin.list_consumer_group_offsets(group, partitions=[tp])
-    finally:
-        await admin.close()
-    found = offsets.get(tp)
-    return None if found is None or found.offset < 0 else found.offset
-
-
-async def _eventually(check: Callable[[], Any], timeout: float, what: str) -> None:
-    """Wait until ``check()`` (sync or async) is true; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, f"not within {timeout:.0f} s: {what}"
-        await asyncio.sleep(0.5)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def stranger(kafka: KafkaSettings) -> AsyncIterator[str]:
     """A source the policy does not name, with an inbound topic and no rejected one."""
-    name = f"ghost_{uuid.uuid4().hex[:8]}"
-    await runtime_topics.create(kafka, {topics.inbound(name, "referral"): 1})
-    yield name
-    # Every later router of the session reads every hub.in topic: leave none behind.
-    admin = await _admin(kafka)
-    try:
-        await admin.delete_topics([topics.inbound(name, "referral")])
-        if topics.rejected(name) in await admin.list_topics():
-            await admin.delete_topics([topics.rejected(name)])
-    finally:
-        await admin.close()
+    async with stranger_source(kafka, "ghost", rejected=False) as name:
+        yield name
 
 
 @pytest_asyncio.fixture(loop_scope="session", params=["auto", "off"])
@@ -120,41 +63,10 @@ async def router(
     by the router itself).
     """
     del stranger  # its topic exists before the router subscribes
-    name = f"stall-router-{uuid.uuid4().hex[:8]}"
-    principal = await asyncio.to_thread(_router_principal, apache_kafka, name)
-    settings = RouterSettings(
-        group_id=name,
-        port=free_port(),
-        hub=HubSettings(state_dir=tmp_path),
-        kafka=principal,
-        transactions=request.param,
-    )
-    registry = CollectorRegistry()
-    service = build_service(settings, registry)
-    # The hub's topics are the init job's: the router may not create them.
-    wanted = runtime_topics.plan(
-        settings.topics, service.policy.publish_rights, service.policy.receive_rights
-    )
-    await runtime_topics.create(kafka, wanted)
-    await service.start()
-    assert service.router.transactional is (request.param == "auto")
-    yield service, registry
-    await service.stop()
-
-
-def _errors_naming(caplog: pytest.LogCaptureFixture, topic: str) -> list[str]:
-    return [
-        r.getMessage()
-        for r in caplog.records
-        if r.levelno >= logging.ERROR and topic in r.getMessage()
-    ]
-
-
-def _good(service: RouterService) -> tuple[str, Any]:
-    event = json.loads((REPO_ROOT / "examples" / "return_arrival.json").read_text())
-    event_id = str(uuid.uuid4())
-    event["envelope"]["event_id"] = event_id
-    return event_id, pubsub.prepare(service.catalog, "return_arrival", "dgme", event)
+    async with restricted_router(
+        apache_kafka, kafka, tmp_path, transactions=request.param, prefix="stall-router"
+    ) as running:
+        yield running
 
 
 async def test_a_source_without_a_rejection_topic_holds_its_partition_until_it_exists(
@@ -174,7 +86,7 @@ async def test_a_source_without_a_rejection_topic_holds_its_partition_until_it_e
     for n in range(STRAYS):
         [(_, _, offset)] = await produce(kafka, [(inbound, None, b"\x00stray%d" % n, [])])
         strays.append(offset)
-        event_id, prepared = _good(service)
+        event_id, prepared = member_event(service)
         await pubsub.send_all(kafka, [prepared])
         good.add(event_id)
 
@@ -199,13 +111,13 @@ async def test_a_source_without_a_rejection_topic_holds_its_partition_until_it_e
         counted = registry.get_sample_value(HELD) == len(waiting)
         return counted and waiting.get(held_tp) == rejected
 
-    await _eventually(held, 60, f"{inbound} held and counted")
+    await eventually(held, 60, f"{inbound} held and counted")
     assert (registry.get_sample_value(HELD) or 0) >= 1
-    assert await _committed(kafka, service.settings.group_id, held_tp) in (
+    assert await committed(kafka, service.settings.group_id, held_tp) in (
         None,
         strays[0],
     )
-    assert _errors_naming(caplog, rejected)
+    assert errors_naming(caplog, rejected)
     # Names and offsets only: never a record's content.
     assert all("stray" not in r.getMessage() for r in caplog.records)
 
@@ -219,12 +131,12 @@ async def test_a_source_without_a_rejection_topic_holds_its_partition_until_it_e
     assert {(d["original_topic"], d["reason"]) for d in decoded} == {
         (inbound, "undecodable")
     }
-    await _eventually(lambda: not held(), 60, f"{inbound} no longer held")
+    await eventually(lambda: not held(), 60, f"{inbound} no longer held")
     assert registry.get_sample_value(HELD) == len(service.router.held.waiting)
 
     async def committed_past() -> bool:
-        position = await _committed(kafka, service.settings.group_id, held_tp)
+        position = await committed(kafka, service.settings.group_id, held_tp)
         return position == strays[-1] + 1
 
-    await _eventually(committed_past, 60, f"{inbound} committed past its last record")
-    assert len(_errors_naming(caplog, rejected)) == 1
+    await eventually(committed_past, 60, f"{inbound} committed past its last record")
+    assert len(errors_naming(caplog, rejected)) == 1
