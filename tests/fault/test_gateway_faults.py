@@ -15,7 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -70,13 +70,6 @@ async def wait_for(check: Any, deadline_s: float) -> bool:
 
 def first_occurrences(seen: list[str]) -> list[str]:
     return list(dict.fromkeys(seen))
-
-
-@pytest.fixture
-def own_broker() -> Iterator[EmbeddedBroker]:
-    broker = EmbeddedBroker().start()
-    yield broker
-    broker.stop()
 
 
 @pytest.fixture

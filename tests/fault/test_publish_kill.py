@@ -9,9 +9,7 @@ safe.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -31,17 +29,6 @@ EVENTS = 40_000
 TIMEOUT_S = 5
 # Process teardown after the bound, on a machine shared by several test runs.
 MARGIN_S = 15
-
-
-@pytest.fixture
-async def own_node(tmp_path: Path) -> AsyncIterator[LocalKafka]:
-    """One Apache Kafka node of this test's own: the test kills it."""
-    node = LocalKafka(tmp_path / "kafka", brokers=1, port_base=0, heap="384m")
-    await asyncio.to_thread(node.start)
-    try:
-        yield node
-    finally:
-        await asyncio.to_thread(node.stop)
 
 
 async def test_an_idempotent_publish_ends_within_its_timeout_when_its_node_is_killed(

@@ -8,8 +8,6 @@ and one saying the broker answers again, and none of aiokafka's own log.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -20,17 +18,6 @@ from services.runtime.kafka import bootstrap
 from tests.support.tail import TOPIC, Running, assert_quiet, event_ids, prepared
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow, pytest.mark.timeout(300)]
-
-
-@pytest.fixture
-async def own_node(tmp_path: Path) -> AsyncIterator[LocalKafka]:
-    """One Apache Kafka node of this test's own: the test kills it."""
-    node = LocalKafka(tmp_path / "kafka", brokers=1, port_base=0, heap="384m")
-    await asyncio.to_thread(node.start)
-    try:
-        yield node
-    finally:
-        await asyncio.to_thread(node.stop)
 
 
 async def test_a_followed_tail_goes_on_where_it_stopped_when_its_node_comes_back(

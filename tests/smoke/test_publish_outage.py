@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,14 +35,6 @@ EVENTS = 40_000
 TIMEOUT_S = 5
 # Process teardown after the bound, on a machine shared by several test runs.
 MARGIN_S = 15
-
-
-@pytest.fixture
-def own_broker() -> Iterator[EmbeddedBroker]:
-    """A broker of this test's own: the test kills it."""
-    broker = EmbeddedBroker().start()
-    yield broker
-    broker.stop()
 
 
 async def test_publish_ends_within_its_timeout_when_the_broker_dies_mid_publish(

@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
@@ -38,14 +37,6 @@ pytestmark = [pytest.mark.smoke, pytest.mark.slow, pytest.mark.timeout(120)]
 MANY = 40_000
 # The --timeout of a tail without --follow whose broker dies.
 TIMEOUT_S = 3
-
-
-@pytest.fixture
-def own_broker() -> Iterator[EmbeddedBroker]:
-    """A broker of this test's own: the test kills it."""
-    broker = EmbeddedBroker().start()
-    yield broker
-    broker.stop()
 
 
 async def test_a_tail_of_a_broker_that_is_gone_says_so_in_one_line(
