@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 import pytest
 
 from services.contracts.catalog import Catalog
+from services.router.dedupe import DedupeStore
 from services.router.pipeline import Pipeline
 from tests.unit.router.standins import stand_in_pipeline
 
@@ -13,3 +17,11 @@ from tests.unit.router.standins import stand_in_pipeline
 def pipeline(catalog: Catalog) -> Pipeline:
     """A fresh pipeline per test."""
     return stand_in_pipeline(catalog)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[DedupeStore]:
+    """A fresh de-duplication store per test."""
+    store = DedupeStore(tmp_path / "dedupe.sqlite")
+    yield store
+    store.close()

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
+
 from services.contracts import codec
 from services.contracts.catalog import Catalog, SchemaEntry
 from services.contracts.natural import codec_for
@@ -102,3 +105,57 @@ def record(catalog: Catalog, topic: str, **envelope: Any) -> Inbound:
     natural = minimal(entry, source_institution_id="dgme", **envelope)
     value = codec.encode(entry, codec_for(entry).to_datum(natural))
     return Inbound(topic, 0, 7, None, value, 1_700_000_000_000)
+
+
+# A source the policy does not name beside a member, for the held-partition tests.
+GHOST = TopicPartition("hub.in.ghost.referral", 0)
+MEMBER = TopicPartition("hub.in.dgme.return_arrival", 0)
+REJECTED = "hub.rejected.ghost"
+HELD = "puente_router_partitions_held"
+
+
+class HoldingConsumer:
+    """Records seeks, pauses and resumes of the partitions it holds."""
+
+    def __init__(self, held: set[TopicPartition] | None = None) -> None:
+        self.held = {GHOST, MEMBER} if held is None else held
+        self.positions: dict[TopicPartition, int] = {}
+        self.paused: set[TopicPartition] = set()
+
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions it holds."""
+        return set(self.held)
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        """Note where ``partition`` is read next."""
+        self.positions[partition] = offset
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        """Note ``partitions`` paused."""
+        self.paused.update(partitions)
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        """Note ``partitions`` resumed."""
+        self.paused.difference_update(partitions)
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commits are not what these tests look at."""
+        del offsets
+
+
+def consumed(tp: TopicPartition, offset: int, value: bytes) -> Any:
+    """A fetched record of ``tp`` at ``offset``."""
+    return ConsumerRecord(
+        tp.topic, tp.partition, offset, 1_700_000_000_000, 0, None, value, None, 0,
+        len(value), [],
+    )  # fmt: skip
+
+
+def stranger_batch(catalog: Catalog) -> list[Any]:
+    """Interleaved: a member's events at 0-2, a stranger's records at 5-7."""
+    batch = []
+    for n in range(3):
+        member = record(catalog, MEMBER.topic, event_id=str(uuid.uuid4()))
+        batch.append(consumed(MEMBER, n, member.value or b""))
+        batch.append(consumed(GHOST, 5 + n, b"\x00not avro %d" % n))
+    return batch

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import UnknownTopicOrPartitionError
-from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
 from services.contracts.catalog import Catalog
@@ -22,12 +19,15 @@ from services.router.metrics import RouterMetrics
 from services.router.pipeline import Output, Pipeline
 from services.router.routing import BatchRouter
 from services.runtime.topic_admin import TopicCreationRefusedError
-from tests.unit.router.standins import record
+from tests.unit.router.standins import (
+    GHOST,
+    HELD,
+    MEMBER,
+    REJECTED,
+    HoldingConsumer,
+    stranger_batch,
+)
 
-GHOST = TopicPartition("hub.in.ghost.referral", 0)
-MEMBER = TopicPartition("hub.in.dgme.return_arrival", 0)
-REJECTED = "hub.rejected.ghost"
-HELD = "puente_router_partitions_held"
 WAIT = 10.0
 
 Send = Callable[[list[Output]], Awaitable[list[asyncio.Future[Any]]]]
@@ -45,53 +45,6 @@ class Broker:
         if name in self.topics:
             return False
         raise TopicCreationRefusedError(f"the broker refused to create topic {name}")
-
-
-class FakeConsumer:
-    """The consumer calls of router, committer and held partitions."""
-
-    def __init__(self) -> None:
-        self.positions: dict[TopicPartition, int] = {}
-        self.paused: set[TopicPartition] = set()
-
-    def assignment(self) -> set[TopicPartition]:
-        return {GHOST, MEMBER}
-
-    def seek(self, partition: TopicPartition, offset: int) -> None:
-        self.positions[partition] = offset
-
-    def pause(self, *partitions: TopicPartition) -> None:
-        self.paused.update(partitions)
-
-    def resume(self, *partitions: TopicPartition) -> None:
-        self.paused.difference_update(partitions)
-
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        del offsets
-
-
-def _consumed(tp: TopicPartition, offset: int, value: bytes) -> Any:
-    return ConsumerRecord(
-        tp.topic, tp.partition, offset, 1_700_000_000_000, 0, None, value, None, 0,
-        len(value), [],
-    )  # fmt: skip
-
-
-def _batch(catalog: Catalog) -> list[Any]:
-    """Interleaved: a member's events at 0-2, a stranger's records at 5-7."""
-    batch = []
-    for n in range(3):
-        member = record(catalog, MEMBER.topic, event_id=str(uuid.uuid4()))
-        batch.append(_consumed(MEMBER, n, member.value or b""))
-        batch.append(_consumed(GHOST, 5 + n, b"\x00not avro %d" % n))
-    return batch
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[DedupeStore]:
-    store = DedupeStore(tmp_path / "dedupe.sqlite")
-    yield store
-    store.close()
 
 
 @pytest.fixture
@@ -159,8 +112,8 @@ async def test_a_failed_send_to_a_deleted_rejection_topic_holds_only_its_partiti
     sent: list[list[Output]] = []
     monkeypatch.setattr(router, "_send", _failing_send(sent, in_acks=in_acks))
     router.start()
-    consumer = FakeConsumer()
-    batch = _batch(catalog)
+    consumer = HoldingConsumer()
+    batch = stranger_batch(catalog)
 
     # Deleted meanwhile: the batch fails, and the router forgets the topic.
     broker.topics.clear()
@@ -234,8 +187,8 @@ async def test_a_transaction_stuck_on_a_deleted_topic_is_replaced_and_its_batch_
 
     monkeypatch.setattr(router, "_send", send)
     router.start()
-    consumer = FakeConsumer()
-    batch = _batch(catalog)
+    consumer = HoldingConsumer()
+    batch = stranger_batch(catalog)
     broker.topics.clear()  # deleted after the router saw it
 
     await router.route(batch, consumer)
@@ -328,8 +281,8 @@ async def test_refusals_whose_topic_leaves_the_producer_s_metadata_are_given_up_
 
     monkeypatch.setattr(router, "_send", send)
     router.start()
-    consumer = FakeConsumer()
-    batch = _batch(catalog)
+    consumer = HoldingConsumer()
+    batch = stranger_batch(catalog)
     try:
         broker.topics.clear()
         await router.route(batch, consumer)
@@ -394,16 +347,16 @@ async def test_a_transaction_waiting_on_a_deleted_topic_is_given_up_within_secon
 
     monkeypatch.setattr(router, "_send", send)
     router.start()
-    consumer = FakeConsumer()
+    consumer = HoldingConsumer()
     broker.topics.clear()
     client.broker_topics.discard(REJECTED)
 
-    await router.route(_batch(catalog), consumer)
+    await router.route(stranger_batch(catalog), consumer)
     await _until(lambda: router.producer is cast(AIOKafkaProducer, fresh), "replaced")
     assert client.refreshes >= 1
     assert "stop" in stuck.calls
     assert not checker.known(REJECTED)
 
-    await router.route(_batch(catalog), consumer)
+    await router.route(stranger_batch(catalog), consumer)
     await asyncio.wait_for(router.committer.drain(), WAIT)
     assert router.held.waiting == {GHOST: REJECTED}

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import pytest
-from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.structs import ConsumerRecord
+from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from services.contracts.catalog import Catalog
@@ -21,12 +17,15 @@ from services.router.pipeline import Pipeline
 from services.router.routing import BatchRouter
 from services.runtime.consume import Backoff
 from services.runtime.topic_admin import TopicCreationRefusedError
-from tests.unit.router.standins import record
-
-GHOST = TopicPartition("hub.in.ghost.referral", 0)
-MEMBER = TopicPartition("hub.in.dgme.return_arrival", 0)
-REJECTED = "hub.rejected.ghost"
-HELD = "puente_router_partitions_held"
+from tests.unit.router.standins import (
+    GHOST,
+    HELD,
+    MEMBER,
+    REJECTED,
+    HoldingConsumer,
+    consumed,
+    stranger_batch,
+)
 
 
 class Broker:
@@ -58,30 +57,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class FakeConsumer:
-    """Records seeks, pauses and resumes of the partitions it holds."""
-
-    def __init__(self, held: set[TopicPartition]) -> None:
-        self.held = held
-        self.positions: dict[TopicPartition, int] = {}
-        self.paused: set[TopicPartition] = set()
-
-    def assignment(self) -> set[TopicPartition]:
-        return set(self.held)
-
-    def seek(self, partition: TopicPartition, offset: int) -> None:
-        self.positions[partition] = offset
-
-    def pause(self, *partitions: TopicPartition) -> None:
-        self.paused.update(partitions)
-
-    def resume(self, *partitions: TopicPartition) -> None:
-        self.paused.difference_update(partitions)
-
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        del offsets
 
 
 def _checker(broker: Broker, clock: Clock) -> RejectionTopics:
@@ -135,7 +110,7 @@ def _held() -> tuple[HeldPartitions, CollectorRegistry]:
 async def test_a_held_partition_is_paused_at_the_record_counted_and_logged_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    consumer = FakeConsumer({GHOST})
+    consumer = HoldingConsumer({GHOST})
     held, registry = _held()
     caplog.set_level(logging.INFO)
     held.hold(consumer, GHOST, 7, REJECTED, "refused")
@@ -150,7 +125,7 @@ async def test_a_held_partition_is_paused_at_the_record_counted_and_logged_once(
 
 
 async def test_a_held_partition_resumes_once_its_rejection_topic_exists() -> None:
-    consumer = FakeConsumer({GHOST})
+    consumer = HoldingConsumer({GHOST})
     broker, clock = Broker(refuse=True), Clock()
     topics = _checker(broker, clock)
     held, registry = _held()
@@ -165,36 +140,12 @@ async def test_a_held_partition_resumes_once_its_rejection_topic_exists() -> Non
 
 
 async def test_a_held_partition_moved_to_another_router_is_no_longer_counted() -> None:
-    consumer = FakeConsumer({GHOST})
+    consumer = HoldingConsumer({GHOST})
     held, registry = _held()
     held.hold(consumer, GHOST, 7, REJECTED, "refused")
     consumer.held.clear()
     await held.recheck(consumer, _checker(Broker(refuse=True), Clock()))
     assert registry.get_sample_value(HELD) == 0.0
-
-
-def _consumed(tp: TopicPartition, offset: int, value: bytes) -> Any:
-    return ConsumerRecord(
-        tp.topic, tp.partition, offset, 1_700_000_000_000, 0, None, value, None, 0,
-        len(value), [],
-    )  # fmt: skip
-
-
-def _batch(catalog: Catalog) -> list[Any]:
-    """Interleaved: a member's events at 0-2, a stranger's records at 5-7."""
-    batch = []
-    for n in range(3):
-        member = record(catalog, MEMBER.topic, event_id=str(uuid.uuid4()))
-        batch.append(_consumed(MEMBER, n, member.value or b""))
-        batch.append(_consumed(GHOST, 5 + n, b"\x00not avro %d" % n))
-    return batch
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[DedupeStore]:
-    store = DedupeStore(tmp_path / "dedupe.sqlite")
-    yield store
-    store.close()
 
 
 def _router(
@@ -216,8 +167,8 @@ async def test_a_refused_creation_holds_only_the_strangers_partition(
     pipeline: Pipeline, store: DedupeStore, registry: CollectorRegistry, catalog: Catalog
 ) -> None:
     router = _router(pipeline, store, registry, Broker(refuse=True))
-    consumer = FakeConsumer({GHOST, MEMBER})
-    await router.route(_batch(catalog), consumer)
+    consumer = HoldingConsumer({GHOST, MEMBER})
+    await router.route(stranger_batch(catalog), consumer)
     parcel = router._outbox.get_nowait()
     assert {o.kind for o in parcel.outputs} == {"delivery", "audit"}
     # Nothing of the stranger's partition is committed: it goes on at offset 5.
@@ -231,10 +182,10 @@ async def test_a_batch_fetched_before_the_hold_is_dropped_and_sought_back(
     pipeline: Pipeline, store: DedupeStore, registry: CollectorRegistry, catalog: Catalog
 ) -> None:
     router = _router(pipeline, store, registry, Broker(refuse=True))
-    consumer = FakeConsumer({GHOST, MEMBER})
-    await router.route(_batch(catalog), consumer)
+    consumer = HoldingConsumer({GHOST, MEMBER})
+    await router.route(stranger_batch(catalog), consumer)
     consumer.positions.clear()
-    await router.route([_consumed(GHOST, 8, b"\x00late")], consumer)
+    await router.route([consumed(GHOST, 8, b"\x00late")], consumer)
     assert consumer.positions == {GHOST: 5}
     router._outbox.get_nowait()
     late = router._outbox.get_nowait()
@@ -246,8 +197,8 @@ async def test_a_missing_topic_the_router_may_create_holds_nothing(
 ) -> None:
     broker = Broker(refuse=False)  # the embedded broker: anyone may create
     router = _router(pipeline, store, registry, broker)
-    consumer = FakeConsumer({GHOST, MEMBER})
-    await router.route(_batch(catalog), consumer)
+    consumer = HoldingConsumer({GHOST, MEMBER})
+    await router.route(stranger_batch(catalog), consumer)
     parcel = router._outbox.get_nowait()
     rejections = [o for o in parcel.outputs if o.kind == "rejection"]
     assert [o.topic for o in rejections] == [REJECTED] * 3
