@@ -28,7 +28,12 @@ from prometheus_client import CollectorRegistry
 from services.contracts import topics
 from services.contracts.catalog import Catalog
 from services.indicators.catalogue import Catalogue
-from services.indicators.counting import LOCAL, closed_through
+from services.indicators.counting import (
+    LOCAL,
+    closed_through,
+    covering,
+    period_bounds,
+)
 from services.indicators.errors import (
     IndicatorsError,
     NotAllowedError,
@@ -181,8 +186,11 @@ class IndicatorsService:
             if self.store is None:
                 raise StoreError("the indicators database is not open (not started)")
             counts = await asyncio.to_thread(
-                self.store.counts, indicator.id, self.settings.release_after_days
-            )
+                functools.partial(
+                    self.store.counts, indicator.id, self.settings.release_after_days,
+                    days=covering(first, last, indicator.period),
+                )
+            )  # fmt: skip
         # Protecting a period takes up to seconds (small-area breakdowns): off the
         # event loop, which keeps the consumer's heartbeats going meanwhile.
         return await asyncio.to_thread(
@@ -201,18 +209,23 @@ class IndicatorsService:
         for ident in indicators:
             if self._stopping.is_set():
                 return
+            indicator = self.catalogue.get(ident)
             async with self._turn:
                 if self.store is None:
                     return
-                counts = await asyncio.to_thread(self.store.counts, ident, after)
-            day = counts.through
-            if day is not None:
-                await asyncio.to_thread(
+                store = self.store
+                day = (await asyncio.to_thread(store.released_through)).get(ident)
+                if day is None:
+                    continue
+                counts = await asyncio.to_thread(
                     functools.partial(
-                        publish, self.catalogue.get(ident), counts, day, day,
-                        cache=self.cache,
+                        store.counts, ident, after,
+                        days=period_bounds(day, indicator.period),
                     )
                 )  # fmt: skip
+            await asyncio.to_thread(
+                functools.partial(publish, indicator, counts, day, day, cache=self.cache)
+            )
 
     async def release_due(self, now: datetime | None = None) -> list[str]:
         """Release every period due by ``now`` once the topics are read up to then.
@@ -223,13 +236,13 @@ class IndicatorsService:
         is caught up), so a backlog (a restart, a slow spell) never freezes a period
         whose events are still waiting to be read. Returns the indicators released.
         """
-        store = self.store
-        if store is None:
-            return []
         now = now or datetime.now(LOCAL)
         today = now.astimezone(LOCAL).date()
         after = self.settings.release_after_days
-        marks = await asyncio.to_thread(store.released_through)
+        async with self._turn:
+            if self.store is None:
+                return []
+            marks = await asyncio.to_thread(self.store.released_through)
         due = {}
         for indicator in self.catalogue.indicators.values():
             through = closed_through(indicator.period, today, after)

@@ -21,6 +21,7 @@ from rich.table import Table
 from services.contracts import topics
 from services.contracts.errors import PuenteError
 from services.indicators.catalogue import Catalogue, Indicator
+from services.indicators.counting import covering
 from services.indicators.metrics import local_today
 from services.indicators.rebuild import differences, rebuild
 from services.indicators.settings import IndicatorsSettings, load_catalogue_for
@@ -204,7 +205,10 @@ def export_command(  # noqa: PLR0917 - one parameter per option
         store = Store.open(database(db, settings), readonly=True)
         try:
             counts = store.counts(
-                indicator.id, settings.release_after_days, live=provisional
+                indicator.id,
+                settings.release_after_days,
+                live=provisional,
+                days=covering(first, last, indicator.period),
             )
         finally:
             store.close()

@@ -79,6 +79,13 @@ def period_bounds(day: date, period: Period) -> tuple[date, date]:
     return start, following - timedelta(days=1)
 
 
+def covering(first: date, last: date, period: Period) -> tuple[date, date] | None:
+    """The days of the whole periods that meet [first, last] (None: an empty range)."""
+    if last < first:
+        return None
+    return period_bounds(first, period)[0], period_bounds(last, period)[1]
+
+
 def periods_between(start: date, end: date, period: Period) -> list[tuple[date, date]]:
     """Every whole period that meets [start, end], in order."""
     out = []

@@ -20,7 +20,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from services.indicators.catalogue import Catalogue
-from services.indicators.counting import LOCAL
+from services.indicators.counting import LOCAL, period_bounds
 from services.indicators.errors import StoreError
 from services.indicators.store import Store
 from services.indicators.tables import Cache, publish
@@ -148,7 +148,8 @@ class IndicatorCollector(Collector):
             try:
                 # The current period, not released yet: from the live counts
                 # (operators' gauges, never a reader's table), protected likewise.
-                counts = store.counts(indicator.id, 0, live=True)
+                days = period_bounds(today, indicator.period)
+                counts = store.counts(indicator.id, 0, live=True, days=days)
             except StoreError as e:
                 log.warning("indicator totals not read: %s", e)
                 return out

@@ -140,22 +140,35 @@ class Store(StateStore):
                 done.append(indicator)
         return done
 
-    def counts(self, indicator: str, release_after: int, *, live: bool = False) -> Counts:
-        """What ``indicator``'s tables are cut from (with the live counts: operators)."""
+    def counts(
+        self,
+        indicator: str,
+        release_after: int,
+        *,
+        live: bool = False,
+        days: tuple[date, date] | None = None,
+    ) -> Counts:
+        """What ``indicator``'s tables are cut from (with the live counts: operators).
+
+        ``days``: only the counts of those days (first, last), for a request that
+        needs no others.
+        """
         return Counts(
-            released=self.released_counts(indicator),
+            released=self.released_counts(indicator, days),
             through=self.released_through().get(indicator),
             release_after=release_after,
-            live=self.day_counts(indicator) if live else None,
+            live=self.day_counts(indicator, days) if live else None,
         )
 
     def released_through(self) -> dict[str, date]:
         """The day each released indicator is frozen up to."""
         return self._read(_watermarks)
 
-    def released_counts(self, indicator: str) -> dict[tuple[date, tuple[str, ...]], int]:
-        """Every (day, cell) count of ``indicator`` as released."""
-        return self._cells("released", indicator)
+    def released_counts(
+        self, indicator: str, days: tuple[date, date] | None = None
+    ) -> dict[tuple[date, tuple[str, ...]], int]:
+        """Every (day, cell) count of ``indicator`` as released (of ``days`` only)."""
+        return self._cells("released", indicator, days)
 
     def late_events(self) -> dict[str, int]:
         """Per indicator, changes to released days since their release."""
@@ -183,9 +196,11 @@ class Store(StateStore):
         query = f"SELECT * FROM {table}"  # noqa: S608 - one of three fixed names
         return self._read(lambda db: [tuple(r) for r in db.execute(query).fetchall()])
 
-    def day_counts(self, indicator: str) -> dict[tuple[date, tuple[str, ...]], int]:
-        """Every (day, cell) count of ``indicator``, as counted so far (live)."""
-        return self._cells("counts", indicator)
+    def day_counts(
+        self, indicator: str, days: tuple[date, date] | None = None
+    ) -> dict[tuple[date, tuple[str, ...]], int]:
+        """Every (day, cell) count of ``indicator`` so far (live; of ``days`` only)."""
+        return self._cells("counts", indicator, days)
 
     def events(self) -> int:
         """How many distinct events were counted."""
@@ -194,12 +209,14 @@ class Store(StateStore):
         )
 
     def _cells(
-        self, table: str, indicator: str
+        self, table: str, indicator: str, days: tuple[date, date] | None
     ) -> dict[tuple[date, tuple[str, ...]], int]:
+        first, last = ("", "9") if days is None else (d.isoformat() for d in days)
         rows = self._read(
             lambda db: db.execute(
-                f"SELECT day, cell, n FROM {table} WHERE indicator = ? AND n > 0",  # noqa: S608 - fixed names
-                (indicator,),
+                f"SELECT day, cell, n FROM {table} WHERE indicator = ? AND n > 0"  # noqa: S608 - fixed names
+                " AND day BETWEEN ? AND ?",
+                (indicator, first, last),
             ).fetchall()
         )
         return {
